@@ -1,0 +1,421 @@
+package pushhub
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/pushhub/caddy-pushhub/hub"
+)
+
+// API is the push_api handler: the server-side push API to a hub, JSON over
+// HTTP. The last path segment names the call (send, join, leave, kick,
+// online, uids, stats), so it works at a site's root or under a prefix.
+type API struct {
+	// Hub names the hub to push to. Default: "default".
+	Hub string `json:"hub,omitempty"`
+
+	// Key is the Bearer key callers must present in an Authorization
+	// header, compared in constant time; placeholders such as
+	// {env.PUSH_API_KEY} are expanded when the config loads. Empty means no
+	// key: only callers from loopback addresses are served, others get 403.
+	Key string `json:"key,omitempty"`
+
+	// MaxBodySize caps request bodies, in bytes; a larger body is refused
+	// with 413. Default: 1048576 (1 MiB).
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+
+	hub    *hub.Hub
+	key    [sha256.Size]byte
+	hasKey bool
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (API) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.push_api",
+		New: func() caddy.Module { return new(API) },
+	}
+}
+
+// Provision expands the key and takes the hub from the pool.
+func (a *API) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	if a.Hub == "" {
+		a.Hub = "default"
+	}
+	if a.MaxBodySize == 0 {
+		a.MaxBodySize = 1 << 20
+	}
+	if a.Key != "" {
+		key := caddy.NewReplacer().ReplaceKnown(a.Key, "")
+		if key == "" {
+			return fmt.Errorf("push_api: the key %q is empty once expanded (is the environment variable set?)", a.Key)
+		}
+		a.key, a.hasKey = sha256.Sum256([]byte(key)), true
+	}
+	var err error
+	a.hub, err = acquireHub(a.Hub, a.logger)
+	return err
+}
+
+// Validate checks the configuration.
+func (a *API) Validate() error {
+	if a.MaxBodySize < 0 {
+		return errors.New("push_api: max_body_size must not be negative")
+	}
+	return nil
+}
+
+// Cleanup releases the hub.
+func (a *API) Cleanup() error { return releaseHub(a.Hub, a.hub) }
+
+// apiError is an error answered as {"error": {"code": ..., "message": ...}}.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func badRequest(code, format string, args ...any) *apiError {
+	return &apiError{http.StatusBadRequest, code, fmt.Sprintf(format, args...)}
+}
+
+// call is one API call: its method and what it does.
+type call struct {
+	method string
+	serve  func(a *API, r *http.Request) (any, *apiError)
+}
+
+var calls = map[string]call{
+	"send":   {http.MethodPost, (*API).send},
+	"join":   {http.MethodPost, (*API).join},
+	"leave":  {http.MethodPost, (*API).leave},
+	"kick":   {http.MethodPost, (*API).kick},
+	"online": {http.MethodGet, (*API).online},
+	"uids":   {http.MethodGet, (*API).uids},
+	"stats":  {http.MethodGet, (*API).stats},
+}
+
+// ServeHTTP answers an API call. Every refusal is a 4xx with a JSON body.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	result, aerr := a.serve(w, r)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	status := http.StatusOK
+	if aerr != nil {
+		status = aerr.status
+		result = map[string]any{"error": map[string]string{"code": aerr.code, "message": aerr.message}}
+		if ce := a.logger.Check(zap.DebugLevel, "push_api refused a request"); ce != nil {
+			ce.Write(zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path), zap.String("code", aerr.code))
+		}
+	}
+	body, err := json.Marshal(result)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	w.WriteHeader(status)
+	_, err = w.Write(append(body, '\n'))
+	return err
+}
+
+func (a *API) serve(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+	if aerr := a.authorize(w, r); aerr != nil {
+		return nil, aerr
+	}
+	name := path.Base(r.URL.Path)
+	c, ok := calls[name]
+	if !ok {
+		return nil, &apiError{http.StatusNotFound, "unknown_call",
+			fmt.Sprintf("no API call %q: want send, join, leave, kick, online, uids or stats", name)}
+	}
+	if r.Method != c.method && !(c.method == http.MethodGet && r.Method == http.MethodHead) {
+		w.Header().Set("Allow", c.method)
+		return nil, &apiError{http.StatusMethodNotAllowed, "method_not_allowed",
+			fmt.Sprintf("%s takes %s, not %s", name, c.method, r.Method)}
+	}
+	if c.method == http.MethodPost {
+		r.Body = http.MaxBytesReader(w, r.Body, a.MaxBodySize)
+	}
+	return c.serve(a, r)
+}
+
+// authorize checks the Bearer key, or with no key that the caller is on a
+// loopback address.
+func (a *API) authorize(w http.ResponseWriter, r *http.Request) *apiError {
+	if !a.hasKey {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			return &apiError{http.StatusForbidden, "forbidden",
+				"push_api has no key configured, so it serves loopback callers only"}
+		}
+		return nil
+	}
+	scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="push_api"`)
+		return &apiError{http.StatusUnauthorized, "unauthorized", "an Authorization: Bearer <key> header is required"}
+	}
+	// Hashing first makes the comparison constant-time in the key's length too.
+	sum := sha256.Sum256([]byte(strings.TrimSpace(key)))
+	if subtle.ConstantTimeCompare(sum[:], a.key[:]) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="push_api", error="invalid_token"`)
+		return &apiError{http.StatusUnauthorized, "unauthorized", "the key is wrong"}
+	}
+	return nil
+}
+
+// decode reads a JSON object body into v, refusing unknown fields and
+// trailing data.
+func decode(r *http.Request, v any) *apiError {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &apiError{http.StatusRequestEntityTooLarge, "body_too_large",
+				fmt.Sprintf("the body is larger than %d bytes", tooBig.Limit)}
+		}
+		return badRequest("bad_body", "reading the body: %v", err)
+	}
+	return decodeBody(body, v)
+}
+
+func decodeBody(body []byte, v any) *apiError {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return badRequest("bad_json", "the body is empty: a JSON object is expected")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("bad_json", "the body is not the expected JSON object: %v", err)
+	}
+	if dec.More() {
+		return badRequest("bad_json", "the body has data after its JSON object")
+	}
+	return nil
+}
+
+// SendRequest is the body of POST /send: data and exactly one target.
+type SendRequest struct {
+	UID   string          `json:"uid,omitempty"`
+	UIDs  []string        `json:"uids,omitempty"`
+	Group string          `json:"group,omitempty"`
+	All   bool            `json:"all,omitempty"`
+	Data  json.RawMessage `json:"data"`
+}
+
+// SendReceipt is the answer of POST /send.
+type SendReceipt struct {
+	// Delivered counts the connections the message was queued to.
+	Delivered int `json:"delivered"`
+	// Dropped counts connections cut off as slow consumers by this message.
+	Dropped int `json:"dropped"`
+	// Stored tells whether the message was kept for later delivery
+	// (history). Always false until history is built.
+	Stored bool `json:"stored"`
+}
+
+// maxUIDsPerSend caps the uids of one send.
+const maxUIDsPerSend = 10000
+
+// validateSend checks a send request; it is the API's decoding contract,
+// shared with the fuzz tests.
+func (a *API) validateSend(req *SendRequest) *apiError {
+	targets := 0
+	if req.UID != "" {
+		targets++
+	}
+	if req.UIDs != nil {
+		targets++
+	}
+	if req.Group != "" {
+		targets++
+	}
+	if req.All {
+		targets++
+	}
+	if targets != 1 {
+		return badRequest("bad_target", `name exactly one target: "uid", "uids", "group" or "all": true`)
+	}
+	if len(req.Data) == 0 || string(req.Data) == "null" {
+		return badRequest("missing_data", `"data" is required: any JSON value but null`)
+	}
+	max := a.hub.Settings().MaxUIDLength
+	if len(req.UIDs) > maxUIDsPerSend {
+		return badRequest("bad_target", "at most %d uids per send", maxUIDsPerSend)
+	}
+	if req.UIDs != nil && len(req.UIDs) == 0 {
+		return badRequest("bad_target", `"uids" is empty`)
+	}
+	uids := req.UIDs
+	if req.UID != "" {
+		uids = []string{req.UID}
+	}
+	for _, uid := range uids {
+		if err := hub.ValidName("uid", uid, max); err != nil {
+			return badRequest(hub.ErrorCode(err, "invalid_uid"), "%v", err)
+		}
+	}
+	if req.Group != "" {
+		if err := hub.ValidName("group", req.Group, max); err != nil {
+			return badRequest(hub.ErrorCode(err, "invalid_group"), "%v", err)
+		}
+	}
+	return nil
+}
+
+func (a *API) send(r *http.Request) (any, *apiError) {
+	var req SendRequest
+	if aerr := decode(r, &req); aerr != nil {
+		return nil, aerr
+	}
+	if aerr := a.validateSend(&req); aerr != nil {
+		return nil, aerr
+	}
+	m := hub.Message{Data: req.Data}
+	var rc hub.Receipt
+	switch {
+	case req.UID != "":
+		rc = a.hub.SendToUID(req.UID, m)
+	case req.UIDs != nil:
+		rc = a.hub.SendToUIDs(req.UIDs, m)
+	case req.Group != "":
+		rc = a.hub.SendToGroup(req.Group, m)
+	default:
+		rc = a.hub.Broadcast(m)
+	}
+	return SendReceipt{Delivered: rc.Delivered, Dropped: rc.Dropped}, nil
+}
+
+// MembershipRequest is the body of POST /join and POST /leave.
+type MembershipRequest struct {
+	UID   string `json:"uid"`
+	Group string `json:"group"`
+}
+
+func (a *API) membership(r *http.Request) (*MembershipRequest, *apiError) {
+	var req MembershipRequest
+	if aerr := decode(r, &req); aerr != nil {
+		return nil, aerr
+	}
+	max := a.hub.Settings().MaxUIDLength
+	if err := hub.ValidName("uid", req.UID, max); err != nil {
+		return nil, badRequest(hub.ErrorCode(err, "invalid_uid"), "%v", err)
+	}
+	if err := hub.ValidName("group", req.Group, max); err != nil {
+		return nil, badRequest(hub.ErrorCode(err, "invalid_group"), "%v", err)
+	}
+	return &req, nil
+}
+
+func (a *API) join(r *http.Request) (any, *apiError) {
+	req, aerr := a.membership(r)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if err := a.hub.Join(req.UID, req.Group); err != nil {
+		status := http.StatusBadRequest
+		if errors.Is(err, hub.ErrOffline) {
+			status = http.StatusNotFound
+		}
+		return nil, &apiError{status, hub.ErrorCode(err, "join_failed"), err.Error()}
+	}
+	return map[string]bool{"ok": true}, nil
+}
+
+func (a *API) leave(r *http.Request) (any, *apiError) {
+	req, aerr := a.membership(r)
+	if aerr != nil {
+		return nil, aerr
+	}
+	wasMember := a.hub.Leave(req.UID, req.Group)
+	return map[string]bool{"ok": true, "was_member": wasMember}, nil
+}
+
+// KickRequest is the body of POST /kick.
+type KickRequest struct {
+	UID    string `json:"uid"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func (a *API) kick(r *http.Request) (any, *apiError) {
+	var req KickRequest
+	if aerr := decode(r, &req); aerr != nil {
+		return nil, aerr
+	}
+	if err := hub.ValidName("uid", req.UID, a.hub.Settings().MaxUIDLength); err != nil {
+		return nil, badRequest(hub.ErrorCode(err, "invalid_uid"), "%v", err)
+	}
+	if req.Reason == "" {
+		req.Reason = "kicked"
+	}
+	return map[string]any{"uid": req.UID, "closed": a.hub.Kick(req.UID, req.Reason)}, nil
+}
+
+func (a *API) online(r *http.Request) (any, *apiError) {
+	uid := r.URL.Query().Get("uid")
+	if err := hub.ValidName("uid", uid, a.hub.Settings().MaxUIDLength); err != nil {
+		return nil, badRequest(hub.ErrorCode(err, "invalid_uid"), "%v (pass ?uid=)", err)
+	}
+	n := a.hub.Online(uid)
+	return map[string]any{"uid": uid, "online": n > 0, "connections": n}, nil
+}
+
+// Paging of GET /uids.
+const (
+	defaultUIDsLimit = 1000
+	maxUIDsLimit     = 10000
+)
+
+func (a *API) uids(r *http.Request) (any, *apiError) {
+	q := r.URL.Query()
+	limit := defaultUIDsLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxUIDsLimit {
+			return nil, badRequest("bad_limit", "limit must be a number from 1 to %d", maxUIDsLimit)
+		}
+		limit = n
+	}
+	group := q.Get("group")
+	uids, more := a.hub.UIDs(group, q.Get("after"), limit)
+	if uids == nil {
+		uids = []string{}
+	}
+	out := map[string]any{"uids": uids}
+	if group != "" {
+		out["group"] = group
+	}
+	if more {
+		out["next"] = uids[len(uids)-1]
+	}
+	return out, nil
+}
+
+func (a *API) stats(*http.Request) (any, *apiError) {
+	return a.hub.Stats(), nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*API)(nil)
+	_ caddy.Validator             = (*API)(nil)
+	_ caddy.CleanerUpper          = (*API)(nil)
+	_ caddyhttp.MiddlewareHandler = (*API)(nil)
+)

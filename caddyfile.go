@@ -1,0 +1,253 @@
+package pushhub
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("push_hub", parseHandler)
+	httpcaddyfile.RegisterDirectiveOrder("push_hub", httpcaddyfile.Before, "encode")
+	httpcaddyfile.RegisterHandlerDirective("push_api", parseAPI)
+	httpcaddyfile.RegisterDirectiveOrder("push_api", httpcaddyfile.Before, "encode")
+}
+
+func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var hh Handler
+	err := hh.UnmarshalCaddyfile(h.Dispenser)
+	return &hh, err
+}
+
+func parseAPI(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var a API
+	err := a.UnmarshalCaddyfile(h.Dispenser)
+	return &a, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	push_hub [<matcher>] {
+//		hub                     <name>
+//		protocol                json|text
+//		auth                    jwt <secret> | jwt_key <pem file> | placeholder <placeholder> | first_message {
+//			uid_claim <claim>   # jwt and jwt_key only
+//			issuer    <iss>
+//			audience  <aud>
+//		}
+//		origins                 <origin...>
+//		ping_interval           <duration>
+//		pong_timeout            <duration>
+//		write_timeout           <duration>
+//		auth_timeout            <duration>
+//		max_message_size        <size>
+//		send_queue              <frames>
+//		max_connections_per_uid <n>
+//		max_uid_length          <bytes>
+//		allow_client_publish
+//		allow_client_groups
+//	}
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "hub":
+			err = oneArg(d, &h.Hub)
+		case "protocol":
+			err = oneArg(d, &h.Protocol)
+			if err == nil && h.Protocol != "json" && h.Protocol != "text" {
+				err = d.Errf("protocol must be json or text, not %q", h.Protocol)
+			}
+		case "auth":
+			h.Auth, err = parseAuth(d)
+		case "origins":
+			h.Origins = append(h.Origins, d.RemainingArgs()...)
+			if len(h.Origins) == 0 {
+				err = d.ArgErr()
+			}
+		case "ping_interval":
+			err = durationArg(d, &h.PingInterval)
+		case "pong_timeout":
+			err = durationArg(d, &h.PongTimeout)
+		case "write_timeout":
+			err = durationArg(d, &h.WriteTimeout)
+		case "auth_timeout":
+			err = durationArg(d, &h.AuthTimeout)
+		case "max_message_size":
+			err = sizeArg(d, &h.MaxMessageSize)
+		case "send_queue":
+			err = intArg(d, &h.SendQueue)
+		case "max_connections_per_uid":
+			err = intArg(d, &h.MaxConnectionsPerUID)
+		case "max_uid_length":
+			err = intArg(d, &h.MaxUIDLength)
+		case "allow_client_publish":
+			err = flag(d, &h.AllowClientPublish)
+		case "allow_client_groups":
+			err = flag(d, &h.AllowClientGroups)
+		default:
+			return d.Errf("unrecognized subdirective %s", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parseAuth(d *caddyfile.Dispenser) (*Auth, error) {
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	a := &Auth{}
+	switch mode := d.Val(); mode {
+	case "jwt", "jwt_key":
+		a.Mode = AuthJWT
+		if !d.NextArg() {
+			return nil, d.Errf("auth %s needs a %s", mode, map[string]string{"jwt": "secret", "jwt_key": "public key file"}[mode])
+		}
+		if mode == "jwt" {
+			a.Secret = d.Val()
+		} else {
+			a.KeyFile = d.Val()
+		}
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			var err error
+			switch d.Val() {
+			case "uid_claim":
+				err = oneArg(d, &a.UIDClaim)
+			case "issuer":
+				err = oneArg(d, &a.Issuer)
+			case "audience":
+				err = oneArg(d, &a.Audience)
+			default:
+				return nil, d.Errf("unrecognized auth subdirective %s", d.Val())
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+	case "placeholder":
+		a.Mode = AuthPlaceholder
+		if err := oneArg(d, &a.Placeholder); err != nil {
+			return nil, err
+		}
+	case "first_message":
+		a.Mode = AuthFirstMessage
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+	default:
+		return nil, d.Errf("unknown auth mode %q: want jwt, jwt_key, placeholder or first_message", mode)
+	}
+	return a, nil
+}
+
+// UnmarshalCaddyfile sets up the API from Caddyfile tokens. Syntax:
+//
+//	push_api [<matcher>] {
+//		hub           <name>
+//		key           <bearer key>
+//		max_body_size <size>
+//	}
+func (a *API) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "hub":
+			err = oneArg(d, &a.Hub)
+		case "key":
+			err = oneArg(d, &a.Key)
+		case "max_body_size":
+			err = sizeArg(d, &a.MaxBodySize)
+		default:
+			return d.Errf("unrecognized subdirective %s", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func flag(d *caddyfile.Dispenser, dst *bool) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = true
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("%s: bad duration %q: %v", d.Val(), s, err)
+	}
+	if v <= 0 {
+		return d.Errf("%s must be positive", d.Val())
+	}
+	*dst = caddy.Duration(v)
+	return nil
+}
+
+func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	v, err := humanize.ParseBytes(s)
+	if err != nil || v == 0 || v > 1<<40 {
+		return d.Errf("bad size %q: want a positive size such as 65536, 64KiB or 1MB", s)
+	}
+	*dst = int64(v)
+	return nil
+}
+
+func intArg(d *caddyfile.Dispenser, dst *int) error {
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v <= 0 {
+		return d.Errf("bad number %q: want a positive whole number", s)
+	}
+	*dst = v
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler = (*API)(nil)
+)

@@ -1,0 +1,260 @@
+package hub
+
+import (
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+)
+
+// frameKind tells the writer what a queued frame is.
+type frameKind uint8
+
+const (
+	frameData  frameKind = iota // a prepared text frame
+	framePing                   // a WebSocket ping
+	frameClose                  // a close frame; nothing after it is written
+)
+
+type outFrame struct {
+	kind   frameKind
+	pm     *websocket.PreparedMessage
+	code   int
+	reason string
+}
+
+// Conn is one WebSocket connection on a hub. It has one writer at a time: a
+// goroutine that exists only while frames are queued, so an idle connection
+// costs no writer. Publishers never block on it: a full queue cuts the
+// connection off as a slow consumer.
+type Conn struct {
+	hub      *Hub
+	ws       *websocket.Conn
+	id       string
+	protocol Protocol
+	remote   string
+	opened   time.Time
+
+	uid string // set once, at login, before the connection is registered
+
+	lastRead atomic.Int64 // unix nanoseconds of the last frame or pong read
+	loggedIn atomic.Bool
+
+	mu      sync.Mutex
+	queue   []outFrame
+	spare   []outFrame // the writer's previous batch, reused
+	writing bool
+	closing bool // a close is queued or done: nothing more is accepted
+	timer   *time.Timer
+
+	torn atomic.Bool // resources released
+}
+
+func newConn(h *Hub, ws *websocket.Conn, p Protocol) *Conn {
+	c := &Conn{
+		hub:      h,
+		ws:       ws,
+		id:       "c" + strconv.FormatUint(h.nextConnID.Add(1), 36),
+		protocol: p,
+		remote:   ws.RemoteAddr().String(),
+		opened:   time.Now(),
+	}
+	c.lastRead.Store(c.opened.UnixNano())
+	return c
+}
+
+// ID is the connection's id, unique within its hub.
+func (c *Conn) ID() string { return c.id }
+
+// UID is the uid the connection logged in as, or "" before login.
+func (c *Conn) UID() string { return c.uid }
+
+// enqueue queues a frame for the writer. It never blocks: when the queue is
+// full the connection is cut off as a slow consumer and enqueue reports false.
+func (c *Conn) enqueue(f outFrame) bool {
+	s := c.hub.Settings()
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.queue) >= s.SendQueue {
+		c.closing = true
+		c.queue = nil
+		c.mu.Unlock()
+		c.hub.slowConsumers.Add(1)
+		c.hub.logger().Debug("cutting off a slow consumer",
+			zap.String("conn", c.id), zap.String("uid", c.uid), zap.Int("send_queue", s.SendQueue))
+		go c.abort(CloseSlowConsumer, "send queue overflow")
+		return false
+	}
+	c.queue = append(c.queue, f)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return true
+}
+
+// send queues a data frame and counts it.
+func (c *Conn) send(pm *websocket.PreparedMessage) bool {
+	if c.enqueue(outFrame{kind: frameData, pm: pm}) {
+		c.hub.framesOut.Add(1)
+		return true
+	}
+	return false
+}
+
+// closeAfterFlush queues a close frame behind everything already queued and
+// bounds how long flushing may take.
+func (c *Conn) closeAfterFlush(code int, reason string, within time.Duration) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	c.queue = append(c.queue, outFrame{kind: frameClose, code: code, reason: reason})
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	time.AfterFunc(within, c.teardown)
+}
+
+// writeLoop drains the queue, then exits; enqueue starts it again when needed.
+func (c *Conn) writeLoop() {
+	defer c.hub.recoverLog("writer", c)
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			c.writing = false
+			c.spare = c.spare[:0]
+			c.mu.Unlock()
+			return
+		}
+		batch := c.queue
+		c.queue = c.spare[:0]
+		c.mu.Unlock()
+
+		for i := range batch {
+			if !c.write(batch[i]) {
+				c.mu.Lock()
+				c.writing = false
+				c.closing = true
+				c.queue = nil
+				c.mu.Unlock()
+				c.teardown()
+				return
+			}
+			batch[i] = outFrame{}
+		}
+		c.mu.Lock()
+		c.spare = batch[:0]
+		c.mu.Unlock()
+	}
+}
+
+// write writes one frame; false means the connection is finished.
+func (c *Conn) write(f outFrame) bool {
+	deadline := time.Now().Add(c.hub.Settings().WriteTimeout)
+	switch f.kind {
+	case framePing:
+		return c.ws.WriteControl(websocket.PingMessage, nil, deadline) == nil
+	case frameClose:
+		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(f.code, f.reason), deadline)
+		c.teardown()
+		return false
+	default:
+		if err := c.ws.SetWriteDeadline(deadline); err != nil {
+			return false
+		}
+		return c.ws.WritePreparedMessage(f.pm) == nil
+	}
+}
+
+// abort closes the connection now, dropping whatever is queued: a close frame
+// is attempted with a short deadline, then the socket is closed.
+func (c *Conn) abort(code int, reason string) {
+	c.mu.Lock()
+	c.closing = true
+	c.queue = nil
+	c.mu.Unlock()
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason),
+		time.Now().Add(time.Second))
+	c.teardown()
+}
+
+// teardown releases the connection once: it leaves the hub, its timer stops
+// and its socket closes, which ends its reader.
+func (c *Conn) teardown() {
+	if !c.torn.CompareAndSwap(false, true) {
+		return
+	}
+	c.mu.Lock()
+	c.closing = true
+	c.queue = nil
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.mu.Unlock()
+	c.hub.remove(c)
+	_ = c.ws.NetConn().Close()
+}
+
+// tick runs on the connection's timer: it enforces the auth timeout, detects
+// dead peers and queues pings.
+func (c *Conn) tick() {
+	if c.torn.Load() {
+		return
+	}
+	s := c.hub.Settings()
+	now := time.Now()
+	next := s.PingInterval + s.PongTimeout
+	if !c.loggedIn.Load() {
+		left := s.AuthTimeout - now.Sub(c.opened)
+		if left <= 0 {
+			c.abort(CloseAuthTimeout, "no login within auth_timeout")
+			return
+		}
+		next = min(next, left)
+	}
+	silent := now.Sub(time.Unix(0, c.lastRead.Load()))
+	deadline := s.PingInterval + s.PongTimeout
+	switch {
+	case silent >= deadline:
+		c.abort(ClosePingTimeout, "no pong within pong_timeout")
+		return
+	case silent >= s.PingInterval-s.PingInterval/10:
+		// Due: ping, and look again when the pong is overdue.
+		c.enqueue(outFrame{kind: framePing})
+		next = min(next, deadline-silent)
+	default:
+		next = min(next, s.PingInterval-silent)
+	}
+	next = max(next, 10*time.Millisecond)
+	c.mu.Lock()
+	if !c.closing {
+		c.timer.Reset(next)
+	}
+	c.mu.Unlock()
+}
+
+// startTimer arms the connection's timer for the first time.
+func (c *Conn) startTimer() {
+	s := c.hub.Settings()
+	c.mu.Lock()
+	c.timer = time.AfterFunc(min(s.AuthTimeout, s.PingInterval), c.tick)
+	c.mu.Unlock()
+}
+
+// netConn is the connection's socket, for tests and diagnostics.
+func (c *Conn) netConn() net.Conn { return c.ws.NetConn() }

@@ -1,0 +1,298 @@
+package hub
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+)
+
+// LoginFunc verifies the credential a client logs in with (a uid, or a
+// token whose subject is the uid) and returns the uid.
+type LoginFunc func(credential string) (uid string, err error)
+
+// ConnOptions say how a new connection logs in and what it speaks.
+type ConnOptions struct {
+	Protocol Protocol
+	// UID is set when the connection was authenticated at the upgrade (a
+	// placeholder, or a token in a header or query parameter); the connection
+	// is then logged in at once.
+	UID string
+	// Login verifies the first frame's credential when UID is empty.
+	Login LoginFunc
+}
+
+// Serve takes over an upgraded WebSocket. It returns at once: the connection
+// lives on its own reader goroutine until it closes.
+func (h *Hub) Serve(ws *websocket.Conn, o ConnOptions) *Conn {
+	c := newConn(h, ws, o.Protocol)
+	if h.closed.Load() {
+		go c.abort(CloseGoingAway, "hub is shutting down")
+		return c
+	}
+	h.pendingMu.Lock()
+	h.pending[c] = struct{}{}
+	h.pendingMu.Unlock()
+	c.startTimer()
+	if o.UID != "" {
+		c.login(o.UID)
+	}
+	go c.readLoop(o)
+	return c
+}
+
+func (c *Conn) readLoop(o ConnOptions) {
+	defer c.teardown()
+	defer c.hub.recoverLog("reader", c)
+	c.ws.SetPongHandler(func(string) error {
+		c.lastRead.Store(time.Now().UnixNano())
+		return nil
+	})
+	for {
+		c.ws.SetReadLimit(c.hub.Settings().MaxMessageSize)
+		mt, data, err := c.ws.ReadMessage()
+		if err != nil {
+			// gorilla has already answered an oversize frame with 1009 and a
+			// protocol error with 1002; a close frame was answered in kind.
+			return
+		}
+		c.lastRead.Store(time.Now().UnixNano())
+		c.hub.framesIn.Add(1)
+		if mt != websocket.TextMessage {
+			c.abort(CloseUnsupportedData, "binary frames are not accepted")
+			return
+		}
+		if !utf8.Valid(data) {
+			c.abort(CloseInvalidPayload, "text frame is not valid UTF-8")
+			return
+		}
+		var keep bool
+		if c.protocol == ProtocolText {
+			keep = c.handleText(data, o)
+		} else {
+			keep = c.handleJSON(data, o)
+		}
+		if !keep {
+			return
+		}
+	}
+}
+
+// login verifies nothing: uid is already authenticated. It validates the
+// uid, registers the connection and reports whether it is logged in.
+func (c *Conn) login(uid string) bool {
+	h := c.hub
+	if err := ValidName("uid", uid, h.Settings().MaxUIDLength); err != nil {
+		c.fail(CloseAuthFailed, err)
+		return false
+	}
+	err := h.register(c, uid, func(seq uint64) outFrame {
+		if c.protocol == ProtocolText {
+			return outFrame{kind: frameData, pm: mustPrepare([]byte("login success, your uid is " + uid))}
+		}
+		return outFrame{kind: frameData, pm: controlFrame(welcomeFrame{Type: "welcome", UID: uid, ConnID: c.id, Seq: seq})}
+	})
+	switch {
+	case err == nil:
+		if ce := h.logger().Check(zap.DebugLevel, "logged in"); ce != nil {
+			ce.Write(zap.String("conn", c.id), zap.String("uid", uid), zap.String("remote", c.remote))
+		}
+		return true
+	case errors.Is(err, errTooManyConn):
+		c.fail(CloseTooManyConnections, err)
+	default:
+		c.fail(CloseGoingAway, err)
+	}
+	return false
+}
+
+// authenticate runs a first-frame login.
+func (c *Conn) authenticate(o ConnOptions, credential string) bool {
+	if o.Login == nil {
+		c.fail(CloseAuthFailed, newError("auth_failed", "this endpoint does not accept logins in frames"))
+		return false
+	}
+	uid, err := o.Login(credential)
+	if err != nil {
+		c.hub.logger().Info("login refused", zap.String("conn", c.id), zap.String("remote", c.remote), zap.Error(err))
+		c.fail(CloseAuthFailed, &Error{Code: ErrorCode(err, "auth_failed"), Message: err.Error()})
+		return false
+	}
+	return c.login(uid)
+}
+
+// fail tells a json client why in an error frame, then closes with code
+// after the queue is flushed.
+func (c *Conn) fail(code int, err error) {
+	e := &Error{Code: ErrorCode(err, "error"), Message: err.Error()}
+	if c.protocol == ProtocolJSON {
+		c.enqueue(outFrame{kind: frameData, pm: controlFrame(errorFrame{Type: "error", Code: e.Code, Message: e.Message})})
+	}
+	c.closeAfterFlush(code, closeReason(e.Code+": "+e.Message), time.Second)
+}
+
+// handleText runs the recipe's protocol; it reports whether to keep reading.
+func (c *Conn) handleText(data []byte, o ConnOptions) bool {
+	if !c.loggedIn.Load() {
+		return c.authenticate(o, string(data))
+	}
+	if !c.hub.Settings().AllowClientPublish {
+		return true // the recipe's protocol has no error frames: ignore it
+	}
+	to, text, ok := strings.Cut(string(data), ":")
+	if !ok {
+		return true
+	}
+	m := Message{Data: jsonString(text), From: c.uid}
+	if to == "all" {
+		c.hub.Broadcast(m)
+	} else {
+		c.hub.SendToUID(to, m)
+	}
+	return true
+}
+
+// clientFrame is every frame a json client may send; Type says which
+// fields matter.
+type clientFrame struct {
+	Type  string          `json:"type"`
+	ID    json.RawMessage `json:"id,omitempty"`
+	UID   string          `json:"uid,omitempty"`
+	Token string          `json:"token,omitempty"`
+	To    string          `json:"to,omitempty"`
+	Group string          `json:"group,omitempty"`
+	All   bool            `json:"all,omitempty"`
+	Data  json.RawMessage `json:"data,omitempty"`
+}
+
+type welcomeFrame struct {
+	Type   string `json:"type"`
+	UID    string `json:"uid"`
+	ConnID string `json:"conn_id"`
+	Seq    uint64 `json:"seq"`
+}
+
+type errorFrame struct {
+	Type    string          `json:"type"`
+	ID      json.RawMessage `json:"id,omitempty"`
+	Code    string          `json:"code"`
+	Message string          `json:"message"`
+}
+
+type replyFrame struct {
+	Type      string          `json:"type"`
+	ID        json.RawMessage `json:"id,omitempty"`
+	Delivered *int            `json:"delivered,omitempty"`
+	Dropped   *int            `json:"dropped,omitempty"`
+	Group     string          `json:"group,omitempty"`
+}
+
+// handleJSON runs the json protocol; it reports whether to keep reading.
+func (c *Conn) handleJSON(data []byte, o ConnOptions) bool {
+	var f clientFrame
+	if err := json.Unmarshal(data, &f); err != nil {
+		c.reply(errorFrame{Type: "error", Code: "bad_frame", Message: "frame is not a JSON object: " + err.Error()})
+		return true
+	}
+	if !c.loggedIn.Load() && f.Type != "login" && f.Type != "ping" {
+		c.fail(CloseAuthFailed, newError("login_required", "the first frame must be a login frame"))
+		return false
+	}
+	s := c.hub.Settings()
+	switch f.Type {
+	case "login":
+		if c.loggedIn.Load() {
+			c.reply(errorFrame{Type: "error", ID: f.ID, Code: "already_logged_in", Message: "this connection is logged in as " + c.uid})
+			return true
+		}
+		credential := f.Token
+		if credential == "" {
+			credential = f.UID
+		}
+		return c.authenticate(o, credential)
+	case "ping":
+		c.reply(replyFrame{Type: "pong", ID: f.ID})
+	case "send":
+		if !s.AllowClientPublish {
+			c.reply(errorFrame{Type: "error", ID: f.ID, Code: "publish_forbidden", Message: "clients may not publish on this endpoint"})
+			return true
+		}
+		c.publish(f)
+	case "join", "leave":
+		if !s.AllowClientGroups {
+			c.reply(errorFrame{Type: "error", ID: f.ID, Code: "groups_forbidden", Message: "clients may not join or leave groups on this endpoint"})
+			return true
+		}
+		answer := "left"
+		if f.Type == "join" {
+			if err := c.hub.Join(c.uid, f.Group); err != nil {
+				c.reply(errorFrame{Type: "error", ID: f.ID, Code: ErrorCode(err, "join_failed"), Message: err.Error()})
+				return true
+			}
+			answer = "joined"
+		} else {
+			c.hub.Leave(c.uid, f.Group)
+		}
+		c.reply(replyFrame{Type: answer, ID: f.ID, Group: f.Group})
+	case "":
+		c.reply(errorFrame{Type: "error", ID: f.ID, Code: "bad_frame", Message: "frame has no type"})
+	default:
+		c.reply(errorFrame{Type: "error", ID: f.ID, Code: "unknown_type", Message: "unknown frame type " + quoteShort(f.Type)})
+	}
+	return true
+}
+
+// publish runs a client's send frame.
+func (c *Conn) publish(f clientFrame) {
+	targets := 0
+	for _, set := range []bool{f.To != "", f.Group != "", f.All} {
+		if set {
+			targets++
+		}
+	}
+	if targets != 1 {
+		c.reply(errorFrame{Type: "error", ID: f.ID, Code: "bad_target", Message: `a send frame names exactly one of "to", "group" and "all"`})
+		return
+	}
+	if len(f.Data) == 0 {
+		c.reply(errorFrame{Type: "error", ID: f.ID, Code: "bad_frame", Message: `a send frame carries "data"`})
+		return
+	}
+	m := Message{Data: f.Data, From: c.uid}
+	var r Receipt
+	switch {
+	case f.All:
+		r = c.hub.Broadcast(m)
+	case f.Group != "":
+		r = c.hub.SendToGroup(f.Group, m)
+	default:
+		r = c.hub.SendToUID(f.To, m)
+	}
+	if len(f.ID) > 0 {
+		c.reply(replyFrame{Type: "sent", ID: f.ID, Delivered: &r.Delivered, Dropped: &r.Dropped})
+	}
+}
+
+// reply queues a server frame to this json connection.
+func (c *Conn) reply(v any) {
+	c.enqueue(outFrame{kind: frameData, pm: controlFrame(v)})
+}
+
+func jsonString(s string) json.RawMessage {
+	b, _ := json.Marshal(s) // a string always marshals
+	return b
+}
+
+// quoteShort quotes a client-supplied name for an error message, cut to a
+// readable length.
+func quoteShort(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	b, _ := json.Marshal(s)
+	return string(b)
+}

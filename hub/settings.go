@@ -1,0 +1,79 @@
+package hub
+
+import "time"
+
+// Protocol is the wire protocol a connection speaks.
+type Protocol uint8
+
+const (
+	// ProtocolJSON frames every message as a JSON object with a type (PROTOCOL.md).
+	ProtocolJSON Protocol = iota
+	// ProtocolText is the Workerman recipe's protocol: the first frame logs in,
+	// then "<uid>:<message>" and "all:<message>".
+	ProtocolText
+)
+
+func (p Protocol) String() string {
+	if p == ProtocolText {
+		return "text"
+	}
+	return "json"
+}
+
+// Settings are a hub's tunables. They can be replaced at any time with
+// Hub.Configure; connections read them when they need them, so a reload's new
+// values reach connections that were opened before it.
+type Settings struct {
+	PingInterval         time.Duration // how often the server pings each connection
+	PongTimeout          time.Duration // grace after a missed ping before a silent peer is closed
+	WriteTimeout         time.Duration // deadline of one frame write
+	AuthTimeout          time.Duration // how long a connection may stay unauthenticated
+	MaxMessageSize       int64         // largest frame a client may send; larger closes 1009
+	SendQueue            int           // frames queued per connection before it is cut off as slow
+	MaxConnectionsPerUID int           // connections one uid may hold at once
+	MaxUIDLength         int           // longest uid or group name, in bytes
+	AllowClientPublish   bool          // clients may send to a uid, a group or everyone
+	AllowClientGroups    bool          // json clients may join and leave groups themselves
+}
+
+// DefaultSettings are the values a zero field of Settings stands for.
+var DefaultSettings = Settings{
+	PingInterval:         25 * time.Second,
+	PongTimeout:          10 * time.Second,
+	WriteTimeout:         10 * time.Second,
+	AuthTimeout:          10 * time.Second,
+	MaxMessageSize:       64 << 10,
+	SendQueue:            64,
+	MaxConnectionsPerUID: 16,
+	MaxUIDLength:         128,
+}
+
+// withDefaults fills every zero field from DefaultSettings.
+func (s Settings) withDefaults() Settings {
+	d := DefaultSettings
+	if s.PingInterval <= 0 {
+		s.PingInterval = d.PingInterval
+	}
+	if s.PongTimeout <= 0 {
+		s.PongTimeout = d.PongTimeout
+	}
+	if s.WriteTimeout <= 0 {
+		s.WriteTimeout = d.WriteTimeout
+	}
+	if s.AuthTimeout <= 0 {
+		s.AuthTimeout = d.AuthTimeout
+	}
+	if s.MaxMessageSize <= 0 {
+		s.MaxMessageSize = d.MaxMessageSize
+	}
+	if s.SendQueue <= 0 {
+		s.SendQueue = d.SendQueue
+	}
+	if s.MaxConnectionsPerUID <= 0 {
+		s.MaxConnectionsPerUID = d.MaxConnectionsPerUID
+	}
+	if s.MaxUIDLength <= 0 {
+		s.MaxUIDLength = d.MaxUIDLength
+	}
+	return s
+}

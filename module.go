@@ -1,0 +1,406 @@
+// Package pushhub is a Caddy v2 plugin that makes a Caddy server a real-time
+// push hub: clients hold a WebSocket bound to a user id (uid) through the
+// push_hub handler, and anything can push to a uid, a group or everyone
+// through the push_api handler or from other clients.
+package pushhub
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/pushhub/caddy-pushhub/hub"
+	"github.com/pushhub/caddy-pushhub/internal/jwtauth"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+	caddy.RegisterModule(API{})
+}
+
+// Handler is the push_hub WebSocket endpoint. Each connection logs in as a
+// uid and receives what is pushed to that uid, to its groups or to everyone.
+// Endpoints that name the same hub share its connections, and a hub lives
+// across config reloads: its sockets stay open and bound.
+type Handler struct {
+	// Hub names the hub this endpoint serves. Default: "default".
+	Hub string `json:"hub,omitempty"`
+
+	// Protocol is the wire protocol: "json" (default) or "text", the
+	// Workerman recipe's protocol. See PROTOCOL.md.
+	Protocol string `json:"protocol,omitempty"`
+
+	// Auth says how a connection proves its uid. Required.
+	Auth *Auth `json:"auth,omitempty"`
+
+	// Origins lists the browser origins (scheme://host[:port]) allowed to
+	// connect; "*" allows any. Empty means same-origin only: a request whose
+	// Origin header names another host than the request's is refused with
+	// 403. Requests without an Origin header (non-browser clients) are
+	// always allowed.
+	Origins []string `json:"origins,omitempty"`
+
+	// PingInterval is how often an otherwise silent connection is pinged.
+	// Default: 25s.
+	PingInterval caddy.Duration `json:"ping_interval,omitempty"`
+
+	// PongTimeout is how long after a due ping a connection that has sent
+	// nothing, not even a pong, is closed with 4006. Default: 10s.
+	PongTimeout caddy.Duration `json:"pong_timeout,omitempty"`
+
+	// WriteTimeout bounds one frame write; a connection that cannot take a
+	// frame within it is closed. Default: 10s.
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
+
+	// AuthTimeout is how long a connection may stay without logging in
+	// before it is closed with 4002. Default: 10s.
+	AuthTimeout caddy.Duration `json:"auth_timeout,omitempty"`
+
+	// MaxMessageSize is the largest frame a client may send, in bytes; a
+	// larger one closes the connection with 1009. Default: 65536.
+	MaxMessageSize int64 `json:"max_message_size,omitempty"`
+
+	// SendQueue is how many frames may wait to be written to one connection.
+	// A connection whose queue is full when a message comes is a slow
+	// consumer: it is closed with 4004 and nobody else waits for it.
+	// Default: 64.
+	SendQueue int `json:"send_queue,omitempty"`
+
+	// MaxConnectionsPerUID is how many connections one uid may hold at once;
+	// one more is refused with close code 4003. Default: 16.
+	MaxConnectionsPerUID int `json:"max_connections_per_uid,omitempty"`
+
+	// MaxUIDLength caps uids and group names, in bytes. Default: 128.
+	MaxUIDLength int `json:"max_uid_length,omitempty"`
+
+	// AllowClientPublish lets clients send to a uid, a group or everyone
+	// (the recipe's "uid:message" and "all:message"). Default: false.
+	AllowClientPublish bool `json:"allow_client_publish,omitempty"`
+
+	// AllowClientGroups lets json clients join and leave groups themselves.
+	// Default: false (groups are managed through push_api).
+	AllowClientGroups bool `json:"allow_client_groups,omitempty"`
+
+	hub      *hub.Hub
+	protocol hub.Protocol
+	verifier *jwtauth.Verifier
+	origins  map[string]bool
+	anyOrig  bool
+	upgrader websocket.Upgrader
+	logger   *zap.Logger
+}
+
+// Auth modes.
+const (
+	AuthJWT          = "jwt"
+	AuthPlaceholder  = "placeholder"
+	AuthFirstMessage = "first_message"
+)
+
+// Auth configures how connections prove their uid.
+type Auth struct {
+	// Mode is "jwt" (a signed token whose subject, or UIDClaim, is the uid),
+	// "placeholder" (the uid is a Caddy placeholder's value, e.g.
+	// {http.auth.user.id} behind basic_auth) or "first_message" (the first
+	// frame is the uid, trusted as it is: the recipe's insecure demo mode).
+	Mode string `json:"mode"`
+
+	// Secret is the HS256 secret of mode jwt; placeholders such as
+	// {env.PUSH_JWT_SECRET} are expanded when the config loads. At least 16
+	// bytes. Exactly one of Secret and KeyFile is set in mode jwt.
+	Secret string `json:"secret,omitempty"`
+
+	// KeyFile is a PEM public key (or certificate) of mode jwt: an RSA key
+	// pins RS256, an ECDSA P-256 key ES256.
+	KeyFile string `json:"key_file,omitempty"`
+
+	// UIDClaim is the token claim that holds the uid. Default: "sub".
+	UIDClaim string `json:"uid_claim,omitempty"`
+
+	// Issuer, when set, must equal the token's "iss".
+	Issuer string `json:"issuer,omitempty"`
+
+	// Audience, when set, must be in the token's "aud".
+	Audience string `json:"audience,omitempty"`
+
+	// Placeholder is the placeholder of mode placeholder, resolved for each
+	// upgrade request; an empty value refuses the request with 401.
+	Placeholder string `json:"placeholder,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.push_hub",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// writeBufferPool shares write buffers among connections: a connection
+// holds one only while a writer is writing to it.
+var writeBufferPool sync.Pool
+
+// Provision sets the handler up and takes its hub from the pool, creating
+// it or pushing the new settings into the one that survived a reload.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.Hub == "" {
+		h.Hub = "default"
+	}
+	switch h.Protocol {
+	case "", "json":
+		h.protocol = hub.ProtocolJSON
+	case "text":
+		h.protocol = hub.ProtocolText
+	default:
+		return fmt.Errorf("unknown protocol %q: want json or text", h.Protocol)
+	}
+	if err := h.provisionAuth(); err != nil {
+		return err
+	}
+	h.origins = make(map[string]bool)
+	for _, o := range h.Origins {
+		if o == "*" {
+			h.anyOrig = true
+			continue
+		}
+		norm, err := normalizeOrigin(o)
+		if err != nil {
+			return fmt.Errorf("origin %q: %v", o, err)
+		}
+		h.origins[norm] = true
+	}
+	h.upgrader = websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:   1024,
+		WriteBufferSize:  1024,
+		WriteBufferPool:  &writeBufferPool,
+		CheckOrigin:      func(*http.Request) bool { return true }, // checked before Upgrade, see checkOrigin
+	}
+	var err error
+	h.hub, err = acquireHub(h.Hub, h.logger)
+	if err != nil {
+		return err
+	}
+	h.hub.Configure(h.settings())
+	return nil
+}
+
+func (h *Handler) settings() hub.Settings {
+	return hub.Settings{
+		PingInterval:         time.Duration(h.PingInterval),
+		PongTimeout:          time.Duration(h.PongTimeout),
+		WriteTimeout:         time.Duration(h.WriteTimeout),
+		AuthTimeout:          time.Duration(h.AuthTimeout),
+		MaxMessageSize:       h.MaxMessageSize,
+		SendQueue:            h.SendQueue,
+		MaxConnectionsPerUID: h.MaxConnectionsPerUID,
+		MaxUIDLength:         h.MaxUIDLength,
+		AllowClientPublish:   h.AllowClientPublish,
+		AllowClientGroups:    h.AllowClientGroups,
+	}
+}
+
+func (h *Handler) provisionAuth() error {
+	if h.Auth == nil {
+		return errors.New("push_hub needs an auth mode: jwt, jwt_key, placeholder or first_message")
+	}
+	a := h.Auth
+	switch a.Mode {
+	case AuthJWT:
+		cfg := jwtauth.Config{UIDClaim: a.UIDClaim, Issuer: a.Issuer, Audience: a.Audience}
+		switch {
+		case a.Secret != "" && a.KeyFile != "":
+			return errors.New("auth jwt: set either a secret or a key file, not both")
+		case a.Secret != "":
+			secret := caddy.NewReplacer().ReplaceKnown(a.Secret, "")
+			if secret == "" {
+				return fmt.Errorf("auth jwt: the secret %q is empty once expanded (is the environment variable set?)", a.Secret)
+			}
+			cfg.Secret = []byte(secret)
+		case a.KeyFile != "":
+			pem, err := os.ReadFile(a.KeyFile)
+			if err != nil {
+				return fmt.Errorf("auth jwt_key: %v", err)
+			}
+			cfg.KeyPEM = pem
+		default:
+			return errors.New("auth jwt: a secret or a key file is required")
+		}
+		v, err := jwtauth.New(cfg)
+		if err != nil {
+			return fmt.Errorf("auth jwt: %v", err)
+		}
+		h.verifier = v
+	case AuthPlaceholder:
+		if a.Placeholder == "" {
+			return errors.New("auth placeholder: a placeholder is required, e.g. {http.auth.user.id}")
+		}
+	case AuthFirstMessage:
+		h.logger.Warn("push_hub trusts any uid a client claims (auth first_message): use it for demos only",
+			zap.String("hub", h.Hub))
+	default:
+		return fmt.Errorf("unknown auth mode %q: want jwt, placeholder or first_message", a.Mode)
+	}
+	return nil
+}
+
+// Validate checks combinations of settings.
+func (h *Handler) Validate() error {
+	if h.MaxMessageSize < 0 || h.SendQueue < 0 || h.MaxConnectionsPerUID < 0 || h.MaxUIDLength < 0 {
+		return errors.New("max_message_size, send_queue, max_connections_per_uid and max_uid_length must not be negative")
+	}
+	if h.PingInterval < 0 || h.PongTimeout < 0 || h.WriteTimeout < 0 || h.AuthTimeout < 0 {
+		return errors.New("durations must not be negative")
+	}
+	if h.MaxUIDLength > 4096 {
+		return errors.New("max_uid_length must be at most 4096")
+	}
+	return nil
+}
+
+// Cleanup releases the handler's hold on its hub; the hub closes when no
+// config holds it any more.
+func (h *Handler) Cleanup() error {
+	return releaseHub(h.Hub, h.hub)
+}
+
+// ServeHTTP upgrades WebSocket requests and hands them to the hub; other
+// requests go to the next handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if r.ProtoMajor >= 2 && r.Method == http.MethodConnect {
+		return caddyhttp.Error(http.StatusNotImplemented,
+			errors.New("WebSocket over HTTP/2 or HTTP/3 is not supported: connect over HTTP/1.1"))
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		return next.ServeHTTP(w, r)
+	}
+	if !h.checkOrigin(r) {
+		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q is not allowed", r.Header.Get("Origin")))
+	}
+	opts := hub.ConnOptions{Protocol: h.protocol}
+	uid, err := h.uidAtUpgrade(r)
+	if err != nil {
+		return caddyhttp.Error(http.StatusUnauthorized, err)
+	}
+	opts.UID = uid
+	if uid == "" {
+		opts.Login = h.login
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("http.push_hub.uid", uid)
+
+	ws, err := h.upgrader.Upgrade(hijacker{w, http.NewResponseController(w)}, r, nil)
+	if err != nil {
+		// Upgrade has answered the request (400 for a bad handshake).
+		h.logger.Debug("upgrade failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
+		return nil
+	}
+	h.hub.Serve(ws, opts)
+	return nil
+}
+
+// uidAtUpgrade authenticates at the upgrade where the credential is in the
+// request: a placeholder, or a token in the Authorization header or the
+// token query parameter. "" with no error means: log in with the first frame.
+func (h *Handler) uidAtUpgrade(r *http.Request) (string, error) {
+	switch h.Auth.Mode {
+	case AuthPlaceholder:
+		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		uid := repl.ReplaceKnown(h.Auth.Placeholder, "")
+		if uid == "" {
+			return "", fmt.Errorf("placeholder %s is empty for this request", h.Auth.Placeholder)
+		}
+		return uid, nil
+	case AuthJWT:
+		token := r.URL.Query().Get("token")
+		if auth := r.Header.Get("Authorization"); token == "" && auth != "" {
+			scheme, t, ok := strings.Cut(auth, " ")
+			if !ok || !strings.EqualFold(scheme, "Bearer") {
+				return "", errors.New("the Authorization header is not a Bearer token")
+			}
+			token = strings.TrimSpace(t)
+		}
+		if token == "" {
+			return "", nil
+		}
+		uid, err := h.verifier.Verify(token)
+		if err != nil {
+			return "", fmt.Errorf("token refused: %v", err)
+		}
+		return uid, nil
+	}
+	return "", nil
+}
+
+// login verifies a first-frame credential.
+func (h *Handler) login(credential string) (string, error) {
+	if h.Auth.Mode == AuthJWT {
+		uid, err := h.verifier.Verify(credential)
+		var je *jwtauth.Error
+		if errors.As(err, &je) {
+			return "", &hub.Error{Code: je.Code, Message: je.Error()}
+		}
+		return uid, err
+	}
+	return credential, nil // first_message: the frame is the uid
+}
+
+// checkOrigin allows requests without an Origin header, and browsers from
+// the listed origins or, with none listed, from the request's own host.
+func (h *Handler) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || h.anyOrig {
+		return true
+	}
+	norm, err := normalizeOrigin(origin)
+	if err != nil {
+		return false
+	}
+	if len(h.origins) > 0 {
+		return h.origins[norm]
+	}
+	u, _ := url.Parse(norm)
+	return strings.EqualFold(u.Host, r.Host)
+}
+
+// normalizeOrigin reduces an origin to lower-case scheme://host[:port].
+func normalizeOrigin(o string) (string, error) {
+	u, err := url.Parse(o)
+	if err != nil {
+		return "", err
+	}
+	if u.Scheme == "" || u.Host == "" {
+		return "", errors.New("an origin is scheme://host[:port]")
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host), nil
+}
+
+// hijacker lets gorilla's Upgrade hijack through http.ResponseController,
+// which unwraps Caddy's response writer wrappers (encode, headers, logging).
+type hijacker struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) { return h.rc.Hijack() }
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
