@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -255,6 +254,3 @@ func (c *Conn) startTimer() {
 	c.timer = time.AfterFunc(min(s.AuthTimeout, s.PingInterval), c.tick)
 	c.mu.Unlock()
 }
-
-// netConn is the connection's socket, for tests and diagnostics.
-func (c *Conn) netConn() net.Conn { return c.ws.NetConn() }
