@@ -13,6 +13,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -218,6 +219,9 @@ type SendRequest struct {
 	Group string          `json:"group,omitempty"`
 	All   bool            `json:"all,omitempty"`
 	Data  json.RawMessage `json:"data"`
+	// WaitAck makes the call wait, at most this long (e.g. "2s"), for the
+	// json connections reached to acknowledge the message.
+	WaitAck caddy.Duration `json:"wait_ack,omitempty"`
 }
 
 // SendReceipt is the answer of POST /send.
@@ -226,13 +230,19 @@ type SendReceipt struct {
 	Delivered int `json:"delivered"`
 	// Dropped counts connections cut off as slow consumers by this message.
 	Dropped int `json:"dropped"`
-	// Stored tells whether the message was kept for later delivery
-	// (history). Always false until history is built.
+	// Stored tells whether the message was kept in history for later
+	// delivery: to a uid that is offline, or to a client that resumes.
 	Stored bool `json:"stored"`
+	// Acked counts the json connections that acknowledged the message
+	// within wait_ack; present only when wait_ack was given.
+	Acked *int `json:"acked,omitempty"`
 }
 
-// maxUIDsPerSend caps the uids of one send.
-const maxUIDsPerSend = 10000
+// Caps of one send.
+const (
+	maxUIDsPerSend = 10000
+	maxWaitAck     = 30 * time.Second
+)
 
 // validateSend checks a send request; it is the API's decoding contract,
 // shared with the fuzz tests.
@@ -252,6 +262,9 @@ func (a *API) validateSend(req *SendRequest) *apiError {
 	}
 	if targets != 1 {
 		return badRequest("bad_target", `name exactly one target: "uid", "uids", "group" or "all": true`)
+	}
+	if req.WaitAck < 0 || time.Duration(req.WaitAck) > maxWaitAck {
+		return badRequest("bad_wait_ack", "wait_ack must be between 0 and %s", maxWaitAck)
 	}
 	if len(req.Data) == 0 || string(req.Data) == "null" {
 		return badRequest("missing_data", `"data" is required: any JSON value but null`)
@@ -288,19 +301,14 @@ func (a *API) send(r *http.Request) (any, *apiError) {
 	if aerr := a.validateSend(&req); aerr != nil {
 		return nil, aerr
 	}
-	m := hub.Message{Data: req.Data}
-	var rc hub.Receipt
-	switch {
-	case req.UID != "":
-		rc = a.hub.SendToUID(req.UID, m)
-	case req.UIDs != nil:
-		rc = a.hub.SendToUIDs(req.UIDs, m)
-	case req.Group != "":
-		rc = a.hub.SendToGroup(req.Group, m)
-	default:
-		rc = a.hub.Broadcast(m)
+	target := hub.Target{UID: req.UID, UIDs: req.UIDs, Group: req.Group, All: req.All}
+	opts := hub.SendOptions{WaitAck: time.Duration(req.WaitAck)}
+	rc := a.hub.Send(r.Context(), target, hub.Message{Data: req.Data}, opts)
+	out := SendReceipt{Delivered: rc.Delivered, Dropped: rc.Dropped, Stored: rc.Stored}
+	if opts.WaitAck > 0 {
+		out.Acked = &rc.Acked
 	}
-	return SendReceipt{Delivered: rc.Delivered, Dropped: rc.Dropped}, nil
+	return out, nil
 }
 
 // MembershipRequest is the body of POST /join and POST /leave.

@@ -50,6 +50,9 @@ func parseAPI(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		max_uid_length          <bytes>
 //		allow_client_publish
 //		allow_client_groups
+//		history                 <size> <ttl> [<max total size>]
+//		rate_limit              <frames per second> [<burst>]
+//		reconnect_jitter        <duration>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -93,6 +96,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = flag(d, &h.AllowClientPublish)
 		case "allow_client_groups":
 			err = flag(d, &h.AllowClientGroups)
+		case "history":
+			err = parseHistory(d, h)
+		case "rate_limit":
+			err = parseRateLimit(d, h)
+		case "reconnect_jitter":
+			err = durationArg(d, &h.ReconnectJitter)
 		default:
 			return d.Errf("unrecognized subdirective %s", d.Val())
 		}
@@ -152,6 +161,52 @@ func parseAuth(d *caddyfile.Dispenser) (*Auth, error) {
 		return nil, d.Errf("unknown auth mode %q: want jwt, jwt_key, placeholder or first_message", mode)
 	}
 	return a, nil
+}
+
+// parseHistory reads "history <size> <ttl> [<max total size>]".
+func parseHistory(d *caddyfile.Dispenser, h *Handler) error {
+	args := d.RemainingArgs()
+	if len(args) < 2 || len(args) > 3 {
+		return d.ArgErr()
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n <= 0 || n > 100000 {
+		return d.Errf("history size %q: want a number of messages from 1 to 100000", args[0])
+	}
+	ttl, err := caddy.ParseDuration(args[1])
+	if err != nil || ttl <= 0 {
+		return d.Errf("history ttl %q: want a positive duration such as 2m", args[1])
+	}
+	h.HistorySize, h.HistoryTTL = n, caddy.Duration(ttl)
+	if len(args) == 3 {
+		v, err := humanize.ParseBytes(args[2])
+		if err != nil || v == 0 || v > 1<<40 {
+			return d.Errf("history max size %q: want a size such as 64MiB", args[2])
+		}
+		h.HistoryMaxBytes = int64(v)
+	}
+	return nil
+}
+
+// parseRateLimit reads "rate_limit <frames per second> [<burst>]".
+func parseRateLimit(d *caddyfile.Dispenser, h *Handler) error {
+	args := d.RemainingArgs()
+	if len(args) < 1 || len(args) > 2 {
+		return d.ArgErr()
+	}
+	r, err := strconv.ParseFloat(args[0], 64)
+	if err != nil || r <= 0 || r > 1e6 {
+		return d.Errf("rate_limit %q: want frames per second, e.g. 100", args[0])
+	}
+	h.RateLimit = r
+	if len(args) == 2 {
+		b, err := strconv.Atoi(args[1])
+		if err != nil || b <= 0 {
+			return d.Errf("rate_limit burst %q: want a positive whole number", args[1])
+		}
+		h.RateBurst = b
+	}
+	return nil
 }
 
 // UnmarshalCaddyfile sets up the API from Caddyfile tokens. Syntax:

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -92,6 +93,34 @@ type Handler struct {
 	// AllowClientGroups lets json clients join and leave groups themselves.
 	// Default: false (groups are managed through push_api).
 	AllowClientGroups bool `json:"allow_client_groups,omitempty"`
+
+	// HistorySize is how many messages per uid are kept for resume: a json
+	// client that reconnects with the last sequence number it saw gets what
+	// it missed, and a push to an offline uid is stored for it. Default: 0
+	// (off).
+	HistorySize int `json:"history_size,omitempty"`
+
+	// HistoryTTL is how long a stored message, and an offline uid's
+	// numbering, are kept. Default: 2m.
+	HistoryTTL caddy.Duration `json:"history_ttl,omitempty"`
+
+	// HistoryMaxBytes bounds the memory of the hub's whole history; past it
+	// new messages are not stored and receipts say "stored": false.
+	// Default: 67108864 (64 MiB).
+	HistoryMaxBytes int64 `json:"history_max_bytes,omitempty"`
+
+	// RateLimit is how many frames per second one client may send; a client
+	// over it (after bursts of RateBurst) is closed with 4008. Default: 100.
+	RateLimit float64 `json:"rate_limit,omitempty"`
+
+	// RateBurst is the burst RateLimit allows. Default: 200, or twice
+	// RateLimit if that is more.
+	RateBurst int `json:"rate_burst,omitempty"`
+
+	// ReconnectJitter spreads the retry hint sent to clients when the hub
+	// closes (server stop, hub removed): each is told to come back after
+	// 500ms plus a random part of this. Default: 5s.
+	ReconnectJitter caddy.Duration `json:"reconnect_jitter,omitempty"`
 
 	hub      *hub.Hub
 	protocol hub.Protocol
@@ -210,6 +239,12 @@ func (h *Handler) settings() hub.Settings {
 		MaxUIDLength:         h.MaxUIDLength,
 		AllowClientPublish:   h.AllowClientPublish,
 		AllowClientGroups:    h.AllowClientGroups,
+		HistorySize:          h.HistorySize,
+		HistoryTTL:           time.Duration(h.HistoryTTL),
+		HistoryMaxBytes:      h.HistoryMaxBytes,
+		RateLimit:            h.RateLimit,
+		RateBurst:            h.RateBurst,
+		ReconnectJitter:      time.Duration(h.ReconnectJitter),
 	}
 }
 
@@ -259,10 +294,12 @@ func (h *Handler) provisionAuth() error {
 
 // Validate checks combinations of settings.
 func (h *Handler) Validate() error {
-	if h.MaxMessageSize < 0 || h.SendQueue < 0 || h.MaxConnectionsPerUID < 0 || h.MaxUIDLength < 0 {
-		return errors.New("max_message_size, send_queue, max_connections_per_uid and max_uid_length must not be negative")
+	if h.MaxMessageSize < 0 || h.SendQueue < 0 || h.MaxConnectionsPerUID < 0 || h.MaxUIDLength < 0 ||
+		h.HistorySize < 0 || h.HistoryMaxBytes < 0 || h.RateLimit < 0 || h.RateBurst < 0 {
+		return errors.New("sizes, counts and rates must not be negative")
 	}
-	if h.PingInterval < 0 || h.PongTimeout < 0 || h.WriteTimeout < 0 || h.AuthTimeout < 0 {
+	if h.PingInterval < 0 || h.PongTimeout < 0 || h.WriteTimeout < 0 || h.AuthTimeout < 0 ||
+		h.HistoryTTL < 0 || h.ReconnectJitter < 0 {
 		return errors.New("durations must not be negative")
 	}
 	if h.MaxUIDLength > 4096 {
@@ -298,6 +335,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	opts.UID = uid
 	if uid == "" {
 		opts.Login = h.login
+	}
+	if v := r.URL.Query().Get("since"); v != "" {
+		since, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("since=%q is not a sequence number", v))
+		}
+		opts.Since = &since
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.push_hub.uid", uid)

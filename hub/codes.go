@@ -20,6 +20,7 @@ const (
 	CloseSlowConsumer       = 4004 // the send queue overflowed
 	CloseKicked             = 4005 // closed through the push API's /kick
 	ClosePingTimeout        = 4006 // no pong or frame within ping_interval + pong_timeout
+	CloseRateLimited        = 4008 // the client sent frames faster than rate_limit
 )
 
 // Error is an error with a stable code, sent to json clients in error frames

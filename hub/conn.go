@@ -42,6 +42,11 @@ type Conn struct {
 
 	lastRead atomic.Int64 // unix nanoseconds of the last frame or pong read
 	loggedIn atomic.Bool
+	acked    atomic.Uint64 // highest sequence number the client acknowledged
+
+	// The reader's token bucket for rate_limit.
+	tokens     float64
+	tokensTime int64
 
 	mu      sync.Mutex
 	queue   []outFrame
@@ -98,6 +103,43 @@ func (c *Conn) enqueue(f outFrame) bool {
 	if start {
 		go c.writeLoop()
 	}
+	return true
+}
+
+// enqueueAll queues first and then frames beyond the queue's bound: the
+// welcome and a resume's replay, which history already bounds.
+func (c *Conn) enqueueAll(first outFrame, frames []*websocket.PreparedMessage) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.queue = append(c.queue, first)
+	for _, pm := range frames {
+		c.queue = append(c.queue, outFrame{kind: frameData, pm: pm})
+	}
+	c.hub.framesOut.Add(uint64(len(frames)))
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+}
+
+// allow takes one token from the reader's bucket; false means the client
+// is over rate_limit. Only the reader calls it.
+func (c *Conn) allow(s *Settings, now int64) bool {
+	if c.tokensTime == 0 {
+		c.tokens = float64(s.RateBurst)
+	} else {
+		c.tokens = min(float64(s.RateBurst), c.tokens+float64(now-c.tokensTime)/1e9*s.RateLimit)
+	}
+	c.tokensTime = now
+	if c.tokens < 1 {
+		return false
+	}
+	c.tokens--
 	return true
 }
 
@@ -207,6 +249,7 @@ func (c *Conn) teardown() {
 	c.mu.Unlock()
 	c.hub.remove(c)
 	_ = c.ws.NetConn().Close()
+	c.hub.live.Add(-1)
 }
 
 // tick runs on the connection's timer: it enforces the auth timeout, detects

@@ -5,7 +5,10 @@
 package hub
 
 import (
+	"context"
+	"fmt"
 	"hash/maphash"
+	"math/rand/v2"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -36,7 +39,12 @@ type Hub struct {
 	pending   map[*Conn]struct{} // connections that have not logged in
 
 	closed     atomic.Bool
+	done       chan struct{} // closed by Close: stops the reaper
 	nextConnID atomic.Uint64
+	live       atomic.Int64 // connections not yet torn down, pending or not
+
+	histBytes    atomic.Int64
+	histMessages atomic.Int64
 
 	connections   atomic.Int64 // logged-in connections
 	framesIn      atomic.Uint64
@@ -50,13 +58,28 @@ type uidShard struct {
 	m  map[string]*uidEntry
 }
 
-// uidEntry is one online uid. Its mutex orders sequence numbers and queueing,
-// so every connection of the uid receives messages in sequence order.
+// uidEntry is one uid that is online, or offline with history kept. Its
+// mutex orders sequence numbers, history and queueing, so every connection
+// of the uid receives messages in sequence order.
 type uidEntry struct {
-	mu     sync.Mutex
-	seq    uint64
-	conns  []*Conn
-	groups map[string]struct{} // guarded by the uid's shard lock
+	mu        sync.Mutex
+	seq       uint64
+	conns     []*Conn
+	hist      history
+	offlineAt int64               // unix nanoseconds the last connection left
+	groups    map[string]struct{} // guarded by the uid's shard lock
+}
+
+// newEntry starts a uid's numbering. With history on it starts at the
+// current time in microseconds, so numbers never go back when an expired
+// uid comes back: a client resuming from an older numbering is told so
+// instead of being given the wrong messages.
+func newEntry(s *Settings) *uidEntry {
+	e := &uidEntry{}
+	if s.HistorySize > 0 {
+		e.seq = uint64(time.Now().UnixMicro())
+	}
+	return e
 }
 
 type groupShard struct {
@@ -69,13 +92,14 @@ func New(name string, s Settings, log *zap.Logger) *Hub {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	h := &Hub{name: name, seed: maphash.MakeSeed(), pending: make(map[*Conn]struct{})}
+	h := &Hub{name: name, seed: maphash.MakeSeed(), pending: make(map[*Conn]struct{}), done: make(chan struct{})}
 	h.log.Store(log)
 	for i := range h.uids {
 		h.uids[i].m = make(map[string]*uidEntry)
 		h.groups[i].m = make(map[string]map[string]struct{})
 	}
 	h.Configure(s)
+	go h.reap()
 	return h
 }
 
@@ -108,31 +132,38 @@ func (h *Hub) groupShard(g string) *groupShard {
 	return &h.groups[maphash.String(h.seed, g)%shardCount]
 }
 
-// register binds a connection to its uid and queues welcome before anything
-// that can be sent to the uid afterwards.
-func (h *Hub) register(c *Conn, uid string, welcome func(seq uint64) outFrame) error {
+// register binds a connection to its uid. Under the uid's lock it queues
+// the welcome frame and, for a resuming client, the messages it missed, so
+// nothing sent to the uid meanwhile comes before them, twice, or not at all.
+func (h *Hub) register(c *Conn, uid string, since *uint64, welcome func(seq uint64, r *Resume) outFrame) error {
 	if h.closed.Load() {
 		return ErrHubClosed
 	}
+	st := h.settings.Load()
 	s := h.uidShard(uid)
 	s.mu.Lock()
 	e := s.m[uid]
-	if e == nil {
-		e = &uidEntry{}
+	created := e == nil
+	if created {
+		e = newEntry(st)
 		s.m[uid] = e
 	}
 	e.mu.Lock()
-	if len(e.conns) >= h.Settings().MaxConnectionsPerUID {
+	if len(e.conns) >= st.MaxConnectionsPerUID {
 		e.mu.Unlock()
-		if len(e.conns) == 0 {
-			delete(s.m, uid)
-		}
 		s.mu.Unlock()
 		return errTooManyConn
 	}
 	c.uid = uid
 	c.loggedIn.Store(true)
-	c.enqueue(welcome(e.seq))
+	var replay []*websocket.PreparedMessage
+	var resume *Resume
+	if since != nil && c.protocol == ProtocolJSON {
+		var r Resume
+		replay, r = e.replay(*since, st, time.Now())
+		resume = &r
+	}
+	c.enqueueAll(welcome(e.seq, resume), replay)
 	e.conns = append(e.conns, c)
 	e.mu.Unlock()
 	s.mu.Unlock()
@@ -144,8 +175,8 @@ func (h *Hub) register(c *Conn, uid string, welcome func(seq uint64) outFrame) e
 	return nil
 }
 
-// remove takes a connection off the hub; the uid goes offline and leaves its
-// groups with its last connection.
+// remove takes a connection off the hub. With its last connection the uid
+// leaves its groups, and goes away unless history keeps it for resume.
 func (h *Hub) remove(c *Conn) {
 	if !c.loggedIn.Load() {
 		h.pendingMu.Lock()
@@ -153,6 +184,7 @@ func (h *Hub) remove(c *Conn) {
 		h.pendingMu.Unlock()
 		return
 	}
+	keep := h.settings.Load().HistorySize > 0
 	s := h.uidShard(c.uid)
 	s.mu.Lock()
 	e := s.m[c.uid]
@@ -169,17 +201,88 @@ func (h *Hub) remove(c *Conn) {
 	}
 	e.conns = slices.Delete(e.conns, i, i+1)
 	last := len(e.conns) == 0
+	if last {
+		e.offlineAt = time.Now().UnixNano()
+		if !keep {
+			h.forget(e)
+		}
+	}
 	e.mu.Unlock()
 	var groups map[string]struct{}
 	if last {
-		delete(s.m, c.uid)
-		groups = e.groups
+		if !keep {
+			delete(s.m, c.uid)
+		}
+		groups, e.groups = e.groups, nil
 	}
 	s.mu.Unlock()
 	h.connections.Add(-1)
 	for g := range groups {
 		h.dropMember(g, c.uid)
 	}
+}
+
+// forget releases an entry's history from the hub's budget; e.mu is held.
+func (h *Hub) forget(e *uidEntry) {
+	freed, n := e.hist.clear()
+	h.histBytes.Add(-freed)
+	h.histMessages.Add(-int64(n))
+}
+
+// reap expires history and drops offline uids whose history is empty and
+// older than the ttl. It runs until Close.
+func (h *Hub) reap() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.done:
+			return
+		case now := <-t.C:
+			h.reapOnce(now)
+		}
+	}
+}
+
+func (h *Hub) reapOnce(now time.Time) {
+	st := h.settings.Load()
+	if h.histMessages.Load() == 0 && st.HistorySize > 0 && h.connections.Load() == int64(h.uidCount()) {
+		return // nothing stored and no offline uid kept
+	}
+	cutoff := now.Add(-st.HistoryTTL).UnixNano()
+	for i := range h.uids {
+		s := &h.uids[i]
+		s.mu.Lock()
+		for uid, e := range s.m {
+			e.mu.Lock()
+			if st.HistorySize == 0 {
+				h.forget(e)
+			} else {
+				freed, n := e.hist.expire(cutoff)
+				h.histBytes.Add(-freed)
+				h.histMessages.Add(-int64(n))
+			}
+			if len(e.conns) == 0 && e.hist.len() == 0 && (st.HistorySize == 0 || e.offlineAt < cutoff) {
+				delete(s.m, uid)
+			}
+			e.mu.Unlock()
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (e *uidEntry) online() bool { return len(e.conns) > 0 }
+
+// uidCount counts the entries, online or kept for history.
+func (h *Hub) uidCount() int {
+	n := 0
+	for i := range h.uids {
+		s := &h.uids[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
 }
 
 // Receipt tells what a push reached.
@@ -189,29 +292,45 @@ type Receipt struct {
 	// Dropped is the number of connections cut off as slow consumers because
 	// their queue was full when the message came.
 	Dropped int
+	// Stored tells whether the message was kept in history for at least
+	// one uid, to be replayed to a client that resumes.
+	Stored bool
+	// Acked is the number of json connections that acknowledged the
+	// message within SendOptions.WaitAck (0 without a wait).
+	Acked int
 }
 
 func (r *Receipt) add(o Receipt) {
 	r.Delivered += o.Delivered
 	r.Dropped += o.Dropped
+	r.Stored = r.Stored || o.Stored
 }
 
-// deliver queues d to every connection of e, under e's lock so sequence
-// numbers and queue order agree.
-func (e *uidEntry) deliver(d *delivery) Receipt {
+// deliver numbers d for e, stores it in e's history, and queues it to every
+// connection of e, all under e's lock so numbers, history and queue order
+// agree.
+func (h *Hub) deliver(e *uidEntry, d *delivery, st *Settings) Receipt {
 	var r Receipt
 	e.mu.Lock()
 	e.seq++
-	var jsonFrame *websocket.PreparedMessage // encoded once per uid, if a json connection needs it
+	var jsonFrame *websocket.PreparedMessage // encoded once per uid, if needed
+	if st.HistorySize > 0 {
+		var size int
+		jsonFrame, size = d.jsonFrame(e.seq)
+		r.Stored = h.store(e, storedMsg{seq: e.seq, at: time.Now().UnixNano(), frame: jsonFrame, size: int64(size) + storedOverhead}, st)
+	}
 	for _, c := range e.conns {
 		var ok bool
 		if c.protocol == ProtocolText {
 			ok = c.send(d.textFrame())
 		} else {
 			if jsonFrame == nil {
-				jsonFrame = d.jsonFrame(e.seq)
+				jsonFrame, _ = d.jsonFrame(e.seq)
 			}
 			ok = c.send(jsonFrame)
+			if ok && d.acks != nil {
+				*d.acks = append(*d.acks, ackTarget{c, e.seq})
+			}
 		}
 		if ok {
 			r.Delivered++
@@ -223,64 +342,154 @@ func (e *uidEntry) deliver(d *delivery) Receipt {
 	return r
 }
 
-// SendToUID pushes m to every connection of uid.
-func (h *Hub) SendToUID(uid string, m Message) Receipt {
-	h.pushes.Add(1)
-	return h.sendToUID(uid, newDelivery(m))
+// store keeps m in e's history unless the hub's budget is spent; e.mu is held.
+func (h *Hub) store(e *uidEntry, m storedMsg, st *Settings) bool {
+	if h.histBytes.Load()+m.size > st.HistoryMaxBytes {
+		return false
+	}
+	freed, evicted := e.hist.push(m, st.HistorySize)
+	h.histBytes.Add(m.size - freed)
+	h.histMessages.Add(1 - int64(evicted))
+	return true
 }
 
-func (h *Hub) sendToUID(uid string, d *delivery) Receipt {
+// Target names where a push goes: exactly one field is set.
+type Target struct {
+	UID   string
+	UIDs  []string
+	Group string
+	All   bool
+}
+
+// SendOptions tune one push.
+type SendOptions struct {
+	// WaitAck, when positive, makes Send wait up to this long for the json
+	// connections it reached to acknowledge the message (Receipt.Acked).
+	WaitAck time.Duration
+}
+
+// ackTarget is one json connection a tracked message was queued to.
+type ackTarget struct {
+	c   *Conn
+	seq uint64
+}
+
+// Send pushes m to t. It never blocks on a connection; with o.WaitAck it
+// waits for acknowledgements, at most that long or until ctx ends.
+func (h *Hub) Send(ctx context.Context, t Target, m Message, o SendOptions) Receipt {
+	h.pushes.Add(1)
+	if t.Group != "" {
+		m.Group = t.Group
+	}
+	d := newDelivery(m)
+	var acks []ackTarget
+	if o.WaitAck > 0 {
+		d.acks = &acks
+	}
+	var r Receipt
+	switch {
+	case t.All:
+		for i := range h.uids {
+			s := &h.uids[i]
+			s.mu.RLock()
+			st := h.settings.Load()
+			for _, e := range s.m {
+				r.add(h.deliver(e, d, st))
+			}
+			s.mu.RUnlock()
+		}
+	case t.Group != "":
+		for _, uid := range h.members(t.Group) {
+			r.add(h.sendToUID(uid, d, false))
+		}
+	case t.UIDs != nil:
+		seen := make(map[string]struct{}, len(t.UIDs))
+		for _, uid := range t.UIDs {
+			if _, dup := seen[uid]; !dup {
+				seen[uid] = struct{}{}
+				r.add(h.sendToUID(uid, d, true))
+			}
+		}
+	default:
+		r = h.sendToUID(t.UID, d, true)
+	}
+	if len(acks) > 0 {
+		r.Acked = waitAcks(ctx, acks, o.WaitAck)
+	}
+	return r
+}
+
+// sendToUID delivers d to uid; an offline uid gets it stored when history
+// is on and storeOffline is set.
+func (h *Hub) sendToUID(uid string, d *delivery, storeOffline bool) Receipt {
 	s := h.uidShard(uid)
 	s.mu.RLock()
-	defer s.mu.RUnlock()
+	st := h.settings.Load()
 	if e := s.m[uid]; e != nil {
-		return e.deliver(d)
+		defer s.mu.RUnlock()
+		return h.deliver(e, d, st)
 	}
-	return Receipt{}
+	s.mu.RUnlock()
+	if !storeOffline || st.HistorySize == 0 || h.histBytes.Load() >= st.HistoryMaxBytes || h.closed.Load() {
+		return Receipt{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[uid]
+	if e == nil {
+		e = newEntry(st)
+		e.offlineAt = time.Now().UnixNano()
+		s.m[uid] = e
+	}
+	return h.deliver(e, d, st)
+}
+
+// waitAcks polls the connections' acknowledged positions until all have
+// acknowledged, the wait is over or ctx ends; it returns how many did.
+func waitAcks(ctx context.Context, targets []ackTarget, wait time.Duration) int {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n := 0
+		for _, t := range targets {
+			if t.c.acked.Load() >= t.seq {
+				n++
+			}
+		}
+		if n == len(targets) {
+			return n
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return n
+		case <-ctx.Done():
+			return n
+		}
+	}
+}
+
+// SendToUID pushes m to every connection of uid.
+func (h *Hub) SendToUID(uid string, m Message) Receipt {
+	return h.Send(context.Background(), Target{UID: uid}, m, SendOptions{})
 }
 
 // SendToUIDs pushes m to every connection of each uid (duplicates are sent once).
 func (h *Hub) SendToUIDs(uids []string, m Message) Receipt {
-	h.pushes.Add(1)
-	d := newDelivery(m)
-	var r Receipt
-	seen := make(map[string]struct{}, len(uids))
-	for _, uid := range uids {
-		if _, dup := seen[uid]; dup {
-			continue
-		}
-		seen[uid] = struct{}{}
-		r.add(h.sendToUID(uid, d))
-	}
-	return r
+	return h.Send(context.Background(), Target{UIDs: uids}, m, SendOptions{})
 }
 
 // SendToGroup pushes m to every connection of every member of group.
 func (h *Hub) SendToGroup(group string, m Message) Receipt {
-	h.pushes.Add(1)
-	m.Group = group
-	d := newDelivery(m)
-	var r Receipt
-	for _, uid := range h.members(group) {
-		r.add(h.sendToUID(uid, d))
-	}
-	return r
+	return h.Send(context.Background(), Target{Group: group}, m, SendOptions{})
 }
 
-// Broadcast pushes m to every logged-in connection.
+// Broadcast pushes m to every logged-in connection (and, with history on,
+// stores it for uids that are offline but kept).
 func (h *Hub) Broadcast(m Message) Receipt {
-	h.pushes.Add(1)
-	d := newDelivery(m)
-	var r Receipt
-	for i := range h.uids {
-		s := &h.uids[i]
-		s.mu.RLock()
-		for _, e := range s.m {
-			r.add(e.deliver(d))
-		}
-		s.mu.RUnlock()
-	}
-	return r
+	return h.Send(context.Background(), Target{All: true}, m, SendOptions{})
 }
 
 // Join adds an online uid to a group. Membership lasts until Leave or until
@@ -294,7 +503,7 @@ func (h *Hub) Join(uid, group string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.m[uid]
-	if e == nil {
+	if e == nil || !e.online() {
 		return ErrOffline
 	}
 	if e.groups == nil {
@@ -403,8 +612,8 @@ func (h *Hub) UIDs(group, after string, limit int) (uids []string, more bool) {
 		for i := range h.uids {
 			s := &h.uids[i]
 			s.mu.RLock()
-			for uid := range s.m {
-				if uid > after {
+			for uid, e := range s.m {
+				if uid > after && e.online() {
 					all = append(all, uid)
 				}
 			}
@@ -421,33 +630,46 @@ func (h *Hub) UIDs(group, after string, limit int) (uids []string, more bool) {
 
 // Stats is a snapshot of a hub's counters.
 type Stats struct {
-	Hub           string `json:"hub"`
-	Connections   int64  `json:"connections"`
-	Pending       int    `json:"pending"`
-	UIDs          int    `json:"uids"`
-	Groups        int    `json:"groups"`
-	MessagesIn    uint64 `json:"messages_in"`
-	MessagesOut   uint64 `json:"messages_out"`
-	Pushes        uint64 `json:"pushes"`
-	SlowConsumers uint64 `json:"slow_consumers"`
-	Goroutines    int    `json:"goroutines"`
+	Hub            string `json:"hub"`
+	Connections    int64  `json:"connections"`
+	Pending        int    `json:"pending"`
+	UIDs           int    `json:"uids"`
+	OfflineKept    int    `json:"offline_uids_kept"`
+	Groups         int    `json:"groups"`
+	MessagesIn     uint64 `json:"messages_in"`
+	MessagesOut    uint64 `json:"messages_out"`
+	Pushes         uint64 `json:"pushes"`
+	SlowConsumers  uint64 `json:"slow_consumers"`
+	HistoryStored  int64  `json:"history_messages"`
+	HistoryBytes   int64  `json:"history_bytes"`
+	HistoryMaxSize int64  `json:"history_max_bytes"`
+	Goroutines     int    `json:"goroutines"`
 }
 
-// Stats counts the hub's connections, uids, groups and traffic.
+// Stats counts the hub's connections, uids, groups, history and traffic.
 func (h *Hub) Stats() Stats {
 	st := Stats{
-		Hub:           h.name,
-		Connections:   h.connections.Load(),
-		MessagesIn:    h.framesIn.Load(),
-		MessagesOut:   h.framesOut.Load(),
-		Pushes:        h.pushes.Load(),
-		SlowConsumers: h.slowConsumers.Load(),
-		Goroutines:    runtime.NumGoroutine(),
+		Hub:            h.name,
+		Connections:    h.connections.Load(),
+		MessagesIn:     h.framesIn.Load(),
+		MessagesOut:    h.framesOut.Load(),
+		Pushes:         h.pushes.Load(),
+		SlowConsumers:  h.slowConsumers.Load(),
+		HistoryStored:  h.histMessages.Load(),
+		HistoryBytes:   h.histBytes.Load(),
+		HistoryMaxSize: h.settings.Load().HistoryMaxBytes,
+		Goroutines:     runtime.NumGoroutine(),
 	}
 	for i := range h.uids {
 		s := &h.uids[i]
 		s.mu.RLock()
-		st.UIDs += len(s.m)
+		for _, e := range s.m {
+			if e.online() {
+				st.UIDs++
+			} else {
+				st.OfflineKept++
+			}
+		}
 		s.mu.RUnlock()
 		gs := &h.groups[i]
 		gs.mu.RLock()
@@ -460,13 +682,18 @@ func (h *Hub) Stats() Stats {
 	return st
 }
 
-// Close ends the hub: every connection gets what is queued to it, within a
-// short deadline, then a 1001 close with reason; new logins are refused.
+// Close ends the hub: every connection gets what is queued to it, then a
+// 1001 close with reason and a retry hint spread over ReconnectJitter, so
+// that clients do not all reconnect in the same moment; new logins are
+// refused. It returns once every connection is closed, or after a short
+// deadline.
 func (h *Hub) Close(reason string) {
 	if !h.closed.CompareAndSwap(false, true) {
 		return
 	}
-	within := min(h.Settings().WriteTimeout, 2*time.Second)
+	close(h.done)
+	st := h.Settings()
+	within := min(st.WriteTimeout, 2*time.Second)
 	var conns []*Conn
 	h.pendingMu.Lock()
 	for c := range h.pending {
@@ -484,9 +711,25 @@ func (h *Hub) Close(reason string) {
 		s.mu.RUnlock()
 	}
 	for _, c := range conns {
-		c.closeAfterFlush(CloseGoingAway, closeReason(reason), within)
+		retry := 500*time.Millisecond + rand.N(st.ReconnectJitter)
+		if c.protocol == ProtocolJSON && c.loggedIn.Load() {
+			c.enqueueAll(outFrame{kind: frameData, pm: controlFrame(goingAwayFrame{Type: "going_away", Reason: reason, RetryMS: retry.Milliseconds()})}, nil)
+		}
+		c.closeAfterFlush(CloseGoingAway, closeReason(fmt.Sprintf("%s; retry in %dms", reason, retry.Milliseconds())), within)
 	}
-	h.logger().Info("hub closed", zap.String("hub", h.name), zap.Int("connections", len(conns)))
+	// Wait for the flushes, so that a stopping server does not exit first.
+	deadline := time.Now().Add(within + 250*time.Millisecond)
+	for h.live.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.logger().Info("hub closed", zap.String("hub", h.name), zap.Int("connections", len(conns)),
+		zap.Int64("not_flushed", h.live.Load()))
+}
+
+type goingAwayFrame struct {
+	Type    string `json:"type"`
+	Reason  string `json:"reason"`
+	RetryMS int64  `json:"retry_ms"`
 }
 
 // closeReason trims a close reason to what fits a close frame (123 bytes).

@@ -30,6 +30,9 @@ type delivery struct {
 	// jsonTail is the json frame after its sequence number:
 	// `,"data":...,"from":"...","group":"..."}`.
 	jsonTail []byte
+	// acks, when set, collects the json connections reached, for waiting
+	// on their acknowledgements.
+	acks *[]ackTarget
 }
 
 func newDelivery(m Message) *delivery {
@@ -58,13 +61,14 @@ func (d *delivery) textFrame() *websocket.PreparedMessage {
 	return d.text
 }
 
-// jsonFrame is the message as the json protocol delivers it with sequence seq.
-func (d *delivery) jsonFrame(seq uint64) *websocket.PreparedMessage {
+// jsonFrame is the message as the json protocol delivers it with sequence
+// seq, and its size in bytes.
+func (d *delivery) jsonFrame(seq uint64) (*websocket.PreparedMessage, int) {
 	b := make([]byte, 0, len(d.jsonTail)+40)
 	b = append(b, `{"type":"message","seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, d.jsonTail...)
-	return mustPrepare(b)
+	return mustPrepare(b), len(b)
 }
 
 // TextPayload is what the text protocol sends for data: a JSON string's

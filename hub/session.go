@@ -24,6 +24,9 @@ type ConnOptions struct {
 	UID string
 	// Login verifies the first frame's credential when UID is empty.
 	Login LoginFunc
+	// Since is the last sequence number a resuming json client has seen
+	// (the since query parameter); a login frame's since overrides it.
+	Since *uint64
 }
 
 // Serve takes over an upgraded WebSocket. It returns at once: the connection
@@ -34,12 +37,13 @@ func (h *Hub) Serve(ws *websocket.Conn, o ConnOptions) *Conn {
 		go c.abort(CloseGoingAway, "hub is shutting down")
 		return c
 	}
+	h.live.Add(1)
 	h.pendingMu.Lock()
 	h.pending[c] = struct{}{}
 	h.pendingMu.Unlock()
 	c.startTimer()
 	if o.UID != "" {
-		c.login(o.UID)
+		c.login(o.UID, o.Since)
 	}
 	go c.readLoop(o)
 	return c
@@ -60,8 +64,13 @@ func (c *Conn) readLoop(o ConnOptions) {
 			// protocol error with 1002; a close frame was answered in kind.
 			return
 		}
-		c.lastRead.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		c.lastRead.Store(now)
 		c.hub.framesIn.Add(1)
+		if !c.allow(c.hub.settings.Load(), now) {
+			c.abort(CloseRateLimited, "rate limit exceeded")
+			return
+		}
 		if mt != websocket.TextMessage {
 			c.abort(CloseUnsupportedData, "binary frames are not accepted")
 			return
@@ -84,17 +93,17 @@ func (c *Conn) readLoop(o ConnOptions) {
 
 // login verifies nothing: uid is already authenticated. It validates the
 // uid, registers the connection and reports whether it is logged in.
-func (c *Conn) login(uid string) bool {
+func (c *Conn) login(uid string, since *uint64) bool {
 	h := c.hub
 	if err := ValidName("uid", uid, h.Settings().MaxUIDLength); err != nil {
 		c.fail(CloseAuthFailed, err)
 		return false
 	}
-	err := h.register(c, uid, func(seq uint64) outFrame {
+	err := h.register(c, uid, since, func(seq uint64, r *Resume) outFrame {
 		if c.protocol == ProtocolText {
 			return outFrame{kind: frameData, pm: mustPrepare([]byte("login success, your uid is " + uid))}
 		}
-		return outFrame{kind: frameData, pm: controlFrame(welcomeFrame{Type: "welcome", UID: uid, ConnID: c.id, Seq: seq})}
+		return outFrame{kind: frameData, pm: controlFrame(welcomeFrame{Type: "welcome", UID: uid, ConnID: c.id, Seq: seq, Resume: r})}
 	})
 	switch {
 	case err == nil:
@@ -111,7 +120,7 @@ func (c *Conn) login(uid string) bool {
 }
 
 // authenticate runs a first-frame login.
-func (c *Conn) authenticate(o ConnOptions, credential string) bool {
+func (c *Conn) authenticate(o ConnOptions, credential string, since *uint64) bool {
 	if o.Login == nil {
 		c.fail(CloseAuthFailed, newError("auth_failed", "this endpoint does not accept logins in frames"))
 		return false
@@ -122,7 +131,7 @@ func (c *Conn) authenticate(o ConnOptions, credential string) bool {
 		c.fail(CloseAuthFailed, &Error{Code: ErrorCode(err, "auth_failed"), Message: err.Error()})
 		return false
 	}
-	return c.login(uid)
+	return c.login(uid, since)
 }
 
 // fail tells a json client why in an error frame, then closes with code
@@ -138,7 +147,7 @@ func (c *Conn) fail(code int, err error) {
 // handleText runs the recipe's protocol; it reports whether to keep reading.
 func (c *Conn) handleText(data []byte, o ConnOptions) bool {
 	if !c.loggedIn.Load() {
-		return c.authenticate(o, string(data))
+		return c.authenticate(o, string(data), nil)
 	}
 	if !c.hub.Settings().AllowClientPublish {
 		return true // the recipe's protocol has no error frames: ignore it
@@ -167,13 +176,16 @@ type clientFrame struct {
 	Group string          `json:"group,omitempty"`
 	All   bool            `json:"all,omitempty"`
 	Data  json.RawMessage `json:"data,omitempty"`
+	Since *uint64         `json:"since,omitempty"`
+	Seq   *uint64         `json:"seq,omitempty"`
 }
 
 type welcomeFrame struct {
-	Type   string `json:"type"`
-	UID    string `json:"uid"`
-	ConnID string `json:"conn_id"`
-	Seq    uint64 `json:"seq"`
+	Type   string  `json:"type"`
+	UID    string  `json:"uid"`
+	ConnID string  `json:"conn_id"`
+	Seq    uint64  `json:"seq"`
+	Resume *Resume `json:"resume,omitempty"`
 }
 
 type errorFrame struct {
@@ -213,7 +225,20 @@ func (c *Conn) handleJSON(data []byte, o ConnOptions) bool {
 		if credential == "" {
 			credential = f.UID
 		}
-		return c.authenticate(o, credential)
+		since := o.Since
+		if f.Since != nil {
+			since = f.Since
+		}
+		return c.authenticate(o, credential, since)
+	case "ack":
+		if f.Seq == nil {
+			c.reply(errorFrame{Type: "error", ID: f.ID, Code: "bad_frame", Message: `an ack frame carries "seq"`})
+			return true
+		}
+		// Acknowledgements are cumulative: seq covers everything before it.
+		if *f.Seq > c.acked.Load() {
+			c.acked.Store(*f.Seq) // only this reader writes it
+		}
 	case "ping":
 		c.reply(replyFrame{Type: "pong", ID: f.ID})
 	case "send":

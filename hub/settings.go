@@ -34,6 +34,24 @@ type Settings struct {
 	MaxUIDLength         int           // longest uid or group name, in bytes
 	AllowClientPublish   bool          // clients may send to a uid, a group or everyone
 	AllowClientGroups    bool          // json clients may join and leave groups themselves
+
+	// History keeps the last HistorySize messages of each uid for
+	// HistoryTTL so that a json client can resume after a reconnect; 0
+	// turns it off. HistoryMaxBytes bounds the memory of all of a hub's
+	// history together: past it, new messages are not stored (and receipts
+	// say so).
+	HistorySize     int
+	HistoryTTL      time.Duration
+	HistoryMaxBytes int64
+
+	// RateLimit is how many frames per second one client may send, with
+	// bursts of RateBurst; a client over it is closed with 4008.
+	RateLimit float64
+	RateBurst int
+
+	// ReconnectJitter spreads the retry hint given to clients when the hub
+	// closes, so that they do not all come back at once.
+	ReconnectJitter time.Duration
 }
 
 // DefaultSettings are the values a zero field of Settings stands for.
@@ -46,6 +64,11 @@ var DefaultSettings = Settings{
 	SendQueue:            64,
 	MaxConnectionsPerUID: 16,
 	MaxUIDLength:         128,
+	HistoryTTL:           2 * time.Minute,
+	HistoryMaxBytes:      64 << 20,
+	RateLimit:            100,
+	RateBurst:            200,
+	ReconnectJitter:      5 * time.Second,
 }
 
 // withDefaults fills every zero field from DefaultSettings.
@@ -74,6 +97,21 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.MaxUIDLength <= 0 {
 		s.MaxUIDLength = d.MaxUIDLength
+	}
+	if s.HistoryTTL <= 0 {
+		s.HistoryTTL = d.HistoryTTL
+	}
+	if s.HistoryMaxBytes <= 0 {
+		s.HistoryMaxBytes = d.HistoryMaxBytes
+	}
+	if s.RateLimit <= 0 {
+		s.RateLimit = d.RateLimit
+	}
+	if s.RateBurst <= 0 {
+		s.RateBurst = max(d.RateBurst, int(2*s.RateLimit))
+	}
+	if s.ReconnectJitter <= 0 {
+		s.ReconnectJitter = d.ReconnectJitter
 	}
 	return s
 }
