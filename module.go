@@ -213,9 +213,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   1024,
-		WriteBufferSize:  1024,
-		WriteBufferPool:  &writeBufferPool,
+		// Zero: gorilla reads through the small reader hijacker hands it.
+		ReadBufferSize:  0,
+		WriteBufferSize: 4096,
+		WriteBufferPool: &writeBufferPool,
 		CheckOrigin:      func(*http.Request) bool { return true }, // checked before Upgrade, see checkOrigin
 	}
 	var err error
@@ -346,12 +347,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.push_hub.uid", uid)
 
-	ws, err := h.upgrader.Upgrade(hijacker{w, http.NewResponseController(w)}, r, nil)
+	hj := &hijacker{ResponseWriter: w, rc: http.NewResponseController(w)}
+	ws, err := h.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
 		// Upgrade has answered the request (400 for a bad handshake).
 		h.logger.Debug("upgrade failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
 		return nil
 	}
+	opts.Reader = hj.br
 	h.hub.Serve(ws, opts)
 	return nil
 }
@@ -434,12 +437,27 @@ func normalizeOrigin(o string) (string, error) {
 
 // hijacker lets gorilla's Upgrade hijack through http.ResponseController,
 // which unwraps Caddy's response writer wrappers (encode, headers, logging).
+// It hands gorilla a small reader of its own instead of net/http's 4 KiB
+// one: every idle connection keeps its reader, and the hub needs to see
+// what is buffered in it.
 type hijacker struct {
 	http.ResponseWriter
 	rc *http.ResponseController
+	br *bufio.Reader
 }
 
-func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) { return h.rc.Hijack() }
+// readBufferSize is each connection's read buffer: larger than gorilla's
+// reuse threshold (256), small because it lives as long as the connection.
+const readBufferSize = 512
+
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := h.rc.Hijack()
+	if err != nil || brw.Reader.Buffered() > 0 {
+		return conn, brw, err // gorilla refuses data sent before the handshake ended
+	}
+	h.br = bufio.NewReaderSize(conn, readBufferSize)
+	return conn, bufio.NewReadWriter(h.br, bufio.NewWriterSize(conn, 256)), nil
+}
 
 // Interface guards
 var (

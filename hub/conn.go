@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"crypto/tls"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,13 +18,15 @@ const (
 	frameData  frameKind = iota // a prepared text frame
 	framePing                   // a WebSocket ping
 	frameClose                  // a close frame; nothing after it is written
+	framePong                   // a WebSocket pong answering a ping
 )
 
 type outFrame struct {
-	kind   frameKind
-	pm     *websocket.PreparedMessage
-	code   int
-	reason string
+	kind    frameKind
+	pm      *websocket.PreparedMessage
+	code    int
+	reason  string
+	payload []byte // a pong's
 }
 
 // Conn is one WebSocket connection on a hub. It has one writer at a time: a
@@ -37,6 +40,11 @@ type Conn struct {
 	protocol Protocol
 	remote   string
 	opened   time.Time
+	opts     ConnOptions
+	tls      bool // read through a TLS layer, which buffers on its own
+	pollID   uint64
+	pollFD   int  // the socket, while polled
+	polled   bool // registered with the poller; guarded by mu
 
 	uid string // set once, at login, before the connection is registered
 
@@ -58,14 +66,19 @@ type Conn struct {
 	torn atomic.Bool // resources released
 }
 
-func newConn(h *Hub, ws *websocket.Conn, p Protocol) *Conn {
+func newConn(h *Hub, ws *websocket.Conn, o ConnOptions) *Conn {
+	id := h.nextConnID.Add(1)
+	_, isTLS := ws.NetConn().(*tls.Conn)
 	c := &Conn{
 		hub:      h,
 		ws:       ws,
-		id:       "c" + strconv.FormatUint(h.nextConnID.Add(1), 36),
-		protocol: p,
+		id:       "c" + strconv.FormatUint(id, 36),
+		protocol: o.Protocol,
 		remote:   ws.RemoteAddr().String(),
 		opened:   time.Now(),
+		opts:     o,
+		tls:      isTLS,
+		pollID:   id,
 	}
 	c.lastRead.Store(c.opened.UnixNano())
 	return c
@@ -210,6 +223,8 @@ func (c *Conn) write(f outFrame) bool {
 	switch f.kind {
 	case framePing:
 		return c.ws.WriteControl(websocket.PingMessage, nil, deadline) == nil
+	case framePong:
+		return c.ws.WriteControl(websocket.PongMessage, f.payload, deadline) == nil
 	case frameClose:
 		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(f.code, f.reason), deadline)
 		c.teardown()
@@ -246,6 +261,7 @@ func (c *Conn) teardown() {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	c.hub.poller.remove(c)
 	c.mu.Unlock()
 	c.hub.remove(c)
 	_ = c.ws.NetConn().Close()

@@ -42,6 +42,7 @@ type Hub struct {
 	done       chan struct{} // closed by Close: stops the reaper
 	nextConnID atomic.Uint64
 	live       atomic.Int64 // connections not yet torn down, pending or not
+	poller     *poller
 
 	histBytes    atomic.Int64
 	histMessages atomic.Int64
@@ -99,6 +100,7 @@ func New(name string, s Settings, log *zap.Logger) *Hub {
 		h.groups[i].m = make(map[string]map[string]struct{})
 	}
 	h.Configure(s)
+	h.poller = newPoller(h)
 	go h.reap()
 	return h
 }
@@ -722,6 +724,7 @@ func (h *Hub) Close(reason string) {
 	for h.live.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
+	h.poller.close()
 	h.logger().Info("hub closed", zap.String("hub", h.name), zap.Int("connections", len(conns)),
 		zap.Int64("not_flushed", h.live.Load()))
 }

@@ -1,13 +1,12 @@
 package hub
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"strings"
 	"time"
-	"unicode/utf8"
 
-	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 )
 
@@ -27,68 +26,11 @@ type ConnOptions struct {
 	// Since is the last sequence number a resuming json client has seen
 	// (the since query parameter); a login frame's since overrides it.
 	Since *uint64
-}
-
-// Serve takes over an upgraded WebSocket. It returns at once: the connection
-// lives on its own reader goroutine until it closes.
-func (h *Hub) Serve(ws *websocket.Conn, o ConnOptions) *Conn {
-	c := newConn(h, ws, o.Protocol)
-	if h.closed.Load() {
-		go c.abort(CloseGoingAway, "hub is shutting down")
-		return c
-	}
-	h.live.Add(1)
-	h.pendingMu.Lock()
-	h.pending[c] = struct{}{}
-	h.pendingMu.Unlock()
-	c.startTimer()
-	if o.UID != "" {
-		c.login(o.UID, o.Since)
-	}
-	go c.readLoop(o)
-	return c
-}
-
-func (c *Conn) readLoop(o ConnOptions) {
-	defer c.teardown()
-	defer c.hub.recoverLog("reader", c)
-	c.ws.SetPongHandler(func(string) error {
-		c.lastRead.Store(time.Now().UnixNano())
-		return nil
-	})
-	for {
-		c.ws.SetReadLimit(c.hub.Settings().MaxMessageSize)
-		mt, data, err := c.ws.ReadMessage()
-		if err != nil {
-			// gorilla has already answered an oversize frame with 1009 and a
-			// protocol error with 1002; a close frame was answered in kind.
-			return
-		}
-		now := time.Now().UnixNano()
-		c.lastRead.Store(now)
-		c.hub.framesIn.Add(1)
-		if !c.allow(c.hub.settings.Load(), now) {
-			c.abort(CloseRateLimited, "rate limit exceeded")
-			return
-		}
-		if mt != websocket.TextMessage {
-			c.abort(CloseUnsupportedData, "binary frames are not accepted")
-			return
-		}
-		if !utf8.Valid(data) {
-			c.abort(CloseInvalidPayload, "text frame is not valid UTF-8")
-			return
-		}
-		var keep bool
-		if c.protocol == ProtocolText {
-			keep = c.handleText(data, o)
-		} else {
-			keep = c.handleJSON(data, o)
-		}
-		if !keep {
-			return
-		}
-	}
+	// Reader is the buffered reader the WebSocket reads from (the one
+	// handed to gorilla's Upgrade through Hijack). With it, and on Linux,
+	// the connection is read only when its socket is readable and holds no
+	// goroutine while idle; without it, a goroutine reads it.
+	Reader *bufio.Reader
 }
 
 // login verifies nothing: uid is already authenticated. It validates the
@@ -120,12 +62,12 @@ func (c *Conn) login(uid string, since *uint64) bool {
 }
 
 // authenticate runs a first-frame login.
-func (c *Conn) authenticate(o ConnOptions, credential string, since *uint64) bool {
-	if o.Login == nil {
+func (c *Conn) authenticate(credential string, since *uint64) bool {
+	if c.opts.Login == nil {
 		c.fail(CloseAuthFailed, newError("auth_failed", "this endpoint does not accept logins in frames"))
 		return false
 	}
-	uid, err := o.Login(credential)
+	uid, err := c.opts.Login(credential)
 	if err != nil {
 		c.hub.logger().Info("login refused", zap.String("conn", c.id), zap.String("remote", c.remote), zap.Error(err))
 		c.fail(CloseAuthFailed, &Error{Code: ErrorCode(err, "auth_failed"), Message: err.Error()})
@@ -145,9 +87,9 @@ func (c *Conn) fail(code int, err error) {
 }
 
 // handleText runs the recipe's protocol; it reports whether to keep reading.
-func (c *Conn) handleText(data []byte, o ConnOptions) bool {
+func (c *Conn) handleText(data []byte) bool {
 	if !c.loggedIn.Load() {
-		return c.authenticate(o, string(data), nil)
+		return c.authenticate(string(data), nil)
 	}
 	if !c.hub.Settings().AllowClientPublish {
 		return true // the recipe's protocol has no error frames: ignore it
@@ -204,7 +146,7 @@ type replyFrame struct {
 }
 
 // handleJSON runs the json protocol; it reports whether to keep reading.
-func (c *Conn) handleJSON(data []byte, o ConnOptions) bool {
+func (c *Conn) handleJSON(data []byte) bool {
 	var f clientFrame
 	if err := json.Unmarshal(data, &f); err != nil {
 		c.reply(errorFrame{Type: "error", Code: "bad_frame", Message: "frame is not a JSON object: " + err.Error()})
@@ -225,11 +167,11 @@ func (c *Conn) handleJSON(data []byte, o ConnOptions) bool {
 		if credential == "" {
 			credential = f.UID
 		}
-		since := o.Since
+		since := c.opts.Since
 		if f.Since != nil {
 			since = f.Since
 		}
-		return c.authenticate(o, credential, since)
+		return c.authenticate(credential, since)
 	case "ack":
 		if f.Seq == nil {
 			c.reply(errorFrame{Type: "error", ID: f.ID, Code: "bad_frame", Message: `an ack frame carries "seq"`})

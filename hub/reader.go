@@ -1,0 +1,181 @@
+package hub
+
+import (
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+)
+
+// Serve takes over an upgraded WebSocket. It returns at once. Where it can
+// (Linux, and o.Reader given), the connection is registered with the hub's
+// poller and read only when readable, so an idle connection has no
+// goroutine; otherwise a goroutine reads it.
+func (h *Hub) Serve(ws *websocket.Conn, o ConnOptions) *Conn {
+	h.live.Add(1)
+	c := newConn(h, ws, o)
+	if h.closed.Load() {
+		go c.abort(CloseGoingAway, "hub is shutting down")
+		return c
+	}
+	h.pendingMu.Lock()
+	h.pending[c] = struct{}{}
+	h.pendingMu.Unlock()
+	c.ws.SetPongHandler(func(string) error {
+		c.lastRead.Store(time.Now().UnixNano())
+		return nil
+	})
+	c.startTimer()
+	if o.UID != "" && !c.login(o.UID, o.Since) {
+		return c
+	}
+	if o.Reader == nil || !h.poller.add(c) {
+		go c.readLoop()
+	}
+	return c
+}
+
+// readLoop is the portable reader: one goroutine per connection.
+func (c *Conn) readLoop() {
+	defer c.teardown()
+	defer c.hub.recoverLog("reader", c)
+	for c.readMessage() {
+	}
+}
+
+// readReady runs when the poller saw the socket readable: it reads every
+// frame that is already there, then hands the connection back to the
+// poller. Control frames between messages are consumed here, because
+// gorilla's NextReader would wait past them for a data frame.
+func (c *Conn) readReady() {
+	defer c.hub.recoverLog("reader", c)
+	s := c.hub.settings.Load()
+	for {
+		// A frame that has begun must arrive whole within pong_timeout:
+		// a peer that stalls halfway is closed rather than holding a
+		// goroutine.
+		if c.ws.NetConn().SetReadDeadline(time.Now().Add(s.PongTimeout)) != nil {
+			c.teardown()
+			return
+		}
+		ok, err := c.readControl()
+		if err != nil {
+			c.teardown()
+			return
+		}
+		if !ok && !c.readMessage() {
+			c.teardown()
+			return
+		}
+		if !c.buffered() {
+			break
+		}
+	}
+	if c.ws.NetConn().SetReadDeadline(time.Time{}) != nil || !c.hub.poller.rearm(c) {
+		c.teardown()
+	}
+}
+
+// WebSocket frame header bits (RFC 6455, section 5.2).
+const (
+	finBit    = 0x80
+	rsvBits   = 0x70
+	opMask    = 0x0f
+	maskBit   = 0x80
+	opPing    = 0x9
+	opPong    = 0xa
+	maxCtlLen = 125
+)
+
+// readControl consumes a whole ping or pong frame at the head of the
+// buffer; ok is false when the next frame is anything else, which gorilla
+// then reads. Frames that break the rules (unmasked, fragmented, too long)
+// are left to gorilla, which closes the connection for them.
+func (c *Conn) readControl() (ok bool, err error) {
+	br := c.opts.Reader
+	h, err := br.Peek(2)
+	if err != nil {
+		return false, err
+	}
+	op := h[0] & opMask
+	n := int(h[1] &^ maskBit)
+	if h[0]&(finBit|rsvBits) != finBit || h[1]&maskBit == 0 || n > maxCtlLen || (op != opPing && op != opPong) {
+		return false, nil
+	}
+	frame, err := br.Peek(2 + 4 + n)
+	if err != nil {
+		return false, err
+	}
+	now := time.Now().UnixNano()
+	c.lastRead.Store(now)
+	if op == opPing {
+		c.hub.framesIn.Add(1)
+		if !c.allow(c.hub.settings.Load(), now) {
+			c.abort(CloseRateLimited, "rate limit exceeded")
+			return false, errClosed
+		}
+		payload := make([]byte, n)
+		key := frame[2:6]
+		for i := range payload {
+			payload[i] = frame[6+i] ^ key[i&3]
+		}
+		c.enqueue(outFrame{kind: framePong, payload: payload})
+	}
+	_, err = br.Discard(len(frame))
+	return true, err
+}
+
+// errClosed ends a read after the connection was closed on purpose.
+var errClosed = &Error{Code: "closed", Message: "connection closed"}
+
+// buffered reports whether more of the peer's bytes are already in user
+// space: in the reader's buffer or, over TLS, decrypted or received by the
+// TLS layer. The socket may not be readable for those, so they must be read
+// before the connection goes back to the poller. A read deadline in the
+// past makes the probe return at once when nothing is there.
+func (c *Conn) buffered() bool {
+	br := c.opts.Reader
+	if br.Buffered() > 0 {
+		return true
+	}
+	if !c.tls {
+		return false // the socket's readiness covers the rest
+	}
+	if c.ws.NetConn().SetReadDeadline(time.Unix(1, 0)) != nil {
+		return false
+	}
+	_, err := br.Peek(1)
+	return err == nil
+}
+
+// readMessage reads one data message with gorilla and handles it; false
+// means the connection is finished.
+func (c *Conn) readMessage() bool {
+	s := c.hub.settings.Load()
+	c.ws.SetReadLimit(s.MaxMessageSize)
+	mt, data, err := c.ws.ReadMessage()
+	if err != nil {
+		// gorilla has answered an oversize frame with 1009, a protocol
+		// error with 1002 and a close frame in kind.
+		return false
+	}
+	now := time.Now().UnixNano()
+	c.lastRead.Store(now)
+	c.hub.framesIn.Add(1)
+	if !c.allow(s, now) {
+		c.abort(CloseRateLimited, "rate limit exceeded")
+		return false
+	}
+	if mt != websocket.TextMessage {
+		c.abort(CloseUnsupportedData, "binary frames are not accepted")
+		return false
+	}
+	if !utf8.Valid(data) {
+		c.abort(CloseInvalidPayload, "text frame is not valid UTF-8")
+		return false
+	}
+	if c.protocol == ProtocolText {
+		return c.handleText(data)
+	}
+	return c.handleJSON(data)
+}
