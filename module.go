@@ -217,7 +217,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ReadBufferSize:  0,
 		WriteBufferSize: 4096,
 		WriteBufferPool: &writeBufferPool,
-		CheckOrigin:      func(*http.Request) bool { return true }, // checked before Upgrade, see checkOrigin
+		CheckOrigin:     func(*http.Request) bool { return true }, // checked before Upgrade, see checkOrigin
 	}
 	var err error
 	h.hub, err = acquireHub(h.Hub, h.logger)
