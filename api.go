@@ -70,8 +70,10 @@ func (a *API) Provision(ctx caddy.Context) error {
 		a.key, a.hasKey = sha256.Sum256([]byte(key)), true
 	}
 	var err error
-	a.hub, err = acquireHub(a.Hub, a.logger)
-	return err
+	if a.hub, err = acquireHub(a.Hub, a.logger); err != nil {
+		return err
+	}
+	return registerMetrics(ctx)
 }
 
 // Validate checks the configuration.

@@ -225,7 +225,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.hub.Configure(h.settings())
-	return nil
+	return registerMetrics(ctx)
 }
 
 func (h *Handler) settings() hub.Settings {

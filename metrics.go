@@ -1,0 +1,72 @@
+package pushhub
+
+import (
+	"errors"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// hubCollector exports every live hub's counters to Caddy's Prometheus
+// registry. It reads them when scraped, so pushes pay nothing for metrics.
+type hubCollector struct{}
+
+func metricDesc(name, help string) *prometheus.Desc {
+	return prometheus.NewDesc("caddy_pushhub_"+name, help, []string{"hub"}, nil)
+}
+
+var (
+	descConnections   = metricDesc("connections", "Logged-in WebSocket connections.")
+	descPending       = metricDesc("pending_connections", "Connections that have not logged in yet.")
+	descUIDs          = metricDesc("uids", "Online uids.")
+	descGroups        = metricDesc("groups", "Groups with at least one member.")
+	descMessagesIn    = metricDesc("messages_in_total", "Frames received from clients.")
+	descMessagesOut   = metricDesc("messages_out_total", "Message frames queued to connections.")
+	descPushes        = metricDesc("pushes_total", "Pushes (API sends and client publishes).")
+	descSlowConsumers = metricDesc("slow_consumers_total", "Connections cut off because their send queue was full.")
+	descHistoryBytes  = metricDesc("history_bytes", "Memory held by resume history.")
+)
+
+func (hubCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConnections, descPending, descUIDs, descGroups,
+		descMessagesIn, descMessagesOut, descPushes, descSlowConsumers, descHistoryBytes} {
+		ch <- d
+	}
+}
+
+func (hubCollector) Collect(ch chan<- prometheus.Metric) {
+	hubs.Range(func(_, v any) bool {
+		st := v.(pooledHub).Stats()
+		gauge := func(d *prometheus.Desc, x float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, x, st.Hub)
+		}
+		counter := func(d *prometheus.Desc, x uint64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(x), st.Hub)
+		}
+		gauge(descConnections, float64(st.Connections))
+		gauge(descPending, float64(st.Pending))
+		gauge(descUIDs, float64(st.UIDs))
+		gauge(descGroups, float64(st.Groups))
+		gauge(descHistoryBytes, float64(st.HistoryBytes))
+		counter(descMessagesIn, st.MessagesIn)
+		counter(descMessagesOut, st.MessagesOut)
+		counter(descPushes, st.Pushes)
+		counter(descSlowConsumers, st.SlowConsumers)
+		return true
+	})
+}
+
+// registerMetrics adds the collector to this config's registry; a second
+// module of the same config finds it there already.
+func registerMetrics(ctx caddy.Context) error {
+	reg := ctx.GetMetricsRegistry()
+	if reg == nil {
+		return nil
+	}
+	err := reg.Register(hubCollector{})
+	var already prometheus.AlreadyRegisteredError
+	if errors.As(err, &already) {
+		return nil
+	}
+	return err
+}
