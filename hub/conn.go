@@ -23,7 +23,8 @@ const (
 
 type outFrame struct {
 	kind    frameKind
-	pm      *websocket.PreparedMessage
+	pm      *websocket.PreparedMessage // a frame shared by many connections
+	data    []byte                     // or a frame of this connection's own
 	code    int
 	reason  string
 	payload []byte // a pong's
@@ -121,15 +122,15 @@ func (c *Conn) enqueue(f outFrame) bool {
 
 // enqueueAll queues first and then frames beyond the queue's bound: the
 // welcome and a resume's replay, which history already bounds.
-func (c *Conn) enqueueAll(first outFrame, frames []*websocket.PreparedMessage) {
+func (c *Conn) enqueueAll(first outFrame, frames [][]byte) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		return
 	}
 	c.queue = append(c.queue, first)
-	for _, pm := range frames {
-		c.queue = append(c.queue, outFrame{kind: frameData, pm: pm})
+	for _, b := range frames {
+		c.queue = append(c.queue, outFrame{kind: frameData, data: b})
 	}
 	c.hub.framesOut.Add(uint64(len(frames)))
 	start := !c.writing
@@ -157,8 +158,8 @@ func (c *Conn) allow(s *Settings, now int64) bool {
 }
 
 // send queues a data frame and counts it.
-func (c *Conn) send(pm *websocket.PreparedMessage) bool {
-	if c.enqueue(outFrame{kind: frameData, pm: pm}) {
+func (c *Conn) send(f outFrame) bool {
+	if c.enqueue(f) {
 		c.hub.framesOut.Add(1)
 		return true
 	}
@@ -233,7 +234,10 @@ func (c *Conn) write(f outFrame) bool {
 		if err := c.ws.SetWriteDeadline(deadline); err != nil {
 			return false
 		}
-		return c.ws.WritePreparedMessage(f.pm) == nil
+		if f.pm != nil {
+			return c.ws.WritePreparedMessage(f.pm) == nil
+		}
+		return c.ws.WriteMessage(websocket.TextMessage, f.data) == nil
 	}
 }
 

@@ -1,16 +1,12 @@
 package hub
 
-import (
-	"time"
-
-	"github.com/gorilla/websocket"
-)
+import "time"
 
 // storedMsg is one message kept for resume: its json frame, ready to write.
 type storedMsg struct {
 	seq   uint64
 	at    int64 // unix nanoseconds
-	frame *websocket.PreparedMessage
+	frame []byte
 	size  int64
 }
 
@@ -93,7 +89,7 @@ type Resume struct {
 // replay collects what a client that has seen since missed. Messages are
 // numbered without gaps, so the gap is filled exactly when the stored
 // messages after since run up to the current sequence.
-func (e *uidEntry) replay(since uint64, s *Settings, now time.Time) ([]*websocket.PreparedMessage, Resume) {
+func (e *uidEntry) replay(since uint64, s *Settings, now time.Time) ([][]byte, Resume) {
 	r := Resume{Since: since}
 	switch {
 	case since == e.seq:
@@ -107,7 +103,7 @@ func (e *uidEntry) replay(since uint64, s *Settings, now time.Time) ([]*websocke
 		return nil, r
 	}
 	cutoff := now.Add(-s.HistoryTTL).UnixNano()
-	var frames []*websocket.PreparedMessage
+	var frames [][]byte
 	for _, m := range e.hist.msgs[e.hist.start:] {
 		if m.seq > since && m.at >= cutoff {
 			frames = append(frames, m.frame)

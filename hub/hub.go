@@ -17,7 +17,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 )
 
@@ -158,7 +157,7 @@ func (h *Hub) register(c *Conn, uid string, since *uint64, welcome func(seq uint
 	}
 	c.uid = uid
 	c.loggedIn.Store(true)
-	var replay []*websocket.PreparedMessage
+	var replay [][]byte
 	var resume *Resume
 	if since != nil && c.protocol == ProtocolJSON {
 		var r Resume
@@ -315,11 +314,10 @@ func (h *Hub) deliver(e *uidEntry, d *delivery, st *Settings) Receipt {
 	var r Receipt
 	e.mu.Lock()
 	e.seq++
-	var jsonFrame *websocket.PreparedMessage // encoded once per uid, if needed
+	var jsonFrame []byte // encoded once per uid, if needed
 	if st.HistorySize > 0 {
-		var size int
-		jsonFrame, size = d.jsonFrame(e.seq)
-		r.Stored = h.store(e, storedMsg{seq: e.seq, at: time.Now().UnixNano(), frame: jsonFrame, size: int64(size) + storedOverhead}, st)
+		jsonFrame = d.jsonFrame(e.seq)
+		r.Stored = h.store(e, storedMsg{seq: e.seq, at: time.Now().UnixNano(), frame: jsonFrame, size: int64(len(jsonFrame)) + storedOverhead}, st)
 	}
 	for _, c := range e.conns {
 		var ok bool
@@ -327,9 +325,9 @@ func (h *Hub) deliver(e *uidEntry, d *delivery, st *Settings) Receipt {
 			ok = c.send(d.textFrame())
 		} else {
 			if jsonFrame == nil {
-				jsonFrame, _ = d.jsonFrame(e.seq)
+				jsonFrame = d.jsonFrame(e.seq)
 			}
-			ok = c.send(jsonFrame)
+			ok = c.send(outFrame{kind: frameData, data: jsonFrame})
 			if ok && d.acks != nil {
 				*d.acks = append(*d.acks, ackTarget{c, e.seq})
 			}
@@ -383,7 +381,9 @@ func (h *Hub) Send(ctx context.Context, t Target, m Message, o SendOptions) Rece
 	if t.Group != "" {
 		m.Group = t.Group
 	}
-	d := newDelivery(m)
+	// One connection's text frame is written as it is; a frame for many is
+	// prepared once, so each write is just the socket's.
+	d := newDelivery(m, t.UID == "")
 	var acks []ackTarget
 	if o.WaitAck > 0 {
 		d.acks = &acks
@@ -596,7 +596,7 @@ func (h *Hub) Kick(uid, reason string) int {
 	s.mu.RUnlock()
 	for _, c := range conns {
 		if c.protocol == ProtocolJSON {
-			c.enqueue(outFrame{kind: frameData, pm: controlFrame(errorFrame{Type: "error", Code: "kicked", Message: reason})})
+			c.enqueue(jsonFrame(errorFrame{Type: "error", Code: "kicked", Message: reason}))
 		}
 		c.closeAfterFlush(CloseKicked, closeReason(reason), h.Settings().WriteTimeout)
 	}
@@ -715,7 +715,7 @@ func (h *Hub) Close(reason string) {
 	for _, c := range conns {
 		retry := 500*time.Millisecond + rand.N(st.ReconnectJitter)
 		if c.protocol == ProtocolJSON && c.loggedIn.Load() {
-			c.enqueueAll(outFrame{kind: frameData, pm: controlFrame(goingAwayFrame{Type: "going_away", Reason: reason, RetryMS: retry.Milliseconds()})}, nil)
+			c.enqueueAll(jsonFrame(goingAwayFrame{Type: "going_away", Reason: reason, RetryMS: retry.Milliseconds()}), nil)
 		}
 		c.closeAfterFlush(CloseGoingAway, closeReason(fmt.Sprintf("%s; retry in %dms", reason, retry.Milliseconds())), within)
 	}

@@ -21,12 +21,15 @@ type Message struct {
 	Group string
 }
 
-// delivery is a message on its way to many connections: every frame that can
-// be shared is encoded once.
+// delivery is a message on its way to one or many connections: every frame
+// that can be shared is encoded once.
 type delivery struct {
-	msg      Message
+	msg Message
+	// many: the text frame goes to many connections, so it is prepared
+	// once (gorilla then writes the same frame bytes to each socket).
+	many     bool
 	textOnce sync.Once
-	text     *websocket.PreparedMessage
+	text     outFrame
 	// jsonTail is the json frame after its sequence number:
 	// `,"data":...,"from":"...","group":"..."}`.
 	jsonTail []byte
@@ -35,8 +38,8 @@ type delivery struct {
 	acks *[]ackTarget
 }
 
-func newDelivery(m Message) *delivery {
-	d := &delivery{msg: m}
+func newDelivery(m Message, many bool) *delivery {
+	d := &delivery{msg: m, many: many}
 	tail := make([]byte, 0, len(m.Data)+len(m.From)+len(m.Group)+32)
 	tail = append(tail, `,"data":`...)
 	tail = append(tail, m.Data...)
@@ -54,21 +57,25 @@ func newDelivery(m Message) *delivery {
 
 // textFrame is the message as the text protocol delivers it, shared by every
 // text connection.
-func (d *delivery) textFrame() *websocket.PreparedMessage {
+func (d *delivery) textFrame() outFrame {
 	d.textOnce.Do(func() {
-		d.text = mustPrepare(TextPayload(d.msg.Data))
+		b := TextPayload(d.msg.Data)
+		if d.many {
+			d.text = outFrame{kind: frameData, pm: mustPrepare(b)}
+		} else {
+			d.text = outFrame{kind: frameData, data: b}
+		}
 	})
 	return d.text
 }
 
 // jsonFrame is the message as the json protocol delivers it with sequence
-// seq, and its size in bytes.
-func (d *delivery) jsonFrame(seq uint64) (*websocket.PreparedMessage, int) {
+// seq.
+func (d *delivery) jsonFrame(seq uint64) []byte {
 	b := make([]byte, 0, len(d.jsonTail)+40)
 	b = append(b, `{"type":"message","seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, d.jsonTail...)
-	return mustPrepare(b), len(b)
+	return append(b, d.jsonTail...)
 }
 
 // TextPayload is what the text protocol sends for data: a JSON string's
@@ -98,11 +105,11 @@ func mustPrepare(b []byte) *websocket.PreparedMessage {
 	return pm
 }
 
-// controlFrame encodes a server frame of the json protocol.
-func controlFrame(v any) *websocket.PreparedMessage {
+// jsonFrame encodes a server frame of the json protocol.
+func jsonFrame(v any) outFrame {
 	b, err := json.Marshal(v)
 	if err != nil {
 		panic("hub: encoding a server frame: " + err.Error())
 	}
-	return mustPrepare(b)
+	return outFrame{kind: frameData, data: b}
 }

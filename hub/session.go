@@ -43,9 +43,9 @@ func (c *Conn) login(uid string, since *uint64) bool {
 	}
 	err := h.register(c, uid, since, func(seq uint64, r *Resume) outFrame {
 		if c.protocol == ProtocolText {
-			return outFrame{kind: frameData, pm: mustPrepare([]byte("login success, your uid is " + uid))}
+			return outFrame{kind: frameData, data: []byte("login success, your uid is " + uid)}
 		}
-		return outFrame{kind: frameData, pm: controlFrame(welcomeFrame{Type: "welcome", UID: uid, ConnID: c.id, Seq: seq, Resume: r})}
+		return jsonFrame(welcomeFrame{Type: "welcome", UID: uid, ConnID: c.id, Seq: seq, Resume: r})
 	})
 	switch {
 	case err == nil:
@@ -81,7 +81,7 @@ func (c *Conn) authenticate(credential string, since *uint64) bool {
 func (c *Conn) fail(code int, err error) {
 	e := &Error{Code: ErrorCode(err, "error"), Message: err.Error()}
 	if c.protocol == ProtocolJSON {
-		c.enqueue(outFrame{kind: frameData, pm: controlFrame(errorFrame{Type: "error", Code: e.Code, Message: e.Message})})
+		c.enqueue(jsonFrame(errorFrame{Type: "error", Code: e.Code, Message: e.Message}))
 	}
 	c.closeAfterFlush(code, closeReason(e.Code+": "+e.Message), time.Second)
 }
@@ -246,7 +246,7 @@ func (c *Conn) publish(f clientFrame) {
 
 // reply queues a server frame to this json connection.
 func (c *Conn) reply(v any) {
-	c.enqueue(outFrame{kind: frameData, pm: controlFrame(v)})
+	c.enqueue(jsonFrame(v))
 }
 
 func jsonString(s string) json.RawMessage {

@@ -1,0 +1,202 @@
+package hub
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// The benchmarks measure the hub's own work: numbering, encoding and
+// queueing a push, and the writers draining the queues into WebSocket
+// frames. The sockets discard what is written, because a 19,000-way fan-out
+// over real loopback sockets needs twice as many file descriptors as one
+// process may open here; cmd/pushbench measures the kernel's share.
+
+// sinkConn is a net.Conn that discards writes and blocks reads until closed.
+type sinkConn struct {
+	once   sync.Once
+	closed chan struct{}
+}
+
+func newSinkConn() *sinkConn { return &sinkConn{closed: make(chan struct{})} }
+
+func (c *sinkConn) Read([]byte) (int, error)        { <-c.closed; return 0, io.EOF }
+func (c *sinkConn) Write(b []byte) (int, error)     { return len(b), nil }
+func (c *sinkConn) Close() error                    { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *sinkConn) LocalAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+func (c *sinkConn) RemoteAddr() net.Addr            { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 2} }
+func (c *sinkConn) SetDeadline(time.Time) error     { return nil }
+func (c *sinkConn) SetReadDeadline(time.Time) error { return nil }
+func (c *sinkConn) SetWriteDeadline(time.Time) error {
+	return nil
+}
+
+// hijackRecorder lets gorilla's Upgrade take a sinkConn.
+type hijackRecorder struct {
+	*httptest.ResponseRecorder
+	conn net.Conn
+}
+
+func (h hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return h.conn, bufio.NewReadWriter(bufio.NewReaderSize(h.conn, 512), bufio.NewWriter(h.conn)), nil
+}
+
+var benchUpgrader = websocket.Upgrader{WriteBufferPool: &sync.Pool{}}
+
+// sinkWebSocket upgrades a sinkConn into a server-side WebSocket.
+func sinkWebSocket(b *testing.B) *websocket.Conn {
+	r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+	r.Header.Set("Connection", "Upgrade")
+	r.Header.Set("Upgrade", "websocket")
+	r.Header.Set("Sec-WebSocket-Version", "13")
+	r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	ws, err := benchUpgrader.Upgrade(hijackRecorder{httptest.NewRecorder(), newSinkConn()}, r, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ws
+}
+
+// benchHub logs in n connections as uids u0..u(n-1) of the given protocol.
+func benchHub(b *testing.B, n int, p Protocol) *Hub {
+	b.Helper()
+	h := New("bench", Settings{SendQueue: 1 << 16, PingInterval: time.Hour, AuthTimeout: time.Hour}, nil)
+	b.Cleanup(func() { h.Close("benchmark over") })
+	for i := range n {
+		h.Serve(sinkWebSocket(b), ConnOptions{Protocol: p, UID: "u" + strconv.Itoa(i)})
+	}
+	if got := h.Stats().Connections; got != int64(n) {
+		b.Fatalf("%d connections logged in, want %d", got, n)
+	}
+	return h
+}
+
+var payload64 = json.RawMessage(`"` + string(make64()) + `"`)
+
+func make64() []byte {
+	p := make([]byte, 62)
+	for i := range p {
+		p[i] = 'a' + byte(i%26)
+	}
+	return p
+}
+
+// drain waits until every queued frame has been written, so a benchmark
+// counts the writers' work too.
+func drain(b *testing.B, h *Hub) {
+	b.Helper()
+	for i := range h.uids {
+		s := &h.uids[i]
+		s.mu.RLock()
+		for _, e := range s.m {
+			for _, c := range e.conns {
+				for {
+					c.mu.Lock()
+					busy := c.writing
+					c.mu.Unlock()
+					if !busy {
+						break
+					}
+					time.Sleep(50 * time.Microsecond)
+				}
+			}
+		}
+		s.mu.RUnlock()
+	}
+}
+
+func BenchmarkSendToUID(b *testing.B) {
+	for _, p := range []Protocol{ProtocolText, ProtocolJSON} {
+		b.Run(p.String(), func(b *testing.B) {
+			h := benchHub(b, 1000, p)
+			m := Message{Data: payload64}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				if r := h.SendToUID("u"+strconv.Itoa(i%1000), m); r.Delivered != 1 {
+					b.Fatalf("delivered %d", r.Delivered)
+				}
+			}
+			drain(b, h)
+		})
+	}
+}
+
+func BenchmarkSendToGroup1k(b *testing.B) {
+	h := benchHub(b, 1000, ProtocolJSON)
+	for i := range 1000 {
+		if err := h.Join("u"+strconv.Itoa(i), "g"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	m := Message{Data: payload64}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if r := h.SendToGroup("g", m); r.Delivered != 1000 {
+			b.Fatalf("delivered %d", r.Delivered)
+		}
+		drain(b, h)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/delivery")
+}
+
+func BenchmarkBroadcast(b *testing.B) {
+	for _, n := range []int{10000, 19000} {
+		for _, p := range []Protocol{ProtocolText, ProtocolJSON} {
+			b.Run(strconv.Itoa(n)+"/"+p.String(), func(b *testing.B) {
+				h := benchHub(b, n, p)
+				m := Message{Data: payload64}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					if r := h.Broadcast(m); r.Delivered != n {
+						b.Fatalf("delivered %d", r.Delivered)
+					}
+					drain(b, h)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
+			})
+		}
+	}
+}
+
+func BenchmarkLogin(b *testing.B) {
+	h := New("bench", Settings{PingInterval: time.Hour, AuthTimeout: time.Hour}, nil)
+	b.Cleanup(func() { h.Close("benchmark over") })
+	wss := make([]*websocket.Conn, 0, 1<<16)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		if len(wss) == 0 {
+			for range cap(wss) {
+				wss = append(wss, sinkWebSocket(b))
+			}
+		}
+		ws := wss[len(wss)-1]
+		wss = wss[:len(wss)-1]
+		b.StartTimer()
+		c := h.Serve(ws, ConnOptions{Protocol: ProtocolJSON, UID: "u" + strconv.Itoa(i)})
+		c.teardown()
+	}
+}
+
+func BenchmarkJoin(b *testing.B) {
+	h := benchHub(b, 1000, ProtocolJSON)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		uid := "u" + strconv.Itoa(i%1000)
+		if err := h.Join(uid, "g"+strconv.Itoa(i%100)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
