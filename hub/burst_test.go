@@ -1,0 +1,139 @@
+package hub
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// burstHijacker hands gorilla a reader the hub can see, as the push_hub
+// module does.
+type burstHijacker struct {
+	http.ResponseWriter
+	br *bufio.Reader
+}
+
+func (h *burstHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, _, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	h.br = bufio.NewReaderSize(conn, 512)
+	return conn, bufio.NewReadWriter(h.br, bufio.NewWriterSize(conn, 256)), nil
+}
+
+// burstServer serves a hub over TLS or plain TCP and reports whether its
+// connections went to the poller.
+func burstServer(t *testing.T, useTLS bool) (*Hub, string) {
+	h := New("burst", Settings{AllowClientPublish: true, RateLimit: 1e6, RateBurst: 1e6, SendQueue: 10000}, nil)
+	t.Cleanup(func() { h.Close("test over") })
+	up := websocket.Upgrader{}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hj := &burstHijacker{ResponseWriter: w}
+		ws, err := up.Upgrade(hj, r, nil)
+		if err != nil {
+			return
+		}
+		h.Serve(ws, ConnOptions{Protocol: ProtocolJSON, UID: r.URL.Query().Get("uid"), Reader: hj.br})
+	})
+	var srv *httptest.Server
+	if useTLS {
+		srv = httptest.NewTLSServer(handler)
+	} else {
+		srv = httptest.NewServer(handler)
+	}
+	t.Cleanup(srv.Close)
+	return h, "ws" + strings.TrimPrefix(srv.URL, "http")
+}
+
+// TestBurstIsReadWhole sends bursts of frames that arrive together, so that
+// after one message is read the rest sits in the reader's buffer or, over
+// TLS, in the TLS layer while the socket has nothing more to read. Every
+// frame must be handled; a reader that handed the connection back to the
+// poller with frames still buffered would stall here.
+func TestBurstIsReadWhole(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ws", true: "wss"}[useTLS], func(t *testing.T) {
+			h, url := burstServer(t, useTLS)
+			d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // the test server's own certificate
+			ws, _, err := d.Dial(url+"/?uid=me", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ws.Close()
+			if h.poller != nil {
+				c := h.connOf(t, "me")
+				c.mu.Lock()
+				polled := c.polled
+				c.mu.Unlock()
+				if !polled {
+					t.Fatal("the connection is not on the poller: this test would not test it")
+				}
+			}
+			const bursts, perBurst = 20, 50
+			go func() {
+				n := 0
+				for range bursts {
+					for range perBurst {
+						n++
+						frame := `{"type":"send","to":"me","data":` + strconv.Itoa(n) + `}`
+						if ws.WriteMessage(websocket.TextMessage, []byte(frame)) != nil {
+							return
+						}
+					}
+					time.Sleep(5 * time.Millisecond) // let each burst land as one
+				}
+			}()
+			ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+			next := 1
+			for next <= bursts*perBurst {
+				_, b, err := ws.ReadMessage()
+				if err != nil {
+					t.Fatalf("after %d of %d messages: %v", next-1, bursts*perBurst, err)
+				}
+				var f struct {
+					Type string
+					Data int
+				}
+				if json.Unmarshal(b, &f) != nil || f.Type != "message" {
+					continue // the welcome
+				}
+				if f.Data != next {
+					t.Fatalf("got message %d, want %d", f.Data, next)
+				}
+				next++
+			}
+		})
+	}
+}
+
+// connOf finds the connection of a uid that holds exactly one.
+func (h *Hub) connOf(t *testing.T, uid string) *Conn {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		s := h.uidShard(uid)
+		s.mu.RLock()
+		e := s.m[uid]
+		var c *Conn
+		if e != nil && len(e.conns) == 1 {
+			c = e.conns[0]
+		}
+		s.mu.RUnlock()
+		if c != nil {
+			return c
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("uid %s has no single connection", uid)
+	return nil
+}
