@@ -123,6 +123,7 @@ type Handler struct {
 	ReconnectJitter caddy.Duration `json:"reconnect_jitter,omitempty"`
 
 	hub      *hub.Hub
+	endpoint *hub.Endpoint
 	protocol hub.Protocol
 	verifier *jwtauth.Verifier
 	origins  map[string]bool
@@ -224,7 +225,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.hub.Configure(h.settings())
+	// Endpoints of one hub with the same protocol and auth mode share their
+	// settings; a reload reconfigures them under the same key.
+	h.endpoint = h.hub.AcquireEndpoint(h.protocol.String() + " " + h.Auth.Mode)
+	h.endpoint.Configure(h.settings())
 	return registerMetrics(ctx)
 }
 
@@ -312,6 +316,9 @@ func (h *Handler) Validate() error {
 // Cleanup releases the handler's hold on its hub; the hub closes when no
 // config holds it any more.
 func (h *Handler) Cleanup() error {
+	if h.endpoint != nil {
+		h.hub.ReleaseEndpoint(h.endpoint)
+	}
 	return releaseHub(h.Hub, h.hub)
 }
 
@@ -328,7 +335,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !h.checkOrigin(r) {
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q is not allowed", r.Header.Get("Origin")))
 	}
-	opts := hub.ConnOptions{Protocol: h.protocol}
+	opts := hub.ConnOptions{Protocol: h.protocol, Endpoint: h.endpoint}
 	uid, err := h.uidAtUpgrade(r)
 	if err != nil {
 		return caddyhttp.Error(http.StatusUnauthorized, err)
@@ -347,7 +354,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.push_hub.uid", uid)
 
-	hj := &hijacker{ResponseWriter: w, rc: http.NewResponseController(w)}
+	hj := &hijacker{ResponseWriter: w}
 	ws, err := h.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
 		// Upgrade has answered the request (400 for a bad handshake).
@@ -366,7 +373,9 @@ func (h *Handler) uidAtUpgrade(r *http.Request) (string, error) {
 	switch h.Auth.Mode {
 	case AuthPlaceholder:
 		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-		uid := repl.ReplaceKnown(h.Auth.Placeholder, "")
+		// ReplaceAll: a placeholder with no value (no basic_auth user)
+		// must become empty, not stay as its literal text.
+		uid := repl.ReplaceAll(h.Auth.Placeholder, "")
 		if uid == "" {
 			return "", fmt.Errorf("placeholder %s is empty for this request", h.Auth.Placeholder)
 		}
@@ -435,15 +444,28 @@ func normalizeOrigin(o string) (string, error) {
 	return strings.ToLower(u.Scheme + "://" + u.Host), nil
 }
 
-// hijacker lets gorilla's Upgrade hijack through http.ResponseController,
-// which unwraps Caddy's response writer wrappers (encode, headers, logging).
-// It hands gorilla a small reader of its own instead of net/http's 4 KiB
-// one: every idle connection keeps its reader, and the hub needs to see
-// what is buffered in it.
+// hijacker lets gorilla's Upgrade hijack the connection from under Caddy's
+// response writer wrappers (encode, headers, logging). It hands gorilla a
+// small reader of its own instead of net/http's 4 KiB one: every idle
+// connection keeps its reader, and the hub needs to see what is buffered in
+// it.
 type hijacker struct {
 	http.ResponseWriter
-	rc *http.ResponseController
 	br *bufio.Reader
+}
+
+// innermost unwraps w to net/http's own writer. Hijacking through Caddy's
+// access-log recorder would wrap the socket in a byte counter that the log
+// reads when ServeHTTP returns, while this connection lives on: a data
+// race, and a wrapper that hides the socket from the hub's poller.
+func innermost(w http.ResponseWriter) http.ResponseWriter {
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return w
+		}
+		w = u.Unwrap()
+	}
 }
 
 // readBufferSize is each connection's read buffer: larger than gorilla's
@@ -451,7 +473,7 @@ type hijacker struct {
 const readBufferSize = 512
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := h.rc.Hijack()
+	conn, brw, err := http.NewResponseController(innermost(h.ResponseWriter)).Hijack()
 	if err != nil || brw.Reader.Buffered() > 0 {
 		return conn, brw, err // gorilla refuses data sent before the handshake ended
 	}

@@ -85,20 +85,37 @@ func newConn(h *Hub, ws *websocket.Conn, o ConnOptions) *Conn {
 	return c
 }
 
+// settings are the connection's endpoint's, or else its hub's.
+func (c *Conn) settings() *Settings {
+	if c.opts.Endpoint != nil {
+		return c.opts.Endpoint.s.Load()
+	}
+	return c.hub.settings.Load()
+}
+
 // ID is the connection's id, unique within its hub.
 func (c *Conn) ID() string { return c.id }
 
 // UID is the uid the connection logged in as, or "" before login.
 func (c *Conn) UID() string { return c.uid }
 
+// queueResult says what became of a frame offered to a connection.
+type queueResult uint8
+
+const (
+	queued  queueResult = iota
+	cut                 // the queue was full: this frame cut the connection off
+	closing             // the connection was already closing: not counted
+)
+
 // enqueue queues a frame for the writer. It never blocks: when the queue is
-// full the connection is cut off as a slow consumer and enqueue reports false.
-func (c *Conn) enqueue(f outFrame) bool {
-	s := c.hub.Settings()
+// full the connection is cut off as a slow consumer.
+func (c *Conn) enqueue(f outFrame) queueResult {
+	s := c.settings()
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return false
+		return closing
 	}
 	if len(c.queue) >= s.SendQueue {
 		c.closing = true
@@ -108,7 +125,7 @@ func (c *Conn) enqueue(f outFrame) bool {
 		c.hub.logger().Debug("cutting off a slow consumer",
 			zap.String("conn", c.id), zap.String("uid", c.uid), zap.Int("send_queue", s.SendQueue))
 		go c.abort(CloseSlowConsumer, "send queue overflow")
-		return false
+		return cut
 	}
 	c.queue = append(c.queue, f)
 	start := !c.writing
@@ -117,7 +134,7 @@ func (c *Conn) enqueue(f outFrame) bool {
 	if start {
 		go c.writeLoop()
 	}
-	return true
+	return queued
 }
 
 // enqueueAll queues first and then frames beyond the queue's bound: the
@@ -158,12 +175,12 @@ func (c *Conn) allow(s *Settings, now int64) bool {
 }
 
 // send queues a data frame and counts it.
-func (c *Conn) send(f outFrame) bool {
-	if c.enqueue(f) {
+func (c *Conn) send(f outFrame) queueResult {
+	r := c.enqueue(f)
+	if r == queued {
 		c.hub.framesOut.Add(1)
-		return true
 	}
-	return false
+	return r
 }
 
 // closeAfterFlush queues a close frame behind everything already queued and
@@ -220,7 +237,7 @@ func (c *Conn) writeLoop() {
 
 // write writes one frame; false means the connection is finished.
 func (c *Conn) write(f outFrame) bool {
-	deadline := time.Now().Add(c.hub.Settings().WriteTimeout)
+	deadline := time.Now().Add(c.settings().WriteTimeout)
 	switch f.kind {
 	case framePing:
 		return c.ws.WriteControl(websocket.PingMessage, nil, deadline) == nil
@@ -278,7 +295,7 @@ func (c *Conn) tick() {
 	if c.torn.Load() {
 		return
 	}
-	s := c.hub.Settings()
+	s := c.settings()
 	now := time.Now()
 	next := s.PingInterval + s.PongTimeout
 	if !c.loggedIn.Load() {
@@ -312,7 +329,7 @@ func (c *Conn) tick() {
 
 // startTimer arms the connection's timer for the first time.
 func (c *Conn) startTimer() {
-	s := c.hub.Settings()
+	s := c.settings()
 	c.mu.Lock()
 	c.timer = time.AfterFunc(min(s.AuthTimeout, s.PingInterval), c.tick)
 	c.mu.Unlock()

@@ -34,6 +34,9 @@ type Hub struct {
 	uids   [shardCount]uidShard
 	groups [shardCount]groupShard
 
+	endpointsMu sync.Mutex
+	endpoints   map[string]*Endpoint
+
 	pendingMu sync.Mutex
 	pending   map[*Conn]struct{} // connections that have not logged in
 
@@ -150,7 +153,7 @@ func (h *Hub) register(c *Conn, uid string, since *uint64, welcome func(seq uint
 		s.m[uid] = e
 	}
 	e.mu.Lock()
-	if len(e.conns) >= st.MaxConnectionsPerUID {
+	if len(e.conns) >= c.settings().MaxConnectionsPerUID {
 		e.mu.Unlock()
 		s.mu.Unlock()
 		return errTooManyConn
@@ -320,21 +323,22 @@ func (h *Hub) deliver(e *uidEntry, d *delivery, st *Settings) Receipt {
 		r.Stored = h.store(e, storedMsg{seq: e.seq, at: time.Now().UnixNano(), frame: jsonFrame, size: int64(len(jsonFrame)) + storedOverhead}, st)
 	}
 	for _, c := range e.conns {
-		var ok bool
+		var res queueResult
 		if c.protocol == ProtocolText {
-			ok = c.send(d.textFrame())
+			res = c.send(d.textFrame())
 		} else {
 			if jsonFrame == nil {
 				jsonFrame = d.jsonFrame(e.seq)
 			}
-			ok = c.send(outFrame{kind: frameData, data: jsonFrame})
-			if ok && d.acks != nil {
+			res = c.send(outFrame{kind: frameData, data: jsonFrame})
+			if res == queued && d.acks != nil {
 				*d.acks = append(*d.acks, ackTarget{c, e.seq})
 			}
 		}
-		if ok {
+		switch res {
+		case queued:
 			r.Delivered++
-		} else {
+		case cut:
 			r.Dropped++
 		}
 	}
@@ -598,7 +602,7 @@ func (h *Hub) Kick(uid, reason string) int {
 		if c.protocol == ProtocolJSON {
 			c.enqueue(jsonFrame(errorFrame{Type: "error", Code: "kicked", Message: reason}))
 		}
-		c.closeAfterFlush(CloseKicked, closeReason(reason), h.Settings().WriteTimeout)
+		c.closeAfterFlush(CloseKicked, closeReason(reason), c.settings().WriteTimeout)
 	}
 	return len(conns)
 }
@@ -694,8 +698,7 @@ func (h *Hub) Close(reason string) {
 		return
 	}
 	close(h.done)
-	st := h.Settings()
-	within := min(st.WriteTimeout, 2*time.Second)
+	within := 2 * time.Second
 	var conns []*Conn
 	h.pendingMu.Lock()
 	for c := range h.pending {
@@ -713,7 +716,7 @@ func (h *Hub) Close(reason string) {
 		s.mu.RUnlock()
 	}
 	for _, c := range conns {
-		retry := 500*time.Millisecond + rand.N(st.ReconnectJitter)
+		retry := 500*time.Millisecond + rand.N(c.settings().ReconnectJitter)
 		if c.protocol == ProtocolJSON && c.loggedIn.Load() {
 			c.enqueueAll(jsonFrame(goingAwayFrame{Type: "going_away", Reason: reason, RetryMS: retry.Milliseconds()}), nil)
 		}

@@ -37,9 +37,21 @@ func (h *Hub) Serve(ws *websocket.Conn, o ConnOptions) *Conn {
 
 // readLoop is the portable reader: one goroutine per connection.
 func (c *Conn) readLoop() {
-	defer c.teardown()
 	defer c.hub.recoverLog("reader", c)
 	for c.readMessage() {
+	}
+	c.readDone()
+}
+
+// readDone ends reading. A connection closed on purpose (a refused login,
+// a kick) is torn down once its queue, with the error frame and close
+// frame, is flushed; any other end of reading tears it down now.
+func (c *Conn) readDone() {
+	c.mu.Lock()
+	closing := c.closing
+	c.mu.Unlock()
+	if !closing {
+		c.teardown()
 	}
 }
 
@@ -49,7 +61,7 @@ func (c *Conn) readLoop() {
 // gorilla's NextReader would wait past them for a data frame.
 func (c *Conn) readReady() {
 	defer c.hub.recoverLog("reader", c)
-	s := c.hub.settings.Load()
+	s := c.settings()
 	for {
 		// A frame that has begun must arrive whole within pong_timeout:
 		// a peer that stalls halfway is closed rather than holding a
@@ -60,11 +72,11 @@ func (c *Conn) readReady() {
 		}
 		ok, err := c.readControl()
 		if err != nil {
-			c.teardown()
+			c.readDone()
 			return
 		}
 		if !ok && !c.readMessage() {
-			c.teardown()
+			c.readDone()
 			return
 		}
 		if !c.buffered() {
@@ -110,7 +122,7 @@ func (c *Conn) readControl() (ok bool, err error) {
 	c.lastRead.Store(now)
 	if op == opPing {
 		c.hub.framesIn.Add(1)
-		if !c.allow(c.hub.settings.Load(), now) {
+		if !c.allow(c.settings(), now) {
 			c.abort(CloseRateLimited, "rate limit exceeded")
 			return false, errClosed
 		}
@@ -151,7 +163,7 @@ func (c *Conn) buffered() bool {
 // readMessage reads one data message with gorilla and handles it; false
 // means the connection is finished.
 func (c *Conn) readMessage() bool {
-	s := c.hub.settings.Load()
+	s := c.settings()
 	c.ws.SetReadLimit(s.MaxMessageSize)
 	mt, data, err := c.ws.ReadMessage()
 	if err != nil {

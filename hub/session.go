@@ -26,6 +26,9 @@ type ConnOptions struct {
 	// Since is the last sequence number a resuming json client has seen
 	// (the since query parameter); a login frame's since overrides it.
 	Since *uint64
+	// Endpoint holds the settings of the endpoint the connection came
+	// through; nil means the hub's own settings.
+	Endpoint *Endpoint
 	// Reader is the buffered reader the WebSocket reads from (the one
 	// handed to gorilla's Upgrade through Hijack). With it, and on Linux,
 	// the connection is read only when its socket is readable and holds no
@@ -37,7 +40,7 @@ type ConnOptions struct {
 // uid, registers the connection and reports whether it is logged in.
 func (c *Conn) login(uid string, since *uint64) bool {
 	h := c.hub
-	if err := ValidName("uid", uid, h.Settings().MaxUIDLength); err != nil {
+	if err := ValidName("uid", uid, c.settings().MaxUIDLength); err != nil {
 		c.fail(CloseAuthFailed, err)
 		return false
 	}
@@ -91,7 +94,7 @@ func (c *Conn) handleText(data []byte) bool {
 	if !c.loggedIn.Load() {
 		return c.authenticate(string(data), nil)
 	}
-	if !c.hub.Settings().AllowClientPublish {
+	if !c.settings().AllowClientPublish {
 		return true // the recipe's protocol has no error frames: ignore it
 	}
 	to, text, ok := strings.Cut(string(data), ":")
@@ -156,7 +159,7 @@ func (c *Conn) handleJSON(data []byte) bool {
 		c.fail(CloseAuthFailed, newError("login_required", "the first frame must be a login frame"))
 		return false
 	}
-	s := c.hub.Settings()
+	s := c.settings()
 	switch f.Type {
 	case "login":
 		if c.loggedIn.Load() {
