@@ -1,0 +1,407 @@
+package pushhub_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	_ "github.com/pushhub/caddy-pushhub"
+	"github.com/pushhub/caddy-pushhub/internal/testenv"
+)
+
+// The browser test's ports: 9780-9789 are reserved for it.
+const (
+	browserSite = "http://127.0.0.1:9780"
+	browserAPI  = "http://127.0.0.1:9781"
+)
+
+// browserCaddyfile serves www/ and a json push_hub on one site and the push
+// API on another, on a hub of its own. Every test of this binary shares one
+// in-process Caddy, so the admin address is the e2e suite's (adminPort): a
+// config that moved it would strand the other tests' loads.
+const browserCaddyfile = `{
+	admin localhost:%d
+	http_port 9780
+	https_port 9782
+	skip_install_trust
+	persist_config off
+	grace_period 1ns
+}
+
+http://127.0.0.1:9780 {
+	bind 127.0.0.1
+	push_hub /ws {
+		hub browser
+		protocol json
+		auth first_message
+		allow_client_publish
+		allow_client_groups
+	}
+	root * %q
+	file_server
+}
+
+http://127.0.0.1:9781 {
+	bind 127.0.0.1
+	push_api {
+		hub browser
+	}
+}
+`
+
+// browserEntry is a message as the demo page lists it in #log.
+type browserEntry struct {
+	Seq   string `json:"seq"`
+	From  string `json:"from"`
+	Group string `json:"group"`
+	Text  string `json:"text"`
+}
+
+// TestBrowserDemo drives the demo page (www/index.html and www/pushhub.js)
+// in a real headless Chromium against a real Caddy: log in, receive pushes
+// from the HTTP API, send to another tab, join a group, and survive a
+// dropped connection.
+func TestBrowserDemo(t *testing.T) {
+	chromium := testenv.LookPath(t, []string{"chromium", "chromium-browser", "google-chrome"}, "apt-get install chromium")
+	www, err := filepath.Abs("www")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
+		AdminPort:          adminPort,
+		LoadRequestTimeout: 10 * time.Second,
+	})
+	tester.InitServer(fmt.Sprintf(browserCaddyfile, adminPort, www), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	alice, closeBrowser := browserStart(t, ctx, chromium)
+	defer closeBrowser()
+	aliceConsole := browserConsole(t, alice)
+
+	// The page loads with its script and stylesheet.
+	page := browserSite + "/?api=" + browserAPI
+	if err := chromedp.Do(alice, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.ID("login"))); err != nil {
+		t.Fatalf("loading the page: %v", err)
+	}
+	title, err := chromedp.Run(alice, chromedp.Title())
+	if err != nil || title != "caddy-pushhub demo" {
+		t.Fatalf("title = %q, %v", title, err)
+	}
+	browserWait(t, alice, "the stylesheet", `getComputedStyle(document.querySelector("header")).display === "flex"`)
+
+	// Log in as alice by typing the uid and pressing Enter.
+	if err := chromedp.Do(alice, chromedp.SendKeys(chromedp.ID("uid"), "alice\r")); err != nil {
+		t.Fatalf("logging in: %v", err)
+	}
+	browserWait(t, alice, "alice online", `document.getElementById("status").dataset.state === "online"`)
+	if got := browserText(t, alice, "me-uid"); got != "alice" {
+		t.Errorf("#me-uid = %q, want alice", got)
+	}
+	connID := browserText(t, alice, "conn-id")
+	if connID == "" || connID == "—" {
+		t.Errorf("#conn-id = %q, want a connection id", connID)
+	}
+
+	// The curl box shows a working command: run it (as Go) and the push
+	// arrives in the page's log.
+	curl := browserText(t, alice, "curl")
+	wantCurl := `curl -d '{"uid":"alice","data":"hello"}' ` + browserAPI + `/send`
+	if curl != wantCurl {
+		t.Errorf("#curl = %q, want %q", curl, wantCurl)
+	}
+	m := regexp.MustCompile(`^curl -d '(.*)' (\S+)$`).FindStringSubmatch(curl)
+	if m == nil {
+		t.Fatalf("cannot parse the curl command %q", curl)
+	}
+	if n := browserPost(t, m[2], m[1]); n != 1 {
+		t.Errorf("the curl command delivered to %d connections, want 1", n)
+	}
+	e := browserWaitMessage(t, alice, "hello")
+	if e.Seq != "1" || e.From != "" || e.Group != "" || !strings.Contains(e.Text, "from the API") {
+		t.Errorf("API push listed as %+v, want seq 1 from the API", e)
+	}
+	if n := browserPost(t, browserAPI+"/send", `{"uid":"alice","data":{"order":42,"status":"shipped"}}`); n != 1 {
+		t.Errorf("API push delivered to %d connections, want 1", n)
+	}
+	if e := browserWaitMessage(t, alice, `{"order":42,"status":"shipped"}`); e.Seq != "2" {
+		t.Errorf("second push listed as %+v, want seq 2", e)
+	}
+
+	// A second tab logs in as bob and gets what alice's page sends it.
+	bob, closeBob := chromedp.NewContext(alice)
+	defer closeBob()
+	if err := chromedp.Do(bob); err != nil { // opens the tab
+		t.Fatalf("opening a second tab: %v", err)
+	}
+	bobConsole := browserConsole(t, bob)
+	if err := chromedp.Do(bob,
+		chromedp.Navigate(page),
+		chromedp.SetValue(chromedp.ID("uid"), "bob"),
+		chromedp.Click(chromedp.ID("login")),
+	); err != nil {
+		t.Fatalf("logging in bob: %v", err)
+	}
+	browserWait(t, bob, "bob online", `document.getElementById("status").dataset.state === "online"`)
+
+	browserSend(t, alice, "to", "bob", "hi bob, it's alice")
+	browserWait(t, alice, "alice's send receipt", `document.getElementById("send-result").dataset.delivered === "1"`)
+	if e := browserWaitMessage(t, bob, "hi bob, it's alice"); e.From != "alice" || e.Seq != "1" {
+		t.Errorf("bob lists alice's message as %+v, want seq 1 from alice", e)
+	}
+
+	// Bob sends JSON to everyone: both pages get it.
+	browserSend(t, bob, "all", "", `{"hello":"everyone"}`)
+	browserWait(t, bob, "bob's broadcast receipt", `document.getElementById("send-result").dataset.delivered === "2"`)
+	for name, tab := range map[string]context.Context{"alice": alice, "bob": bob} {
+		if e := browserWaitMessage(t, tab, `{"hello":"everyone"}`); e.From != "bob" {
+			t.Errorf("%s lists bob's broadcast as %+v, want it from bob", name, e)
+		}
+	}
+
+	// Alice joins a group in the page; an API push to the group reaches her
+	// alone.
+	if err := chromedp.Do(alice,
+		chromedp.SetValue(chromedp.ID("group"), "news"),
+		chromedp.Click(chromedp.ID("join")),
+	); err != nil {
+		t.Fatalf("joining a group: %v", err)
+	}
+	browserWait(t, alice, "the group chip", `document.querySelector('#groups li[data-group="news"]') !== null`)
+	if got := browserText(t, alice, "curl-groups"); !strings.Contains(got, `{"group":"news","data":"hello"}`) {
+		t.Errorf("#curl-groups = %q, want the group's curl command", got)
+	}
+	if n := browserPost(t, browserAPI+"/send", `{"group":"news","data":"breaking news"}`); n != 1 {
+		t.Errorf("group push delivered to %d connections, want 1 (alice only)", n)
+	}
+	e = browserWaitMessage(t, alice, "breaking news")
+	if e.Group != "news" || !strings.Contains(e.Text, "in news") {
+		t.Errorf("group push listed as %+v, want it in news", e)
+	}
+	lastSeq := browserText(t, alice, "last-seq")
+
+	shot, err := chromedp.Run(alice, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Errorf("screenshot: %v", err)
+	} else if name := filepath.Join(os.TempDir(), "demo.png"); os.WriteFile(name, shot, 0o644) != nil {
+		t.Errorf("cannot save the screenshot to %s", name)
+	} else {
+		t.Logf("screenshot of the page: %s", name)
+	}
+
+	// Drop alice's socket: the client reconnects by itself, logs in with
+	// since = the last seq it saw, and joins its group again.
+	evCtx, evCancel := context.WithTimeout(alice, 15*time.Second)
+	defer evCancel()
+	sent := chromedp.Events(evCtx, network.WebSocketFrameSent)
+	if err := chromedp.Do(alice, chromedp.Evaluate[chromedp.Void](`demo.hub._ws.close(4000, "test drop")`)); err != nil {
+		t.Fatalf("dropping the socket: %v", err)
+	}
+	browserWait(t, alice, "a new connection",
+		fmt.Sprintf(`document.getElementById("status").dataset.state === "online" && document.getElementById("conn-id").textContent !== %q`, connID))
+	var login map[string]any
+	for ev, err := range sent {
+		if err != nil {
+			t.Fatalf("no login frame seen after the drop: %v", err)
+		}
+		var f map[string]any
+		if json.Unmarshal(ev.Response.PayloadData, &f) == nil && f["type"] == "login" {
+			login = f
+			break
+		}
+	}
+	if want, _ := strconv.ParseFloat(lastSeq, 64); login["uid"] != "alice" || login["since"] != want {
+		t.Errorf("login frame after the drop = %v, want uid alice since %s", login, lastSeq)
+	}
+	browserPoll(t, "the group rejoined", func() bool {
+		return browserPost(t, browserAPI+"/send", `{"group":"news","data":"after the drop"}`) == 1
+	})
+	browserWaitMessage(t, alice, "after the drop")
+
+	// Bob logs out: the page says so and the hub has no bob any more.
+	if err := chromedp.Do(bob, chromedp.Click(chromedp.ID("logout"))); err != nil {
+		t.Fatalf("logging out: %v", err)
+	}
+	browserWait(t, bob, "bob offline", `document.getElementById("status").dataset.state === "offline"`)
+	browserPoll(t, "bob offline in the hub", func() bool {
+		return browserPost(t, browserAPI+"/send", `{"uid":"bob","data":"gone?"}`) == 0
+	})
+
+	for name, c := range map[string]*browserConsoleLog{"alice": aliceConsole, "bob": bobConsole} {
+		for _, m := range c.problems() {
+			t.Errorf("%s's page: %s", name, m)
+		}
+	}
+}
+
+// browserStart launches a headless Chromium with a fresh profile and returns
+// the context of its first tab, and a func that closes the browser and waits
+// for it to exit.
+func browserStart(t *testing.T, ctx context.Context, execPath string) (context.Context, func()) {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(execPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 860),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	tab, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
+	if err := chromedp.Do(tab); err != nil { // starts the browser
+		cancelTab()
+		cancelAlloc()
+		t.Fatalf("starting %s: %v", execPath, err)
+	}
+	return tab, func() {
+		cancelTab()
+		cancelAlloc()
+	}
+}
+
+// browserConsoleLog collects what a tab writes to its console.
+type browserConsoleLog struct {
+	mu   sync.Mutex
+	msgs []chromedp.ConsoleMessage
+}
+
+// browserConsole starts collecting the console of tab until its context ends.
+func browserConsole(t *testing.T, tab context.Context) *browserConsoleLog {
+	t.Helper()
+	c := new(browserConsoleLog)
+	msgs := chromedp.Console(tab)
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.msgs = append(c.msgs, m)
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+// problems lists the exceptions and errors the page reported.
+func (c *browserConsoleLog) problems() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, m := range c.msgs {
+		if m.IsException() || m.Type == chromedp.ConsoleError {
+			out = append(out, fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line+1))
+		}
+	}
+	return out
+}
+
+// browserWait waits until the JavaScript expression is truthy in tab.
+func browserWait(t *testing.T, tab context.Context, what, expr string) {
+	t.Helper()
+	err := chromedp.Do(tab, chromedp.Poll[chromedp.Void](expr,
+		chromedp.WithPollingInterval(25*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second)))
+	if err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+// browserWaitMessage waits until the page's log lists a message whose data
+// reads text, and returns the entry.
+func browserWaitMessage(t *testing.T, tab context.Context, text string) browserEntry {
+	t.Helper()
+	e, err := chromedp.Run(tab, chromedp.PollFunction[browserEntry](`(text) => {
+		const li = [...document.querySelectorAll("#log li.msg")]
+			.find((li) => li.querySelector(".data").textContent === text);
+		return li && { seq: li.dataset.seq, from: li.dataset.from, group: li.dataset.group, text: li.textContent };
+	}`, chromedp.WithPollingArgs(text),
+		chromedp.WithPollingInterval(25*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second)))
+	if err != nil {
+		t.Fatalf("waiting for the message %q in the page: %v", text, err)
+	}
+	return e
+}
+
+// browserText returns the text of the element with the id.
+func browserText(t *testing.T, tab context.Context, id string) string {
+	t.Helper()
+	s, err := chromedp.Run(tab, chromedp.TextContent(chromedp.ID(id)))
+	if err != nil {
+		t.Fatalf("reading #%s: %v", id, err)
+	}
+	return strings.TrimSpace(s)
+}
+
+// browserSend fills in the page's send form and submits it.
+func browserSend(t *testing.T, tab context.Context, kind, to, data string) {
+	t.Helper()
+	steps := []chromedp.Action[chromedp.Void]{
+		chromedp.WaitEnabled(chromedp.ID("send")),
+		chromedp.Evaluate[chromedp.Void](`delete document.getElementById("send-result").dataset.delivered`),
+		chromedp.SetValue(chromedp.ID("send-kind"), kind),
+	}
+	if to != "" { // SetValue refuses ""
+		steps = append(steps, chromedp.SetValue(chromedp.ID("send-to"), to))
+	}
+	steps = append(steps,
+		chromedp.SetValue(chromedp.ID("send-data"), data),
+		chromedp.Click(chromedp.ID("send")),
+	)
+	err := chromedp.Do(tab, steps...)
+	if err != nil {
+		t.Fatalf("sending %q from the page: %v", data, err)
+	}
+}
+
+// browserPost calls the push API and returns how many connections the
+// message was delivered to.
+func browserPost(t *testing.T, url, body string) int {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Delivered int `json:"delivered"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s %s: status %d, %v", url, body, resp.StatusCode, err)
+	}
+	return r.Delivered
+}
+
+// browserPoll retries cond for a few seconds.
+func browserPoll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
