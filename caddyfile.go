@@ -260,16 +260,17 @@ func flag(d *caddyfile.Dispenser, dst *bool) error {
 }
 
 func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	name := d.Val()
 	var s string
 	if err := oneArg(d, &s); err != nil {
 		return err
 	}
 	v, err := caddy.ParseDuration(s)
 	if err != nil {
-		return d.Errf("%s: bad duration %q: %v", d.Val(), s, err)
+		return d.Errf("%s: bad duration %q: %v", name, s, err)
 	}
 	if v <= 0 {
-		return d.Errf("%s must be positive", d.Val())
+		return d.Errf("%s must be positive, not %s", name, s)
 	}
 	*dst = caddy.Duration(v)
 	return nil

@@ -71,12 +71,20 @@ func TestBurstIsReadWhole(t *testing.T) {
 			}
 			defer ws.Close()
 			if h.poller != nil {
+				// Serve registers the login, then hands the socket to the poller.
 				c := h.connOf(t, "me")
-				c.mu.Lock()
-				polled := c.polled
-				c.mu.Unlock()
-				if !polled {
-					t.Fatal("the connection is not on the poller: this test would not test it")
+				deadline := time.Now().Add(5 * time.Second)
+				for {
+					c.mu.Lock()
+					polled := c.polled
+					c.mu.Unlock()
+					if polled {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatal("the connection is not on the poller: this test would not test it")
+					}
+					time.Sleep(time.Millisecond)
 				}
 			}
 			const bursts, perBurst = 20, 50

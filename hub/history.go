@@ -95,11 +95,11 @@ func (e *uidEntry) replay(since uint64, s *Settings, now time.Time) ([][]byte, R
 	case since == e.seq:
 		r.Recovered = true
 		return nil, r
-	case since > e.seq:
-		r.Reason = "unknown_position"
-		return nil, r
 	case s.HistorySize == 0:
 		r.Reason = "history_off"
+		return nil, r
+	case since > e.seq:
+		r.Reason = "unknown_position"
 		return nil, r
 	}
 	cutoff := now.Add(-s.HistoryTTL).UnixNano()

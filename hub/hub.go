@@ -48,6 +48,7 @@ type Hub struct {
 
 	histBytes    atomic.Int64
 	histMessages atomic.Int64
+	kept         atomic.Int64 // offline uids kept for history
 
 	connections   atomic.Int64 // logged-in connections
 	framesIn      atomic.Uint64
@@ -146,11 +147,16 @@ func (h *Hub) register(c *Conn, uid string, since *uint64, welcome func(seq uint
 	st := h.settings.Load()
 	s := h.uidShard(uid)
 	s.mu.Lock()
+	if h.closed.Load() { // again under the lock: Close collects connections under it
+		s.mu.Unlock()
+		return ErrHubClosed
+	}
 	e := s.m[uid]
-	created := e == nil
-	if created {
+	if e == nil {
 		e = newEntry(st)
 		s.m[uid] = e
+	} else if len(e.conns) == 0 {
+		h.kept.Add(-1) // an offline uid kept for history is back
 	}
 	e.mu.Lock()
 	if len(e.conns) >= c.settings().MaxConnectionsPerUID {
@@ -212,18 +218,20 @@ func (h *Hub) remove(c *Conn) {
 		}
 	}
 	e.mu.Unlock()
-	var groups map[string]struct{}
 	if last {
-		if !keep {
+		if keep {
+			h.kept.Add(1)
+		} else {
 			delete(s.m, c.uid)
 		}
-		groups, e.groups = e.groups, nil
+		// Under the uid's lock, as Join adds, so the two never disagree.
+		for g := range e.groups {
+			h.dropMember(g, c.uid)
+		}
+		e.groups = nil
 	}
 	s.mu.Unlock()
 	h.connections.Add(-1)
-	for g := range groups {
-		h.dropMember(g, c.uid)
-	}
 }
 
 // forget releases an entry's history from the hub's budget; e.mu is held.
@@ -250,7 +258,7 @@ func (h *Hub) reap() {
 
 func (h *Hub) reapOnce(now time.Time) {
 	st := h.settings.Load()
-	if h.histMessages.Load() == 0 && st.HistorySize > 0 && h.connections.Load() == int64(h.uidCount()) {
+	if h.histMessages.Load() == 0 && h.kept.Load() == 0 {
 		return // nothing stored and no offline uid kept
 	}
 	cutoff := now.Add(-st.HistoryTTL).UnixNano()
@@ -268,6 +276,7 @@ func (h *Hub) reapOnce(now time.Time) {
 			}
 			if len(e.conns) == 0 && e.hist.len() == 0 && (st.HistorySize == 0 || e.offlineAt < cutoff) {
 				delete(s.m, uid)
+				h.kept.Add(-1)
 			}
 			e.mu.Unlock()
 		}
@@ -276,18 +285,6 @@ func (h *Hub) reapOnce(now time.Time) {
 }
 
 func (e *uidEntry) online() bool { return len(e.conns) > 0 }
-
-// uidCount counts the entries, online or kept for history.
-func (h *Hub) uidCount() int {
-	n := 0
-	for i := range h.uids {
-		s := &h.uids[i]
-		s.mu.RLock()
-		n += len(s.m)
-		s.mu.RUnlock()
-	}
-	return n
-}
 
 // Receipt tells what a push reached.
 type Receipt struct {
@@ -446,6 +443,7 @@ func (h *Hub) sendToUID(uid string, d *delivery, storeOffline bool) Receipt {
 		e = newEntry(st)
 		e.offlineAt = time.Now().UnixNano()
 		s.m[uid] = e
+		h.kept.Add(1)
 	}
 	return h.deliver(e, d, st)
 }
@@ -457,22 +455,25 @@ func waitAcks(ctx context.Context, targets []ackTarget, wait time.Duration) int 
 	defer deadline.Stop()
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
-	for {
+	count := func() int {
 		n := 0
 		for _, t := range targets {
 			if t.c.acked.Load() >= t.seq {
 				n++
 			}
 		}
-		if n == len(targets) {
+		return n
+	}
+	for {
+		if n := count(); n == len(targets) {
 			return n
 		}
 		select {
 		case <-tick.C:
 		case <-deadline.C:
-			return n
+			return count()
 		case <-ctx.Done():
-			return n
+			return count()
 		}
 	}
 }
@@ -540,10 +541,10 @@ func (h *Hub) Leave(uid, group string) bool {
 		_, member = e.groups[group]
 		delete(e.groups, group)
 	}
-	s.mu.Unlock()
 	if member {
 		h.dropMember(group, uid)
 	}
+	s.mu.Unlock()
 	return member
 }
 
