@@ -1,0 +1,420 @@
+package hub_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/pushhub/caddy-pushhub/hub"
+)
+
+// guard bounds every wait in these tests. It only turns a hang into a
+// failure: no test asserts anything about how long something took.
+const guard = 5 * time.Second
+
+// smallSocketBuffer is the socket buffer size of connections that must
+// back up quickly (slow consumer tests). Not tiny: below a few segments
+// (loopback's are 64 KiB) TCP holds back window updates, and a reader that
+// resumes would wait for the sender's zero-window probes.
+const smallSocketBuffer = 128 << 10
+
+// testServer is an httptest server whose only handler upgrades to a
+// WebSocket and hands it to a hub, the way push_hub does.
+type testServer struct {
+	t   testing.TB
+	hub *hub.Hub
+	url string
+	// shutdown closes the hub, then the HTTP server; it runs at the end of
+	// the test if not before.
+	shutdown func()
+}
+
+// newTestServer starts a hub with settings s behind a real HTTP server,
+// its connections read the way push_hub reads them (readiness-driven where
+// the platform has it).
+func newTestServer(t testing.TB, s hub.Settings) *testServer {
+	t.Helper()
+	return newTestServerReader(t, s, true)
+}
+
+// forEachReader runs a test once with connections read by the hub's poller
+// (as push_hub does) and once with a reader goroutine per connection.
+func forEachReader(t *testing.T, test func(t *testing.T, newServer func(hub.Settings) *testServer)) {
+	for _, poll := range []bool{true, false} {
+		name := "goroutine"
+		if poll {
+			name = "poller"
+		}
+		t.Run(name, func(t *testing.T) {
+			test(t, func(s hub.Settings) *testServer { return newTestServerReader(t, s, poll) })
+		})
+	}
+}
+
+// newTestServerReader starts a hub with settings s behind a real HTTP
+// server. With poll, connections get ConnOptions.Reader, as push_hub gives
+// them, so the hub may read them when they are readable; without, each gets
+// a reader goroutine. Query parameters of a dial choose the connection's
+// options: proto=text, uid=<uid> (logged in at the upgrade), since=<seq>,
+// nologin (no LoginFunc), smallbuf (a small server send buffer).
+func newTestServerReader(t testing.TB, s hub.Settings, poll bool) *testServer {
+	t.Helper()
+	ts := &testServer{t: t, hub: hub.New("test", s, nil)}
+	// ReadBufferSize 0: gorilla reads through the reader the hijacker
+	// hands it, which is the one the hub is given.
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		hj := &bufHijacker{ResponseWriter: w}
+		ws, err := up.Upgrade(hj, r, nil)
+		if err != nil {
+			return
+		}
+		if q.Has("smallbuf") {
+			if tc, ok := ws.NetConn().(*net.TCPConn); ok {
+				_ = tc.SetWriteBuffer(smallSocketBuffer)
+			}
+		}
+		o := hub.ConnOptions{UID: q.Get("uid"), Login: testLogin}
+		if poll {
+			if hj.br == nil {
+				panic("the hijacked connection had bytes buffered: no reader to hand the hub")
+			}
+			o.Reader = hj.br
+		}
+		if q.Get("proto") == "text" {
+			o.Protocol = hub.ProtocolText
+		}
+		if q.Has("nologin") {
+			o.Login = nil
+		}
+		if v := q.Get("since"); v != "" {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				panic(err)
+			}
+			o.Since = &n
+		}
+		ts.hub.Serve(ws, o)
+	}))
+	ts.url = "ws" + strings.TrimPrefix(srv.URL, "http") + "/"
+	ts.shutdown = sync.OnceFunc(func() {
+		ts.hub.Close("test over")
+		srv.Close()
+	})
+	t.Cleanup(ts.shutdown)
+	return ts
+}
+
+// bufHijacker hands gorilla a reader of its own at the hijack, as
+// push_hub's hijacker does, so that the hub can be given the reader the
+// WebSocket reads from.
+type bufHijacker struct {
+	http.ResponseWriter
+	br *bufio.Reader
+}
+
+func (h *bufHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil || brw.Reader.Buffered() > 0 {
+		return conn, brw, err
+	}
+	h.br = bufio.NewReaderSize(conn, 512)
+	return conn, bufio.NewReadWriter(h.br, bufio.NewWriterSize(conn, 256)), nil
+}
+
+// testLogin trusts the credential as the uid, except that one starting with
+// "deny" is refused with the code "denied".
+func testLogin(credential string) (string, error) {
+	if strings.HasPrefix(credential, "deny") {
+		return "", &hub.Error{Code: "denied", Message: "denied by the test"}
+	}
+	return credential, nil
+}
+
+// client is the other end of one connection: a gorilla client.
+type client struct {
+	t  testing.TB
+	ws *websocket.Conn
+}
+
+// dial opens a connection; query is the test server's options, e.g.
+// "uid=alice&proto=text". With "smallbuf" the client's receive buffer is
+// small too.
+func (ts *testServer) dial(query string) *client {
+	ts.t.Helper()
+	c, err := ts.tryDial(query)
+	if err != nil {
+		ts.t.Fatalf("dial %q: %v", query, err)
+	}
+	return c
+}
+
+func (ts *testServer) tryDial(query string) (*client, error) {
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, err
+	}
+	d := websocket.Dialer{HandshakeTimeout: guard}
+	if q.Has("smallbuf") {
+		d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var nd net.Dialer
+			conn, err := nd.DialContext(ctx, network, addr)
+			if err == nil {
+				_ = conn.(*net.TCPConn).SetReadBuffer(smallSocketBuffer)
+			}
+			return conn, err
+		}
+	}
+	ws, _, err := d.Dial(ts.url+"?"+query, nil)
+	if err != nil {
+		return nil, err
+	}
+	c := &client{t: ts.t, ws: ws}
+	ts.t.Cleanup(func() { ws.Close() })
+	return c, nil
+}
+
+// frame is any json-protocol frame from the server.
+type frame struct {
+	Type      string          `json:"type"`
+	UID       string          `json:"uid"`
+	ConnID    string          `json:"conn_id"`
+	Seq       uint64          `json:"seq"`
+	Data      json.RawMessage `json:"data"`
+	From      string          `json:"from"`
+	Group     string          `json:"group"`
+	Code      string          `json:"code"`
+	Message   string          `json:"message"`
+	ID        json.RawMessage `json:"id"`
+	Delivered *int            `json:"delivered"`
+	Dropped   *int            `json:"dropped"`
+	Resume    *hub.Resume     `json:"resume"`
+	Reason    string          `json:"reason"`
+	RetryMS   int64           `json:"retry_ms"`
+}
+
+// next reads the next data frame, within the guard.
+func (c *client) next() (int, []byte, error) {
+	if err := c.ws.SetReadDeadline(time.Now().Add(guard)); err != nil {
+		return 0, nil, err
+	}
+	return c.ws.ReadMessage()
+}
+
+// nextFrame reads and decodes the next json frame.
+func (c *client) nextFrame() (frame, error) {
+	mt, b, err := c.next()
+	if err != nil {
+		return frame{}, err
+	}
+	if mt != websocket.TextMessage {
+		return frame{}, fmt.Errorf("message type %d, want a text frame", mt)
+	}
+	var f frame
+	if err := json.Unmarshal(b, &f); err != nil {
+		return frame{}, fmt.Errorf("frame %q: %v", b, err)
+	}
+	return f, nil
+}
+
+// readFrame is nextFrame for the test goroutine: an error fails the test.
+func (c *client) readFrame() frame {
+	c.t.Helper()
+	f, err := c.nextFrame()
+	if err != nil {
+		c.t.Fatalf("reading a frame: %v", err)
+	}
+	return f
+}
+
+// readType reads a frame and checks its type.
+func (c *client) readType(typ string) frame {
+	c.t.Helper()
+	f := c.readFrame()
+	if f.Type != typ {
+		c.t.Fatalf("got a %q frame %+v, want %q", f.Type, f, typ)
+	}
+	return f
+}
+
+// readMessage reads a json message frame and checks its seq and data.
+func (c *client) readMessage(seq uint64, data string) frame {
+	c.t.Helper()
+	f := c.readType("message")
+	if f.Seq != seq || string(f.Data) != data {
+		c.t.Fatalf("got message seq %d data %s, want seq %d data %s", f.Seq, f.Data, seq, data)
+	}
+	return f
+}
+
+// readText reads a text-protocol frame.
+func (c *client) readText() string {
+	c.t.Helper()
+	mt, b, err := c.next()
+	if err != nil {
+		c.t.Fatalf("reading a text frame: %v", err)
+	}
+	if mt != websocket.TextMessage {
+		c.t.Fatalf("message type %d, want a text frame", mt)
+	}
+	return string(b)
+}
+
+// expectText reads a text-protocol frame and checks it.
+func (c *client) expectText(want string) {
+	c.t.Helper()
+	if got := c.readText(); got != want {
+		c.t.Fatalf("got text frame %q, want %q", got, want)
+	}
+}
+
+// closeCode is the close code of a read error, 0 when it is not a close.
+func closeCode(err error) int {
+	code, _ := closeOf(err)
+	return code
+}
+
+// closeOf returns the close code and reason of a read error; code 0 when
+// the error is not a close.
+func closeOf(err error) (int, string) {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return ce.Code, ce.Text
+	}
+	return 0, ""
+}
+
+// expectClose reads, requiring that the next thing is a close with code; it
+// returns the close reason.
+func (c *client) expectClose(code int) string {
+	c.t.Helper()
+	mt, b, err := c.next()
+	if err == nil {
+		c.t.Fatalf("got frame (type %d) %q, want close %d", mt, b, code)
+	}
+	got, reason := closeOf(err)
+	if got != code {
+		c.t.Fatalf("connection ended with %v, want close %d", err, code)
+	}
+	return reason
+}
+
+// drainUntilClose reads until the connection ends and returns the text
+// frames it got and the error that ended it.
+func (c *client) drainUntilClose() ([]string, error) {
+	var got []string
+	for {
+		_, b, err := c.next()
+		if err != nil {
+			return got, err
+		}
+		got = append(got, string(b))
+	}
+}
+
+func (c *client) send(s string) {
+	c.t.Helper()
+	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
+		c.t.Fatalf("sending %q: %v", s, err)
+	}
+}
+
+func (c *client) sendJSON(v any) {
+	c.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.send(string(b))
+}
+
+// loginJSON logs in with a login frame and returns the welcome.
+func (c *client) loginJSON(uid string) frame {
+	c.t.Helper()
+	c.sendJSON(map[string]any{"type": "login", "uid": uid})
+	w := c.readType("welcome")
+	if w.UID != uid {
+		c.t.Fatalf("welcome for uid %q, want %q", w.UID, uid)
+	}
+	return w
+}
+
+// loginText logs in with the text protocol's first frame.
+func (c *client) loginText(uid string) {
+	c.t.Helper()
+	c.send(uid)
+	c.expectText("login success, your uid is " + uid)
+}
+
+// jsonUser dials a json connection logged in at the upgrade as uid and
+// reads its welcome.
+func (ts *testServer) jsonUser(uid string) *client {
+	ts.t.Helper()
+	c := ts.dial("uid=" + url.QueryEscape(uid))
+	w := c.readType("welcome")
+	if w.UID != uid {
+		ts.t.Fatalf("welcome for uid %q, want %q", w.UID, uid)
+	}
+	return c
+}
+
+// textUser dials a text connection logged in at the upgrade as uid.
+func (ts *testServer) textUser(uid string) *client {
+	ts.t.Helper()
+	c := ts.dial("proto=text&uid=" + url.QueryEscape(uid))
+	c.expectText("login success, your uid is " + uid)
+	return c
+}
+
+// eventually polls cond until it holds; the guard turns a hang into a
+// failure.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(guard)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting (%v) for: %s", guard, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waitStats polls the hub's stats until check accepts them.
+func waitStats(t testing.TB, h *hub.Hub, what string, check func(hub.Stats) bool) hub.Stats {
+	t.Helper()
+	deadline := time.Now().Add(guard)
+	for {
+		st := h.Stats()
+		if check(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting (%v) for: %s; last stats %+v", guard, what, st)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// msg is a push API message with JSON data.
+func msg(data string) hub.Message { return hub.Message{Data: json.RawMessage(data)} }
+
+func wantReceipt(t testing.TB, what string, got hub.Receipt, delivered, dropped int) {
+	t.Helper()
+	if got.Delivered != delivered || got.Dropped != dropped {
+		t.Fatalf("%s: receipt %+v, want delivered %d dropped %d", what, got, delivered, dropped)
+	}
+}
