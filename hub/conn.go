@@ -217,8 +217,12 @@ func (c *Conn) writeLoop() {
 		c.queue = c.spare[:0]
 		c.mu.Unlock()
 
+		// One deadline per batch: re-arming it costs a runtime timer
+		// update, which is worth saving on every frame of a broadcast.
+		deadline := time.Now().Add(c.settings().WriteTimeout)
+		ok := c.ws.SetWriteDeadline(deadline) == nil
 		for i := range batch {
-			if !c.write(batch[i]) {
+			if !ok || !c.write(batch[i], deadline) {
 				c.mu.Lock()
 				c.writing = false
 				c.closing = true
@@ -235,9 +239,9 @@ func (c *Conn) writeLoop() {
 	}
 }
 
-// write writes one frame; false means the connection is finished.
-func (c *Conn) write(f outFrame) bool {
-	deadline := time.Now().Add(c.settings().WriteTimeout)
+// write writes one frame under the batch's deadline; false means the
+// connection is finished.
+func (c *Conn) write(f outFrame, deadline time.Time) bool {
 	switch f.kind {
 	case framePing:
 		return c.ws.WriteControl(websocket.PingMessage, nil, deadline) == nil
@@ -248,9 +252,6 @@ func (c *Conn) write(f outFrame) bool {
 		c.teardown()
 		return false
 	default:
-		if err := c.ws.SetWriteDeadline(deadline); err != nil {
-			return false
-		}
 		if f.pm != nil {
 			return c.ws.WritePreparedMessage(f.pm) == nil
 		}
