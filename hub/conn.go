@@ -59,6 +59,7 @@ type Conn struct {
 
 	mu      sync.Mutex
 	queue   []outFrame
+	exempt  int        // frames in queue outside send_queue's bound: a login's welcome and replay
 	spare   []outFrame // the writer's previous batch, reused
 	writing bool
 	closing bool // a close is queued or done: nothing more is accepted
@@ -117,7 +118,7 @@ func (c *Conn) enqueue(f outFrame) queueResult {
 		c.mu.Unlock()
 		return closing
 	}
-	if len(c.queue) >= s.SendQueue {
+	if len(c.queue)-c.exempt >= s.SendQueue {
 		c.closing = true
 		c.queue = nil
 		c.mu.Unlock()
@@ -149,6 +150,7 @@ func (c *Conn) enqueueAll(first outFrame, frames [][]byte) {
 	for _, b := range frames {
 		c.queue = append(c.queue, outFrame{kind: frameData, data: b})
 	}
+	c.exempt += 1 + len(frames)
 	c.hub.framesOut.Add(uint64(len(frames)))
 	start := !c.writing
 	c.writing = true
@@ -214,7 +216,7 @@ func (c *Conn) writeLoop() {
 			return
 		}
 		batch := c.queue
-		c.queue = c.spare[:0]
+		c.queue, c.exempt = c.spare[:0], 0
 		c.mu.Unlock()
 
 		// One deadline per batch: re-arming it costs a runtime timer
