@@ -1,0 +1,356 @@
+// Package pushapi is a Go client for caddy-pushhub's server-side push API
+// (the push_api handler): send to a uid, a list of uids, a group or
+// everyone; manage group membership; kick; ask who is online; read the hub's
+// counters.
+//
+//	c := pushapi.New("http://127.0.0.1:7070", os.Getenv("PUSH_API_KEY"), nil)
+//	rc, err := c.SendUID(ctx, "42", map[string]any{"text": "hello"})
+//
+// A refusal by the API (a 4xx, or any other non-2xx answer) is returned as a
+// *Error carrying the status and the API's stable error code:
+//
+//	var apiErr *pushapi.Error
+//	if errors.As(err, &apiErr) && apiErr.Code == "uid_offline" { ... }
+//
+// A Client is safe for concurrent use and keeps its connections alive, so
+// one Client should be shared by all goroutines of a program.
+package pushapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pushhub/caddy-pushhub/hub"
+)
+
+// Client calls one push API. Its zero value is not usable: make it with New.
+type Client struct {
+	base string // without a trailing slash; calls are base + "/" + name
+	auth string // the Authorization header value, or ""
+	hc   *http.Client
+}
+
+// New returns a client of the push API at baseURL, the address the push_api
+// handler answers at: "http://127.0.0.1:7070", or "https://host/push" when
+// it is mounted under a prefix. key is the Bearer key; "" sends none (a
+// push_api without a key serves loopback callers only). hc is the HTTP
+// client to use; nil means a client of its own whose transport keeps up to
+// 256 idle connections to the API alive, so that many goroutines can send at
+// once without opening a connection per call.
+func New(baseURL, key string, hc *http.Client) *Client {
+	if hc == nil {
+		// The timeout bounds calls whose context has no deadline.
+		hc = &http.Client{Transport: NewTransport(256), Timeout: time.Minute}
+	}
+	c := &Client{base: strings.TrimRight(baseURL, "/"), hc: hc}
+	if key != "" {
+		c.auth = "Bearer " + key
+	}
+	return c
+}
+
+// NewTransport returns an HTTP transport for a push API: the default
+// transport's settings (proxy from the environment, dial and TLS timeouts,
+// HTTP/2 where the server offers it) with idle connections kept per host, up
+// to maxIdlePerHost of them, so that busy callers reuse connections.
+func NewTransport(maxIdlePerHost int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = max(t.MaxIdleConns, maxIdlePerHost)
+	t.MaxIdleConnsPerHost = maxIdlePerHost
+	t.IdleConnTimeout = 90 * time.Second
+	return t
+}
+
+// Error is a refusal by the API: a non-2xx answer. Code and Message come
+// from the API's error body ({"error": {"code": ..., "message": ...}}); when
+// the body is not one (a proxy's error page, say), Code is "" and Message
+// holds the start of the body.
+type Error struct {
+	Status  int    // the HTTP status code
+	Code    string // the API's stable error code, e.g. "bad_target", "uid_offline"
+	Message string // the API's explanation, for people
+}
+
+func (e *Error) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("push API: %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+	}
+	return fmt.Sprintf("push API: %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// SendRequest is one push: Data and exactly one target of UID, UIDs, Group
+// and All.
+type SendRequest struct {
+	UID   string   `json:"uid,omitempty"`
+	UIDs  []string `json:"uids,omitempty"`
+	Group string   `json:"group,omitempty"`
+	All   bool     `json:"all,omitempty"`
+	// Data is any JSON value but null: it is encoded with encoding/json, and
+	// a json.RawMessage goes as it is. The text protocol delivers a string as
+	// its bare text and anything else as its JSON text.
+	Data any `json:"data"`
+	// WaitAck, when positive, makes the call wait up to this long (the API
+	// allows 30s) for the json connections reached to acknowledge the
+	// message; the receipt's Acked counts those that did. It travels as
+	// nanoseconds, which the API accepts like a duration string.
+	WaitAck time.Duration `json:"wait_ack,omitempty"`
+}
+
+// SendReceipt tells what a push reached.
+type SendReceipt struct {
+	// Delivered counts the connections the message was queued to.
+	Delivered int `json:"delivered"`
+	// Dropped counts connections cut off as slow consumers by this message.
+	Dropped int `json:"dropped"`
+	// Stored tells whether the message was kept in history for later
+	// delivery: to a uid that is offline, or to a client that resumes.
+	Stored bool `json:"stored"`
+	// Acked counts the json connections that acknowledged the message
+	// within WaitAck; nil when WaitAck was not given.
+	Acked *int `json:"acked,omitempty"`
+}
+
+// Online is the answer of GET /online: whether a uid is connected, and by
+// how many connections.
+type Online struct {
+	UID         string `json:"uid"`
+	Online      bool   `json:"online"`
+	Connections int    `json:"connections"`
+}
+
+// UIDsQuery selects a page of GET /uids.
+type UIDsQuery struct {
+	// Group restricts the list to that group's members; "" lists every
+	// online uid.
+	Group string
+	// After starts the page after this uid (uids come in byte order): pass
+	// the previous page's Next.
+	After string
+	// Limit caps the page; 0 means the API's default (1000), and the API
+	// allows at most 10000.
+	Limit int
+}
+
+// UIDPage is one page of online uids.
+type UIDPage struct {
+	UIDs  []string `json:"uids"`
+	Group string   `json:"group,omitempty"`
+	// Next is "" on the last page; otherwise it is the After of the next
+	// page.
+	Next string `json:"next,omitempty"`
+}
+
+// Stats are a hub's counters, as GET /stats answers them: connections,
+// uids, groups, messages in and out, slow consumers cut off, goroutines of
+// the server process. The type is the engine's own, so that the client never
+// lags behind what the server reports.
+type Stats = hub.Stats
+
+// Send pushes req and returns the receipt.
+func (c *Client) Send(ctx context.Context, req SendRequest) (SendReceipt, error) {
+	var rc SendReceipt
+	err := c.post(ctx, "send", req, &rc)
+	return rc, err
+}
+
+// SendUID pushes data to every connection of uid.
+func (c *Client) SendUID(ctx context.Context, uid string, data any) (SendReceipt, error) {
+	return c.Send(ctx, SendRequest{UID: uid, Data: data})
+}
+
+// SendUIDs pushes data to every connection of each of uids, in one request
+// (the API takes at most 10000 uids per request).
+func (c *Client) SendUIDs(ctx context.Context, uids []string, data any) (SendReceipt, error) {
+	return c.Send(ctx, SendRequest{UIDs: uids, Data: data})
+}
+
+// SendGroup pushes data to every connection of every member of group.
+func (c *Client) SendGroup(ctx context.Context, group string, data any) (SendReceipt, error) {
+	return c.Send(ctx, SendRequest{Group: group, Data: data})
+}
+
+// Broadcast pushes data to every connection of the hub.
+func (c *Client) Broadcast(ctx context.Context, data any) (SendReceipt, error) {
+	return c.Send(ctx, SendRequest{All: true, Data: data})
+}
+
+type membership struct {
+	UID   string `json:"uid"`
+	Group string `json:"group"`
+}
+
+// Join adds an online uid to group. Joining an offline uid fails with a 404
+// *Error whose Code is "uid_offline".
+func (c *Client) Join(ctx context.Context, uid, group string) error {
+	return c.post(ctx, "join", membership{uid, group}, nil)
+}
+
+// Leave takes uid out of group and reports whether it was a member.
+func (c *Client) Leave(ctx context.Context, uid, group string) (wasMember bool, err error) {
+	var out struct {
+		WasMember bool `json:"was_member"`
+	}
+	err = c.post(ctx, "leave", membership{uid, group}, &out)
+	return out.WasMember, err
+}
+
+// Kick closes every connection of uid (close code 4005, with reason; ""
+// lets the server say "kicked") and returns how many it closed.
+func (c *Client) Kick(ctx context.Context, uid, reason string) (closed int, err error) {
+	var out struct {
+		Closed int `json:"closed"`
+	}
+	err = c.post(ctx, "kick", struct {
+		UID    string `json:"uid"`
+		Reason string `json:"reason,omitempty"`
+	}{uid, reason}, &out)
+	return out.Closed, err
+}
+
+// Online tells whether uid is connected and by how many connections.
+func (c *Client) Online(ctx context.Context, uid string) (Online, error) {
+	var out Online
+	err := c.get(ctx, "online", url.Values{"uid": {uid}}, &out)
+	return out, err
+}
+
+// UIDs returns one page of online uids (of a group, with q.Group).
+func (c *Client) UIDs(ctx context.Context, q UIDsQuery) (UIDPage, error) {
+	v := url.Values{}
+	if q.Group != "" {
+		v.Set("group", q.Group)
+	}
+	if q.After != "" {
+		v.Set("after", q.After)
+	}
+	if q.Limit != 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var page UIDPage
+	err := c.get(ctx, "uids", v, &page)
+	return page, err
+}
+
+// AllUIDs returns every online uid (of group, unless it is ""), following
+// the pages of GET /uids with pages of limit uids (0: the API's default).
+// The list is a sequence of snapshots, not one: uids that come or go while
+// it is read may be missed or listed although gone.
+func (c *Client) AllUIDs(ctx context.Context, group string, limit int) ([]string, error) {
+	var all []string
+	q := UIDsQuery{Group: group, Limit: limit}
+	for {
+		page, err := c.UIDs(ctx, q)
+		if err != nil {
+			return all, err
+		}
+		all = append(all, page.UIDs...)
+		if page.Next == "" || page.Next == q.After {
+			return all, nil
+		}
+		q.After = page.Next
+	}
+}
+
+// Stats returns the hub's counters.
+func (c *Client) Stats(ctx context.Context) (Stats, error) {
+	var st Stats
+	err := c.get(ctx, "stats", nil, &st)
+	return st, err
+}
+
+func (c *Client) post(ctx context.Context, name string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("push API %s: encoding the request: %w", name, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/"+name, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return c.do(req, name, out)
+}
+
+func (c *Client) get(ctx context.Context, name string, q url.Values, out any) error {
+	u := c.base + "/" + name
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	return c.do(req, name, out)
+}
+
+// maxAnswer bounds how much of an answer is read. The largest real answer
+// is a page of 10000 uids of at most 4 KiB each (about 41 MB); the bound
+// guards against a misdirected URL, it is not a limit of the API.
+const maxAnswer = 64 << 20
+
+func (c *Client) do(req *http.Request, name string, out any) error {
+	req.Header.Set("Accept", "application/json")
+	if c.auth != "" {
+		req.Header.Set("Authorization", c.auth)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Reading to the end lets the transport reuse the connection.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+	}()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return fmt.Errorf("push API %s: reading the answer: %w", name, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return errorFrom(resp.StatusCode, body)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("push API %s: the answer is not the expected JSON: %w", name, err)
+	}
+	return nil
+}
+
+// errorFrom makes the *Error of a non-2xx answer.
+func errorFrom(status int, body []byte) *Error {
+	var eb struct {
+		Error *struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &eb) == nil && eb.Error != nil {
+		return &Error{Status: status, Code: eb.Error.Code, Message: eb.Error.Message}
+	}
+	msg := strings.TrimSpace(string(body))
+	if len(msg) > 200 {
+		msg = msg[:200] + "..."
+	}
+	if msg == "" {
+		msg = http.StatusText(status)
+	}
+	return &Error{Status: status, Message: msg}
+}
+
+// IsOffline reports whether err is the API's answer that a uid has no
+// connection (a Join of an offline uid).
+func IsOffline(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == "uid_offline"
+}
