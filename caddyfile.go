@@ -195,7 +195,7 @@ func parseRateLimit(d *caddyfile.Dispenser, h *Handler) error {
 		return d.ArgErr()
 	}
 	r, err := strconv.ParseFloat(args[0], 64)
-	if err != nil || r <= 0 || r > 1e6 {
+	if err != nil || !(r > 0 && r <= 1e6) { // written so that NaN fails too
 		return d.Errf("rate_limit %q: want frames per second, e.g. 100", args[0])
 	}
 	h.RateLimit = r

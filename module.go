@@ -300,7 +300,7 @@ func (h *Handler) provisionAuth() error {
 // Validate checks combinations of settings.
 func (h *Handler) Validate() error {
 	if h.MaxMessageSize < 0 || h.SendQueue < 0 || h.MaxConnectionsPerUID < 0 || h.MaxUIDLength < 0 ||
-		h.HistorySize < 0 || h.HistoryMaxBytes < 0 || h.RateLimit < 0 || h.RateBurst < 0 {
+		h.HistorySize < 0 || h.HistoryMaxBytes < 0 || !(h.RateLimit >= 0 && h.RateLimit <= 1e6) || h.RateBurst < 0 {
 		return errors.New("sizes, counts and rates must not be negative")
 	}
 	if h.PingInterval < 0 || h.PongTimeout < 0 || h.WriteTimeout < 0 || h.AuthTimeout < 0 ||

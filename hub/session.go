@@ -198,6 +198,10 @@ func (c *Conn) handleJSON(data []byte) bool {
 			return true
 		}
 		answer := "left"
+		if err := ValidName("group", f.Group, s.MaxUIDLength); err != nil {
+			c.reply(errorFrame{Type: "error", ID: f.ID, Code: ErrorCode(err, "invalid_group"), Message: err.Error()})
+			return true
+		}
 		if f.Type == "join" {
 			if err := c.hub.Join(c.uid, f.Group); err != nil {
 				c.reply(errorFrame{Type: "error", ID: f.ID, Code: ErrorCode(err, "join_failed"), Message: err.Error()})
