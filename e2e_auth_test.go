@@ -262,7 +262,9 @@ http://localhost:%d {
 	silent.expectClose(4002)
 	silent.expectHangup()
 	silentText.expectClose(4002)
+	silentText.expectHangup()
 	pinger.expectClose(4002)
+	pinger.expectHangup() // the server has let go of it: no longer pending
 
 	// The logged-in connections stay and receive.
 	post(t, apiURL+"/send", `{"all":true,"data":"still here"}`).expectJSON(t, http.StatusOK, receipt(2, 0))

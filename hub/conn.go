@@ -2,6 +2,8 @@ package hub
 
 import (
 	"crypto/tls"
+	"io"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -11,29 +13,12 @@ import (
 	"go.uber.org/zap"
 )
 
-// frameKind tells the writer what a queued frame is.
-type frameKind uint8
-
-const (
-	frameData  frameKind = iota // a prepared text frame
-	framePing                   // a WebSocket ping
-	frameClose                  // a close frame; nothing after it is written
-	framePong                   // a WebSocket pong answering a ping
-)
-
-type outFrame struct {
-	kind    frameKind
-	pm      *websocket.PreparedMessage // a frame shared by many connections
-	data    []byte                     // or a frame of this connection's own
-	code    int
-	reason  string
-	payload []byte // a pong's
-}
-
-// Conn is one WebSocket connection on a hub. It has one writer at a time: a
-// goroutine that exists only while frames are queued, so an idle connection
-// costs no writer. Publishers never block on it: a full queue cuts the
-// connection off as a slow consumer.
+// Conn is one WebSocket connection on a hub. Publishers never block on it:
+// a frame offered to an idle connection on the poller is written straight
+// to its non-blocking socket; what the socket cannot take at once is queued
+// for a writer goroutine that exists only while frames are queued. A full
+// queue cuts the connection off as a slow consumer. One writer at a time:
+// an inline write happens under mu with no writer goroutine running.
 type Conn struct {
 	hub      *Hub
 	ws       *websocket.Conn
@@ -44,8 +29,9 @@ type Conn struct {
 	opts     ConnOptions
 	tls      bool // read through a TLS layer, which buffers on its own
 	pollID   uint64
-	pollFD   int  // the socket, while polled
+	pollFD   int  // the socket, once polled (valid until the socket is closed), or -1
 	polled   bool // registered with the poller; guarded by mu
+	inlineFD int  // the socket publishers may write to directly, or -1; guarded by mu
 
 	uid string // set once, at login, before the connection is registered
 
@@ -81,6 +67,8 @@ func newConn(h *Hub, ws *websocket.Conn, o ConnOptions) *Conn {
 		opts:     o,
 		tls:      isTLS,
 		pollID:   id,
+		pollFD:   -1,
+		inlineFD: -1,
 	}
 	c.lastRead.Store(c.opened.UnixNano())
 	return c
@@ -109,8 +97,10 @@ const (
 	closing             // the connection was already closing: not counted
 )
 
-// enqueue queues a frame for the writer. It never blocks: when the queue is
-// full the connection is cut off as a slow consumer.
+// enqueue offers a frame to the connection. It never blocks: an idle
+// connection's socket takes it at once if it can; otherwise it is queued for
+// the writer, and when the queue is full the connection is cut off as a slow
+// consumer.
 func (c *Conn) enqueue(f outFrame) queueResult {
 	s := c.settings()
 	c.mu.Lock()
@@ -118,7 +108,7 @@ func (c *Conn) enqueue(f outFrame) queueResult {
 		c.mu.Unlock()
 		return closing
 	}
-	if len(c.queue)-c.exempt >= s.SendQueue {
+	if !f.close && len(c.queue)-c.exempt >= s.SendQueue {
 		c.closing = true
 		c.queue = nil
 		c.mu.Unlock()
@@ -128,6 +118,25 @@ func (c *Conn) enqueue(f outFrame) queueResult {
 		go c.abort(CloseSlowConsumer, "send queue overflow")
 		return cut
 	}
+	if f.close {
+		c.closing = true
+	}
+	if !c.writing && len(c.queue) == 0 && c.inlineFD >= 0 {
+		done, ok := c.writeInline(&f)
+		if !ok { // the socket failed: the peer is gone
+			c.closing = true
+			c.mu.Unlock()
+			go c.teardown()
+			return closing
+		}
+		if done {
+			c.mu.Unlock()
+			if f.close {
+				c.teardown()
+			}
+			return queued
+		}
+	}
 	c.queue = append(c.queue, f)
 	start := !c.writing
 	c.writing = true
@@ -136,6 +145,20 @@ func (c *Conn) enqueue(f outFrame) queueResult {
 		go c.writeLoop()
 	}
 	return queued
+}
+
+// writeInline writes as much of f as the socket takes without waiting,
+// under c.mu; f keeps what is left. ok is false when the socket failed.
+func (c *Conn) writeInline(f *outFrame) (done, ok bool) {
+	n, err := writeNonblocking(c.inlineFD, f.wire)
+	if n == len(f.wire) {
+		return true, true
+	}
+	if err != nil && !errWouldBlock(err) {
+		return false, false
+	}
+	f.wire = f.wire[n:]
+	return false, true
 }
 
 // enqueueAll queues first and then frames beyond the queue's bound: the
@@ -148,7 +171,7 @@ func (c *Conn) enqueueAll(first outFrame, frames [][]byte) {
 	}
 	c.queue = append(c.queue, first)
 	for _, b := range frames {
-		c.queue = append(c.queue, outFrame{kind: frameData, data: b})
+		c.queue = append(c.queue, outFrame{wire: b})
 	}
 	c.exempt += 1 + len(frames)
 	c.hub.framesOut.Add(uint64(len(frames)))
@@ -176,7 +199,7 @@ func (c *Conn) allow(s *Settings, now int64) bool {
 	return true
 }
 
-// send queues a data frame and counts it.
+// send offers a data frame and counts it.
 func (c *Conn) send(f outFrame) queueResult {
 	r := c.enqueue(f)
 	if r == queued {
@@ -188,25 +211,15 @@ func (c *Conn) send(f outFrame) queueResult {
 // closeAfterFlush queues a close frame behind everything already queued and
 // bounds how long flushing may take.
 func (c *Conn) closeAfterFlush(code int, reason string, within time.Duration) {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return
+	if c.enqueue(closeFrame(code, reason)) == queued {
+		time.AfterFunc(within, c.teardown)
 	}
-	c.closing = true
-	c.queue = append(c.queue, outFrame{kind: frameClose, code: code, reason: reason})
-	start := !c.writing
-	c.writing = true
-	c.mu.Unlock()
-	if start {
-		go c.writeLoop()
-	}
-	time.AfterFunc(within, c.teardown)
 }
 
 // writeLoop drains the queue, then exits; enqueue starts it again when needed.
 func (c *Conn) writeLoop() {
 	defer c.hub.recoverLog("writer", c)
+	conn := c.ws.NetConn()
 	for {
 		c.mu.Lock()
 		if len(c.queue) == 0 {
@@ -219,21 +232,23 @@ func (c *Conn) writeLoop() {
 		c.queue, c.exempt = c.spare[:0], 0
 		c.mu.Unlock()
 
-		// One deadline per batch: re-arming it costs a runtime timer
-		// update, which is worth saving on every frame of a broadcast.
-		deadline := time.Now().Add(c.settings().WriteTimeout)
-		ok := c.ws.SetWriteDeadline(deadline) == nil
+		// One deadline per batch: re-arming it costs a runtime timer update.
+		ok := conn.SetWriteDeadline(time.Now().Add(c.settings().WriteTimeout)) == nil
 		for i := range batch {
-			if !ok || !c.write(batch[i], deadline) {
-				c.mu.Lock()
-				c.writing = false
-				c.closing = true
-				c.queue = nil
-				c.mu.Unlock()
-				c.teardown()
-				return
+			if ok {
+				_, err := conn.Write(batch[i].wire)
+				ok = err == nil && !batch[i].close
 			}
 			batch[i] = outFrame{}
+		}
+		if !ok { // written a close frame, or the socket failed
+			c.mu.Lock()
+			c.writing = false
+			c.closing = true
+			c.queue = nil
+			c.mu.Unlock()
+			c.teardown()
+			return
 		}
 		c.mu.Lock()
 		c.spare = batch[:0]
@@ -241,35 +256,33 @@ func (c *Conn) writeLoop() {
 	}
 }
 
-// write writes one frame under the batch's deadline; false means the
-// connection is finished.
-func (c *Conn) write(f outFrame, deadline time.Time) bool {
-	switch f.kind {
-	case framePing:
-		return c.ws.WriteControl(websocket.PingMessage, nil, deadline) == nil
-	case framePong:
-		return c.ws.WriteControl(websocket.PongMessage, f.payload, deadline) == nil
-	case frameClose:
-		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(f.code, f.reason), deadline)
-		c.teardown()
-		return false
-	default:
-		if f.pm != nil {
-			return c.ws.WritePreparedMessage(f.pm) == nil
-		}
-		return c.ws.WriteMessage(websocket.TextMessage, f.data) == nil
-	}
-}
-
-// abort closes the connection now, dropping whatever is queued: a close frame
-// is attempted with a short deadline, then the socket is closed.
+// abort closes the connection now, dropping whatever is queued. The close
+// frame is written once the writer is done with the frame in hand, waiting
+// a second at most (a writer stuck on a full socket would not get it through
+// either); then the socket is closed.
 func (c *Conn) abort(code int, reason string) {
+	f := closeFrame(code, reason)
+	deadline := time.Now().Add(time.Second)
 	c.mu.Lock()
 	c.closing = true
 	c.queue = nil
+	for c.writing && time.Now().Before(deadline) {
+		c.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		c.mu.Lock()
+	}
+	idle := !c.writing
+	if idle && c.inlineFD >= 0 {
+		c.writeInline(&f)
+		idle = false // written, or as much as the socket took
+	}
 	c.mu.Unlock()
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason),
-		time.Now().Add(time.Second))
+	if idle {
+		conn := c.ws.NetConn()
+		if conn.SetWriteDeadline(deadline) == nil {
+			_, _ = conn.Write(f.wire)
+		}
+	}
 	c.teardown()
 }
 
@@ -282,14 +295,45 @@ func (c *Conn) teardown() {
 	c.mu.Lock()
 	c.closing = true
 	c.queue = nil
+	c.inlineFD = -1 // no inline write after this: the socket number may be reused
 	if c.timer != nil {
 		c.timer.Stop()
 	}
 	c.hub.poller.remove(c)
 	c.mu.Unlock()
 	c.hub.remove(c)
-	_ = c.ws.NetConn().Close()
+	c.closeSocket()
 	c.hub.live.Add(-1)
+}
+
+// closeSocket closes the socket. If the peer's bytes are still unread, a
+// plain close would answer them with a reset, which can destroy the close
+// frame just sent before the peer reads it; so the socket is half-closed and
+// drained for a moment first (a lingering close), off the caller's goroutine.
+func (c *Conn) closeSocket() {
+	conn := c.ws.NetConn()
+	if c.pollFD >= 0 && unreadBytes(c.pollFD) == 0 {
+		_ = conn.Close()
+		return
+	}
+	go func() {
+		defer conn.Close()
+		if tcp, ok := tcpConnOf(conn); ok {
+			_ = tcp.CloseWrite()
+		}
+		if conn.SetReadDeadline(time.Now().Add(time.Second)) == nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(conn, 1<<20))
+		}
+	}()
+}
+
+// tcpConnOf finds the TCP connection under TLS.
+func tcpConnOf(conn net.Conn) (*net.TCPConn, bool) {
+	if t, ok := conn.(*tls.Conn); ok {
+		conn = t.NetConn()
+	}
+	tcp, ok := conn.(*net.TCPConn)
+	return tcp, ok
 }
 
 // tick runs on the connection's timer: it enforces the auth timeout, detects
@@ -317,7 +361,7 @@ func (c *Conn) tick() {
 		return
 	case silent >= s.PingInterval-s.PingInterval/10:
 		// Due: ping, and look again when the pong is overdue.
-		c.enqueue(outFrame{kind: framePing})
+		c.enqueue(outFrame{wire: pingWire})
 		next = min(next, deadline-silent)
 	default:
 		next = min(next, s.PingInterval-silent)

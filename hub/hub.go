@@ -316,7 +316,7 @@ func (h *Hub) deliver(e *uidEntry, d *delivery, st *Settings) Receipt {
 	e.seq++
 	var jsonFrame []byte // encoded once per uid, if needed
 	if st.HistorySize > 0 {
-		jsonFrame = d.jsonFrame(e.seq)
+		jsonFrame = d.jsonWire(e.seq)
 		r.Stored = h.store(e, storedMsg{seq: e.seq, at: time.Now().UnixNano(), frame: jsonFrame, size: int64(len(jsonFrame)) + storedOverhead}, st)
 	}
 	for _, c := range e.conns {
@@ -325,9 +325,9 @@ func (h *Hub) deliver(e *uidEntry, d *delivery, st *Settings) Receipt {
 			res = c.send(d.textFrame())
 		} else {
 			if jsonFrame == nil {
-				jsonFrame = d.jsonFrame(e.seq)
+				jsonFrame = d.jsonWire(e.seq)
 			}
-			res = c.send(outFrame{kind: frameData, data: jsonFrame})
+			res = c.send(outFrame{wire: jsonFrame})
 			if res == queued && d.acks != nil {
 				*d.acks = append(*d.acks, ackTarget{c, e.seq})
 			}
@@ -382,9 +382,7 @@ func (h *Hub) Send(ctx context.Context, t Target, m Message, o SendOptions) Rece
 	if t.Group != "" {
 		m.Group = t.Group
 	}
-	// One connection's text frame is written as it is; a frame for many is
-	// prepared once, so each write is just the socket's.
-	d := newDelivery(m, t.UID == "")
+	d := newDelivery(m)
 	var acks []ackTarget
 	if o.WaitAck > 0 {
 		d.acks = &acks

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"strconv"
 	"sync"
-
-	"github.com/gorilla/websocket"
 )
 
 // Message is one push: its data and where it came from.
@@ -24,12 +22,9 @@ type Message struct {
 // delivery is a message on its way to one or many connections: every frame
 // that can be shared is encoded once.
 type delivery struct {
-	msg Message
-	// many: the text frame goes to many connections, so it is prepared
-	// once (gorilla then writes the same frame bytes to each socket).
-	many     bool
+	msg      Message
 	textOnce sync.Once
-	text     outFrame
+	text     outFrame // the text protocol's frame, shared by every text connection
 	// jsonTail is the json frame after its sequence number:
 	// `,"data":...,"from":"...","group":"..."}`.
 	jsonTail []byte
@@ -38,8 +33,8 @@ type delivery struct {
 	acks *[]ackTarget
 }
 
-func newDelivery(m Message, many bool) *delivery {
-	d := &delivery{msg: m, many: many}
+func newDelivery(m Message) *delivery {
+	d := &delivery{msg: m}
 	tail := make([]byte, 0, len(m.Data)+len(m.From)+len(m.Group)+32)
 	tail = append(tail, `,"data":`...)
 	tail = append(tail, m.Data...)
@@ -55,26 +50,24 @@ func newDelivery(m Message, many bool) *delivery {
 	return d
 }
 
-// textFrame is the message as the text protocol delivers it, shared by every
-// text connection.
+// textFrame is the message as the text protocol delivers it.
 func (d *delivery) textFrame() outFrame {
-	d.textOnce.Do(func() {
-		b := TextPayload(d.msg.Data)
-		if d.many {
-			d.text = outFrame{kind: frameData, pm: mustPrepare(b)}
-		} else {
-			d.text = outFrame{kind: frameData, data: b}
-		}
-	})
+	d.textOnce.Do(func() { d.text = textFrame(TextPayload(d.msg.Data)) })
 	return d.text
 }
 
-// jsonFrame is the message as the json protocol delivers it with sequence
-// seq.
-func (d *delivery) jsonFrame(seq uint64) []byte {
-	b := make([]byte, 0, len(d.jsonTail)+40)
-	b = append(b, `{"type":"message","seq":`...)
-	b = strconv.AppendUint(b, seq, 10)
+const jsonHead = `{"type":"message","seq":`
+
+// jsonWire is the message as the json protocol delivers it with sequence
+// seq: a whole frame, encoded in one allocation.
+func (d *delivery) jsonWire(seq uint64) []byte {
+	var digits [20]byte
+	num := strconv.AppendUint(digits[:0], seq, 10)
+	n := len(jsonHead) + len(num) + len(d.jsonTail)
+	b := make([]byte, 0, frameHeaderLen(n)+n)
+	b = appendFrameHeader(b, opText, n)
+	b = append(b, jsonHead...)
+	b = append(b, num...)
 	return append(b, d.jsonTail...)
 }
 
@@ -93,23 +86,4 @@ func TextPayload(data json.RawMessage) []byte {
 func appendJSONString(b []byte, s string) []byte {
 	q, _ := json.Marshal(s) // a string always marshals
 	return append(b, q...)
-}
-
-// mustPrepare wraps a text payload in a prepared message. NewPreparedMessage
-// fails only through a frame encoder error, which text frames cannot produce.
-func mustPrepare(b []byte) *websocket.PreparedMessage {
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, b)
-	if err != nil {
-		panic("hub: preparing a text frame: " + err.Error())
-	}
-	return pm
-}
-
-// jsonFrame encodes a server frame of the json protocol.
-func jsonFrame(v any) outFrame {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic("hub: encoding a server frame: " + err.Error())
-	}
-	return outFrame{kind: frameData, data: b}
 }

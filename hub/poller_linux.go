@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"go.uber.org/zap"
 )
@@ -79,7 +80,33 @@ func (p *poller) add(c *Conn) bool {
 		return false
 	}
 	c.polled = true
+	if !c.tls { // TLS must encrypt: its frames go through the writer
+		c.inlineFD = fd
+	}
 	return true
+}
+
+// writeNonblocking writes to a non-blocking socket without waiting.
+func writeNonblocking(fd int, b []byte) (int, error) {
+	for {
+		n, err := syscall.Write(fd, b)
+		if err == syscall.EINTR {
+			continue
+		}
+		return max(n, 0), err
+	}
+}
+
+func errWouldBlock(err error) bool { return err == syscall.EAGAIN }
+
+// unreadBytes is how many received bytes wait in the socket (FIONREAD), or
+// -1 if unknown.
+func unreadBytes(fd int) int {
+	var n int32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TIOCINQ, uintptr(unsafe.Pointer(&n))); e != 0 {
+		return -1
+	}
+	return int(n)
 }
 
 // rearm hands c back to the poller after a read. It holds c.mu, as

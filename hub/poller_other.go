@@ -11,3 +11,11 @@ func (p *poller) add(*Conn) bool   { return false }
 func (p *poller) rearm(*Conn) bool { return false }
 func (p *poller) remove(*Conn)     {}
 func (p *poller) close()           {}
+
+// Never called: no connection has an inline socket without the poller.
+func writeNonblocking(int, []byte) (int, error) { return 0, errNoInline }
+func errWouldBlock(error) bool                  { return false }
+
+var errNoInline = &Error{Code: "no_inline", Message: "inline writes are Linux-only"}
+
+func unreadBytes(int) int { return -1 }

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"io"
 	"time"
 	"unicode/utf8"
 
@@ -21,8 +22,21 @@ func (h *Hub) Serve(ws *websocket.Conn, o ConnOptions) *Conn {
 	h.pendingMu.Lock()
 	h.pending[c] = struct{}{}
 	h.pendingMu.Unlock()
+	// The hub writes every frame itself (see frame.go), so gorilla must not
+	// write on its own: its close and ping answers go through the queue, and
+	// the size limit is checked here rather than by gorilla's read limit.
+	// (gorilla still answers a protocol violation with a 1002 close itself;
+	// that connection is finished anyway.)
 	c.ws.SetPongHandler(func(string) error {
 		c.lastRead.Store(time.Now().UnixNano())
+		return nil
+	})
+	c.ws.SetPingHandler(func(data string) error {
+		c.enqueue(outFrame{wire: wireFrame(opPong, []byte(data))})
+		return nil
+	})
+	c.ws.SetCloseHandler(func(code int, _ string) error {
+		c.closeAfterFlush(code, "", time.Second)
 		return nil
 	})
 	c.startTimer()
@@ -131,7 +145,7 @@ func (c *Conn) readControl() (ok bool, err error) {
 		for i := range payload {
 			payload[i] = frame[6+i] ^ key[i&3]
 		}
-		c.enqueue(outFrame{kind: framePong, payload: payload})
+		c.enqueue(outFrame{wire: wireFrame(opPong, payload)})
 	}
 	_, err = br.Discard(len(frame))
 	return true, err
@@ -164,11 +178,18 @@ func (c *Conn) buffered() bool {
 // means the connection is finished.
 func (c *Conn) readMessage() bool {
 	s := c.settings()
-	c.ws.SetReadLimit(s.MaxMessageSize)
-	mt, data, err := c.ws.ReadMessage()
+	mt, r, err := c.ws.NextReader()
 	if err != nil {
-		// gorilla has answered an oversize frame with 1009, a protocol
-		// error with 1002 and a close frame in kind.
+		// A close frame was answered through the queue; gorilla has
+		// answered a protocol error with 1002.
+		return false
+	}
+	data, err := io.ReadAll(io.LimitReader(r, s.MaxMessageSize+1))
+	if err != nil {
+		return false
+	}
+	if int64(len(data)) > s.MaxMessageSize {
+		c.abort(CloseMessageTooBig, "message too big")
 		return false
 	}
 	now := time.Now().UnixNano()

@@ -46,7 +46,7 @@ func (c *Conn) login(uid string, since *uint64) bool {
 	}
 	err := h.register(c, uid, since, func(seq uint64, r *Resume) outFrame {
 		if c.protocol == ProtocolText {
-			return outFrame{kind: frameData, data: []byte("login success, your uid is " + uid)}
+			return textFrame([]byte("login success, your uid is " + uid))
 		}
 		return jsonFrame(welcomeFrame{Type: "welcome", UID: uid, ConnID: c.id, Seq: seq, Resume: r})
 	})
