@@ -53,7 +53,7 @@ func (h hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 var benchUpgrader = websocket.Upgrader{WriteBufferPool: &sync.Pool{}}
 
 // sinkWebSocket upgrades a sinkConn into a server-side WebSocket.
-func sinkWebSocket(b *testing.B) *websocket.Conn {
+func sinkWebSocket(b testing.TB) *websocket.Conn {
 	r := httptest.NewRequest(http.MethodGet, "/ws", nil)
 	r.Header.Set("Connection", "Upgrade")
 	r.Header.Set("Upgrade", "websocket")

@@ -145,3 +145,22 @@ func (h *Hub) connOf(t *testing.T, uid string) *Conn {
 	t.Fatalf("uid %s has no single connection", uid)
 	return nil
 }
+
+// TestBroadcastAcrossCores runs a broadcast big enough to be split among
+// goroutines (under -race): every connection gets it exactly once.
+func TestBroadcastAcrossCores(t *testing.T) {
+	h := New("wide", Settings{PingInterval: time.Hour, AuthTimeout: time.Hour}, nil)
+	defer h.Close("test over")
+	n := parallelFrom + 100
+	for i := range n {
+		h.Serve(sinkWebSocket(t), ConnOptions{Protocol: Protocol(i % 2), UID: "u" + strconv.Itoa(i)})
+	}
+	for round := 1; round <= 3; round++ {
+		if r := h.Broadcast(Message{Data: json.RawMessage(`"hi"`)}); r.Delivered != n || r.Dropped != 0 {
+			t.Fatalf("round %d: receipt %+v, want %d delivered", round, r, n)
+		}
+		if got := h.Stats().MessagesOut; got != uint64(round*n) {
+			t.Fatalf("round %d: %d frames queued in all, want %d", round, got, round*n)
+		}
+	}
+}

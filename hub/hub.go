@@ -390,15 +390,7 @@ func (h *Hub) Send(ctx context.Context, t Target, m Message, o SendOptions) Rece
 	var r Receipt
 	switch {
 	case t.All:
-		for i := range h.uids {
-			s := &h.uids[i]
-			s.mu.RLock()
-			st := h.settings.Load()
-			for _, e := range s.m {
-				r.add(h.deliver(e, d, st))
-			}
-			s.mu.RUnlock()
-		}
+		r = h.broadcast(d)
 	case t.Group != "":
 		for _, uid := range h.members(t.Group) {
 			r.add(h.sendToUID(uid, d, false))
@@ -416,6 +408,49 @@ func (h *Hub) Send(ctx context.Context, t Target, m Message, o SendOptions) Rece
 	}
 	if len(acks) > 0 {
 		r.Acked = waitAcks(ctx, acks, o.WaitAck)
+	}
+	return r
+}
+
+// parallelFrom is the number of connections from which a broadcast is
+// spread over every core: each copy is a socket write, and one goroutine
+// would do them all on one core.
+const parallelFrom = 2048
+
+// broadcast delivers d to every uid, the shards split among one goroutine
+// per core when there are many connections (and no acks to collect).
+func (h *Hub) broadcast(d *delivery) Receipt {
+	workers := runtime.GOMAXPROCS(0)
+	if d.acks != nil || h.connections.Load() < parallelFrom || workers < 2 {
+		return h.broadcastShards(d, 0, shardCount)
+	}
+	receipts := make([]Receipt, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			receipts[w] = h.broadcastShards(d, w*shardCount/workers, (w+1)*shardCount/workers)
+		}()
+	}
+	wg.Wait()
+	var r Receipt
+	for _, o := range receipts {
+		r.add(o)
+	}
+	return r
+}
+
+func (h *Hub) broadcastShards(d *delivery, from, to int) Receipt {
+	var r Receipt
+	st := h.settings.Load()
+	for i := from; i < to; i++ {
+		s := &h.uids[i]
+		s.mu.RLock()
+		for _, e := range s.m {
+			r.add(h.deliver(e, d, st))
+		}
+		s.mu.RUnlock()
 	}
 	return r
 }
