@@ -224,7 +224,7 @@ func (c *Conn) writeLoop() {
 		c.mu.Lock()
 		if len(c.queue) == 0 {
 			c.writing = false
-			c.spare = c.spare[:0]
+			c.spare = nil // most frames go out inline: an idle connection keeps no batch
 			c.mu.Unlock()
 			return
 		}
