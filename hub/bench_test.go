@@ -29,13 +29,18 @@ type sinkConn struct {
 
 func newSinkConn() *sinkConn { return &sinkConn{closed: make(chan struct{})} }
 
-func (c *sinkConn) Read([]byte) (int, error)        { <-c.closed; return 0, io.EOF }
-func (c *sinkConn) Write(b []byte) (int, error)     { return len(b), nil }
-func (c *sinkConn) Close() error                    { c.once.Do(func() { close(c.closed) }); return nil }
-func (c *sinkConn) LocalAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
-func (c *sinkConn) RemoteAddr() net.Addr            { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 2} }
-func (c *sinkConn) SetDeadline(time.Time) error     { return nil }
-func (c *sinkConn) SetReadDeadline(time.Time) error { return nil }
+func (c *sinkConn) Read([]byte) (int, error)    { <-c.closed; return 0, io.EOF }
+func (c *sinkConn) Write(b []byte) (int, error) { return len(b), nil }
+func (c *sinkConn) Close() error                { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *sinkConn) LocalAddr() net.Addr         { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+func (c *sinkConn) RemoteAddr() net.Addr        { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 2} }
+func (c *sinkConn) SetDeadline(time.Time) error { return nil }
+func (c *sinkConn) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() { // nothing will ever arrive: a deadline ends the read at once
+		c.Close()
+	}
+	return nil
+}
 func (c *sinkConn) SetWriteDeadline(time.Time) error {
 	return nil
 }
