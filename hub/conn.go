@@ -300,9 +300,10 @@ func (c *Conn) teardown() {
 		c.timer.Stop()
 	}
 	c.hub.poller.remove(c)
+	fd := c.pollFD
 	c.mu.Unlock()
 	c.hub.remove(c)
-	c.closeSocket()
+	c.closeSocket(fd)
 	c.hub.live.Add(-1)
 }
 
@@ -310,9 +311,9 @@ func (c *Conn) teardown() {
 // plain close would answer them with a reset, which can destroy the close
 // frame just sent before the peer reads it; so the socket is half-closed and
 // drained for a moment first (a lingering close), off the caller's goroutine.
-func (c *Conn) closeSocket() {
+func (c *Conn) closeSocket(fd int) {
 	conn := c.ws.NetConn()
-	if c.pollFD >= 0 && unreadBytes(c.pollFD) == 0 {
+	if fd >= 0 && unreadBytes(fd) == 0 {
 		_ = conn.Close()
 		return
 	}

@@ -63,10 +63,10 @@ func (p *poller) add(c *Conn) bool {
 	s.mu.Lock()
 	s.m[c.pollID] = c
 	s.mu.Unlock()
-	c.pollFD = fd
 	ev := pollEvent(c.pollID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.pollFD = fd
 	if c.torn.Load() { // closed meanwhile: nothing to read
 		s.mu.Lock()
 		delete(s.m, c.pollID)
