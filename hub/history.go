@@ -28,26 +28,25 @@ func (hs *history) len() int { return len(hs.msgs) - hs.start }
 // bytes freed by eviction.
 func (hs *history) push(m storedMsg, capacity int) (freed int64, evicted int) {
 	hs.msgs = append(hs.msgs, m)
-	for hs.len() > capacity {
-		freed += hs.msgs[hs.start].size
-		evicted++
-		hs.msgs[hs.start] = storedMsg{}
-		hs.start++
-	}
-	hs.compact()
-	return freed, evicted
+	return hs.dropOldest(func(*storedMsg) bool { return hs.len() > capacity })
 }
 
 // expire drops messages stored before cutoff.
 func (hs *history) expire(cutoff int64) (freed int64, expired int) {
-	for hs.len() > 0 && hs.msgs[hs.start].at < cutoff {
+	return hs.dropOldest(func(m *storedMsg) bool { return m.at < cutoff })
+}
+
+// dropOldest drops messages from the oldest on while drop says so, zeroing
+// their slots so their frames can be freed.
+func (hs *history) dropOldest(drop func(*storedMsg) bool) (freed int64, dropped int) {
+	for hs.len() > 0 && drop(&hs.msgs[hs.start]) {
 		freed += hs.msgs[hs.start].size
-		expired++
+		dropped++
 		hs.msgs[hs.start] = storedMsg{}
 		hs.start++
 	}
 	hs.compact()
-	return freed, expired
+	return freed, dropped
 }
 
 // clear drops everything.
