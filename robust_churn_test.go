@@ -118,7 +118,7 @@ func TestRobustChurnNoLeaks(t *testing.T) {
 	settled := func() {
 		t.Helper()
 		rbHTTP.CloseIdleConnections()
-		rbEventually(t, "the hub is empty", func() (bool, string) {
+		eventuallyWithin(t, rbGuard, "the hub is empty", func() (bool, string) {
 			st := rbGetStats(t, "")
 			return st.Connections == 0 && st.Pending == 0 && st.UIDs == 0 && st.OfflineKept == 0, fmt.Sprintf("%+v", st)
 		})

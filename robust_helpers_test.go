@@ -140,22 +140,6 @@ func rbInProcess() bool {
 	return false
 }
 
-// rbEventually polls cond until it holds, with rbGuard as a failure guard.
-func rbEventually(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(rbGuard)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still not true after %s: %s (last seen: %s)", rbGuard, what, last)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // ---------------------------------------------------------------------------
 // The push API
 
@@ -236,7 +220,7 @@ func rbSendErr(path, body string) (rbReceipt, error) {
 		return rbReceipt{}, fmt.Errorf("POST %s %s: HTTP %d %q", path, body, r.status, r.body)
 	}
 	var rc rbReceipt
-	if err := rbStrict(r.body, &rc); err != nil {
+	if err := strictJSON(r.body, &rc); err != nil {
 		return rbReceipt{}, fmt.Errorf("POST %s: receipt %q: %v", path, r.body, err)
 	}
 	return rc, nil
@@ -271,7 +255,7 @@ func rbExpectAPIError(t *testing.T, r rbResp, status int, code string) {
 	if r.status != status {
 		t.Fatalf("got HTTP %d %q, want HTTP %d with error code %q", r.status, r.body, status, code)
 	}
-	if err := rbStrict(r.body, &body); err != nil || body.Error.Code != code || body.Error.Message == "" {
+	if err := strictJSON(r.body, &body); err != nil || body.Error.Code != code || body.Error.Message == "" {
 		t.Fatalf("error body %q (%v), want code %q and a message", r.body, err, code)
 	}
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
@@ -307,8 +291,8 @@ func rbGetStats(t *testing.T, prefix string) rbStats {
 // rbWaitOnline waits until uid holds n connections.
 func rbWaitOnline(t *testing.T, prefix, uid string, n int) {
 	t.Helper()
-	want := fmt.Sprintf(`{"connections":%d,"online":%t,"uid":%s}`+"\n", n, n > 0, rbJSON(uid))
-	rbEventually(t, fmt.Sprintf("uid %q holds %d connections", uid, n), func() (bool, string) {
+	want := fmt.Sprintf(`{"connections":%d,"online":%t,"uid":%s}`+"\n", n, n > 0, jsonText(uid))
+	eventuallyWithin(t, rbGuard, fmt.Sprintf("uid %q holds %d connections", uid, n), func() (bool, string) {
 		r := rbAPI(t, http.MethodGet, prefix+"/online?uid="+uid, "", nil)
 		return r.status == http.StatusOK && r.body == want, fmt.Sprintf("HTTP %d %q", r.status, r.body)
 	})
@@ -316,26 +300,6 @@ func rbWaitOnline(t *testing.T, prefix, uid string, n int) {
 
 // ---------------------------------------------------------------------------
 // JSON
-
-func rbStrict(s string, v any) error {
-	dec := json.NewDecoder(strings.NewReader(s))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("data after the JSON value")
-	}
-	return nil
-}
-
-func rbJSON(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return string(b)
-}
 
 // rbFrame is any frame of the json protocol the server sends; decoding is
 // strict, so a field PROTOCOL.md does not list fails the test.
@@ -368,7 +332,7 @@ type rbResume struct {
 
 func rbDecodeFrame(b []byte) (rbFrame, error) {
 	var f rbFrame
-	if err := rbStrict(string(b), &f); err != nil {
+	if err := strictJSON(string(b), &f); err != nil {
 		return f, fmt.Errorf("frame %.300s: %v", b, err)
 	}
 	f.raw = string(b)
@@ -431,7 +395,7 @@ func (c *rbClient) write(mt int, b []byte) {
 }
 
 func (c *rbClient) sendText(s string) { c.t.Helper(); c.write(websocket.TextMessage, []byte(s)) }
-func (c *rbClient) sendJSON(v any)    { c.t.Helper(); c.sendText(rbJSON(v)) }
+func (c *rbClient) sendJSON(v any)    { c.t.Helper(); c.sendText(jsonText(v)) }
 
 // readText returns the next text frame.
 func (c *rbClient) readText() string {
@@ -748,7 +712,7 @@ func (r *rbRaw) readData() rbFrame {
 
 func (r *rbRaw) login(uid string) rbFrame {
 	r.t.Helper()
-	r.writeFrame(rbOpText, []byte(rbJSON(map[string]string{"type": "login", "uid": uid})))
+	r.writeFrame(rbOpText, []byte(jsonText(map[string]string{"type": "login", "uid": uid})))
 	w := r.readData()
 	if w.Type != "welcome" || w.UID != uid {
 		r.t.Fatalf("%s: got %.300s, want a welcome for %q", r.name, w.raw, uid)

@@ -26,7 +26,7 @@ func rbToken(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClai
 // rbNoneToken is an unsigned token (alg none).
 func rbNoneToken(claims jwt.MapClaims) string {
 	enc := base64.RawURLEncoding
-	return enc.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(rbJSON(claims))) + "."
+	return enc.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(jsonText(claims))) + "."
 }
 
 // TestRobustHostileInput: one subtest per kind of hostile or broken input,
@@ -82,7 +82,7 @@ func TestRobustHostileInput(t *testing.T) {
 	othersStillServed := func(t *testing.T, prefix string) {
 		t.Helper()
 		n++
-		data := rbJSON(fmt.Sprintf("after row %d", n))
+		data := jsonText(fmt.Sprintf("after row %d", n))
 		if rc := rbSend(t, prefix+"/send", `{"all":true,"data":`+data+`}`); rc.Delivered < 1 || rc.Dropped != 0 {
 			t.Fatalf("broadcast receipt %v", rc)
 		}

@@ -127,7 +127,7 @@ func TestRobustResumeUnderLoad(t *testing.T) {
 		// Make sure some pushes land while the uid is offline: push p+1 may
 		// have been on its way to the old connection, p+2 to p+4 cannot.
 		p := pushed.Load()
-		rbEventually(t, "the pusher pushes while the client is away", func() (bool, string) {
+		eventuallyWithin(t, rbGuard, "the pusher pushes while the client is away", func() (bool, string) {
 			return pushed.Load() >= p+4, fmt.Sprintf("%d pushed", pushed.Load())
 		})
 
@@ -177,7 +177,7 @@ func TestRobustResumeUnderLoad(t *testing.T) {
 // rbExpectResume asserts a welcome frame exactly.
 func rbExpectResume(t *testing.T, w rbFrame, uid string, seq uint64, resume string) {
 	t.Helper()
-	want := fmt.Sprintf(`{"type":"welcome","uid":%s,"conn_id":%s,"seq":%d,"resume":%s}`, rbJSON(uid), rbJSON(w.ConnID), seq, resume)
+	want := fmt.Sprintf(`{"type":"welcome","uid":%s,"conn_id":%s,"seq":%d,"resume":%s}`, jsonText(uid), jsonText(w.ConnID), seq, resume)
 	if w.raw != want {
 		t.Fatalf("got welcome\n\t%s\nwant\n\t%s", w.raw, want)
 	}
@@ -336,7 +336,7 @@ func TestRobustHistoryTTL(t *testing.T) {
 		t.Fatalf("stats %+v, want B stored", st)
 	}
 	// The reaper expires it: memory reclaimed, the offline uid forgotten.
-	rbEventually(t, "history expires", func() (bool, string) {
+	eventuallyWithin(t, rbGuard, "history expires", func() (bool, string) {
 		st := rbGetStats(t, "")
 		return st.HistoryMessages == 0 && st.HistoryBytes == 0 && st.OfflineKept == 0, fmt.Sprintf("%+v", st)
 	})

@@ -69,7 +69,7 @@ func TestRobustGracefulShutdown(t *testing.T) {
 		textC = append(textC, c)
 	}
 	pending := rbDial(t, "pending", "/ws", nil) // never logs in
-	rbEventually(t, "every client is on the hub", func() (bool, string) {
+	eventuallyWithin(t, rbGuard, "every client is on the hub", func() (bool, string) {
 		st := rbGetStats(t, "")
 		return st.Connections == nJSON+nText && st.Pending == 1, fmt.Sprintf("%+v", st)
 	})
@@ -90,7 +90,7 @@ func TestRobustGracefulShutdown(t *testing.T) {
 		}
 		g := c.read()
 		if g.Type != "going_away" || g.RetryMS == nil || g.Reason == "" ||
-			g.raw != fmt.Sprintf(`{"type":"going_away","reason":%s,"retry_ms":%d}`, rbJSON(g.Reason), *g.RetryMS) {
+			g.raw != fmt.Sprintf(`{"type":"going_away","reason":%s,"retry_ms":%d}`, jsonText(g.Reason), *g.RetryMS) {
 			t.Fatalf("%s: got %s, want a going_away frame with a reason and retry_ms", c.name, g.raw)
 		}
 		if n := rbRetry(t, c.name, c.expectClose(1001)); n != *g.RetryMS {

@@ -150,7 +150,7 @@ func TestRobustSlowConsumer(t *testing.T) {
 			t.Fatalf("%s: got all %d messages without reading: it was never stalled", r.name, frames)
 		}
 	}
-	rbEventually(t, "only the good clients remain", func() (bool, string) {
+	eventuallyWithin(t, rbGuard, "only the good clients remain", func() (bool, string) {
 		st := rbGetStats(t, "")
 		return st.Connections == goodN, fmt.Sprintf("%+v", st)
 	})
@@ -184,7 +184,7 @@ func TestRobustDeadPeers(t *testing.T) {
 	othersStillServed := func(t *testing.T) {
 		t.Helper()
 		n++
-		data := rbJSON(fmt.Sprintf("after %d", n))
+		data := jsonText(fmt.Sprintf("after %d", n))
 		rbSend(t, "/send", `{"all":true,"data":`+data+`}`)
 		obsR.expectMessage(t, data)
 	}
