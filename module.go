@@ -469,8 +469,9 @@ func innermost(w http.ResponseWriter) http.ResponseWriter {
 }
 
 // readBufferSize is each connection's read buffer: larger than gorilla's
-// reuse threshold (256), small because it lives as long as the connection.
-const readBufferSize = 512
+// reuse threshold (256) and than a whole ping or pong frame (131), small
+// because it lives as long as the connection.
+const readBufferSize = 320
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(innermost(h.ResponseWriter)).Hijack()

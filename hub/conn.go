@@ -22,9 +22,7 @@ import (
 type Conn struct {
 	hub      *Hub
 	ws       *websocket.Conn
-	id       string
 	protocol Protocol
-	remote   string
 	opened   time.Time
 	opts     ConnOptions
 	tls      bool // read through a TLS layer, which buffers on its own
@@ -60,9 +58,7 @@ func newConn(h *Hub, ws *websocket.Conn, o ConnOptions) *Conn {
 	c := &Conn{
 		hub:      h,
 		ws:       ws,
-		id:       "c" + strconv.FormatUint(id, 36),
 		protocol: o.Protocol,
-		remote:   ws.RemoteAddr().String(),
 		opened:   time.Now(),
 		opts:     o,
 		tls:      isTLS,
@@ -82,8 +78,9 @@ func (c *Conn) settings() *Settings {
 	return c.hub.settings.Load()
 }
 
-// ID is the connection's id, unique within its hub.
-func (c *Conn) ID() string { return c.id }
+// ID is the connection's id, unique within its hub. It is made when asked
+// for rather than kept: every byte an idle connection holds counts.
+func (c *Conn) ID() string { return "c" + strconv.FormatUint(c.pollID, 36) }
 
 // UID is the uid the connection logged in as, or "" before login.
 func (c *Conn) UID() string { return c.uid }
@@ -114,7 +111,7 @@ func (c *Conn) enqueue(f outFrame) queueResult {
 		c.mu.Unlock()
 		c.hub.slowConsumers.Add(1)
 		c.hub.logger().Debug("cutting off a slow consumer",
-			zap.String("conn", c.id), zap.String("uid", c.uid), zap.Int("send_queue", s.SendQueue))
+			zap.String("conn", c.ID()), zap.String("uid", c.uid), zap.Int("send_queue", s.SendQueue))
 		go c.abort(CloseSlowConsumer, "send queue overflow")
 		return cut
 	}

@@ -789,7 +789,7 @@ func closeReason(s string) string {
 func (h *Hub) recoverLog(where string, c *Conn) {
 	if r := recover(); r != nil {
 		h.logger().Error("panic in connection "+where,
-			zap.Any("panic", r), zap.String("conn", c.id), zap.ByteString("stack", debug.Stack()))
+			zap.Any("panic", r), zap.String("conn", c.ID()), zap.ByteString("stack", debug.Stack()))
 		c.teardown()
 	}
 }

@@ -48,12 +48,12 @@ func (c *Conn) login(uid string, since *uint64) bool {
 		if c.protocol == ProtocolText {
 			return textFrame([]byte("login success, your uid is " + uid))
 		}
-		return jsonFrame(welcomeFrame{Type: "welcome", UID: uid, ConnID: c.id, Seq: seq, Resume: r})
+		return jsonFrame(welcomeFrame{Type: "welcome", UID: uid, ConnID: c.ID(), Seq: seq, Resume: r})
 	})
 	switch {
 	case err == nil:
 		if ce := h.logger().Check(zap.DebugLevel, "logged in"); ce != nil {
-			ce.Write(zap.String("conn", c.id), zap.String("uid", uid), zap.String("remote", c.remote))
+			ce.Write(zap.String("conn", c.ID()), zap.String("uid", uid), zap.Stringer("remote", c.ws.RemoteAddr()))
 		}
 		return true
 	case errors.Is(err, errTooManyConn):
@@ -72,7 +72,7 @@ func (c *Conn) authenticate(credential string, since *uint64) bool {
 	}
 	uid, err := c.opts.Login(credential)
 	if err != nil {
-		c.hub.logger().Info("login refused", zap.String("conn", c.id), zap.String("remote", c.remote), zap.Error(err))
+		c.hub.logger().Info("login refused", zap.String("conn", c.ID()), zap.Stringer("remote", c.ws.RemoteAddr()), zap.Error(err))
 		c.fail(CloseAuthFailed, &Error{Code: ErrorCode(err, "auth_failed"), Message: err.Error()})
 		return false
 	}
