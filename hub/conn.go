@@ -196,15 +196,6 @@ func (c *Conn) allow(s *Settings, now int64) bool {
 	return true
 }
 
-// send offers a data frame and counts it.
-func (c *Conn) send(f outFrame) queueResult {
-	r := c.enqueue(f)
-	if r == queued {
-		c.hub.framesOut.Add(1)
-	}
-	return r
-}
-
 // closeAfterFlush queues a close frame behind everything already queued and
 // bounds how long flushing may take.
 func (c *Conn) closeAfterFlush(code int, reason string, within time.Duration) {

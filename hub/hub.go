@@ -322,12 +322,12 @@ func (h *Hub) deliver(e *uidEntry, d *delivery, st *Settings) Receipt {
 	for _, c := range e.conns {
 		var res queueResult
 		if c.protocol == ProtocolText {
-			res = c.send(d.textFrame())
+			res = c.enqueue(d.textFrame())
 		} else {
 			if jsonFrame == nil {
 				jsonFrame = d.jsonWire(e.seq)
 			}
-			res = c.send(outFrame{wire: jsonFrame})
+			res = c.enqueue(outFrame{wire: jsonFrame})
 			if res == queued && d.acks != nil {
 				*d.acks = append(*d.acks, ackTarget{c, e.seq})
 			}
@@ -406,6 +406,9 @@ func (h *Hub) Send(ctx context.Context, t Target, m Message, o SendOptions) Rece
 	default:
 		r = h.sendToUID(t.UID, d, true)
 	}
+	// Counted once per push: one shared counter bumped per copy would
+	// bounce between the cores a broadcast runs on.
+	h.framesOut.Add(uint64(r.Delivered))
 	if len(acks) > 0 {
 		r.Acked = waitAcks(ctx, acks, o.WaitAck)
 	}
