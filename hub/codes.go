@@ -49,10 +49,6 @@ func ErrorCode(err error, fallback string) string {
 	if errors.As(err, &e) {
 		return e.Code
 	}
-	var c interface{ ErrorCode() string }
-	if errors.As(err, &c) {
-		return c.ErrorCode()
-	}
 	return fallback
 }
 
