@@ -270,17 +270,24 @@ func (c *wsConn) expect(want string) {
 // with code, and returns its reason. A data frame before it fails the test.
 func (c *wsConn) expectClose(code int) string {
 	c.t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(ioTimeout))
-	mt, b, err := c.ReadMessage()
+	return expectCloseFrame(c.t, c.name, c.Conn, ioTimeout, code)
+}
+
+// expectCloseFrame asserts that the next thing ws reads, within the guard,
+// is a close frame with code, and returns its reason.
+func expectCloseFrame(t *testing.T, name string, ws *websocket.Conn, guard time.Duration, code int) string {
+	t.Helper()
+	_ = ws.SetReadDeadline(time.Now().Add(guard))
+	mt, b, err := ws.ReadMessage()
 	if err == nil {
-		c.t.Fatalf("%s: got a frame (type %d) %q, want close %d", c.name, mt, b, code)
+		t.Fatalf("%s: got a frame (type %d) %.300q, want close %d", name, mt, b, code)
 	}
 	var ce *websocket.CloseError
 	if !errors.As(err, &ce) {
-		c.t.Fatalf("%s: %v, want close %d", c.name, err, code)
+		t.Fatalf("%s: %v, want close %d", name, err, code)
 	}
 	if ce.Code != code {
-		c.t.Fatalf("%s: closed with %d %q, want close %d", c.name, ce.Code, ce.Text, code)
+		t.Fatalf("%s: closed with %d %q, want close %d", name, ce.Code, ce.Text, code)
 	}
 	return ce.Text
 }

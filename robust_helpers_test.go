@@ -453,19 +453,7 @@ func (c *rbClient) expectError(code, id string) {
 // code; it returns the reason.
 func (c *rbClient) expectClose(code int) string {
 	c.t.Helper()
-	_ = c.ws.SetReadDeadline(time.Now().Add(rbGuard))
-	mt, b, err := c.ws.ReadMessage()
-	if err == nil {
-		c.t.Fatalf("%s: got a frame (type %d) %.300q, want close %d", c.name, mt, b, code)
-	}
-	var ce *websocket.CloseError
-	if !errors.As(err, &ce) {
-		c.t.Fatalf("%s: %v, want close %d", c.name, err, code)
-	}
-	if ce.Code != code {
-		c.t.Fatalf("%s: closed with %d %q, want close %d", c.name, ce.Code, ce.Text, code)
-	}
-	return ce.Text
+	return expectCloseFrame(c.t, c.name, c.ws, rbGuard, code)
 }
 
 // stillOpen proves the connection is open and served: a ping frame gets
