@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pushhub/caddy-pushhub/hub"
+	"github.com/pushhub/caddy-pushhub/pushapi"
 )
 
 // API is the push_api handler: the server-side push API to a hub, JSON over
@@ -69,10 +70,14 @@ func (a *API) Provision(ctx caddy.Context) error {
 		}
 		a.key, a.hasKey = sha256.Sum256([]byte(key)), true
 	}
-	var err error
+	app, err := appOf(ctx)
+	if err != nil {
+		return err
+	}
 	if a.hub, err = acquireHub(a.Hub, a.logger); err != nil {
 		return err
 	}
+	app.hold(a.hub)
 	return registerMetrics(ctx)
 }
 
@@ -226,20 +231,6 @@ type SendRequest struct {
 	WaitAck caddy.Duration `json:"wait_ack,omitempty"`
 }
 
-// SendReceipt is the answer of POST /send.
-type SendReceipt struct {
-	// Delivered counts the connections the message was queued to.
-	Delivered int `json:"delivered"`
-	// Dropped counts connections cut off as slow consumers by this message.
-	Dropped int `json:"dropped"`
-	// Stored tells whether the message was kept in history for later
-	// delivery: to a uid that is offline, or to a client that resumes.
-	Stored bool `json:"stored"`
-	// Acked counts the json connections that acknowledged the message
-	// within wait_ack; present only when wait_ack was given.
-	Acked *int `json:"acked,omitempty"`
-}
-
 // Caps of one send.
 const (
 	maxUIDsPerSend = 10000
@@ -305,8 +296,11 @@ func (a *API) send(r *http.Request) (any, *apiError) {
 	}
 	target := hub.Target{UID: req.UID, UIDs: req.UIDs, Group: req.Group, All: req.All}
 	opts := hub.SendOptions{WaitAck: time.Duration(req.WaitAck)}
-	rc := a.hub.Send(r.Context(), target, hub.Message{Data: req.Data}, opts)
-	out := SendReceipt{Delivered: rc.Delivered, Dropped: rc.Dropped, Stored: rc.Stored}
+	rc, err := a.hub.Send(r.Context(), target, hub.Message{Data: req.Data}, opts)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := pushapi.SendReceipt{Delivered: rc.Delivered, Dropped: rc.Dropped, Stored: rc.Stored}
 	if opts.WaitAck > 0 {
 		out.Acked = &rc.Acked
 	}
@@ -339,12 +333,15 @@ func (a *API) join(r *http.Request) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	if err := a.hub.Join(req.UID, req.Group); err != nil {
-		status := http.StatusBadRequest
-		if errors.Is(err, hub.ErrOffline) {
-			status = http.StatusNotFound
+	if err := a.hub.Join(r.Context(), req.UID, req.Group); err != nil {
+		var he *hub.Error
+		switch {
+		case errors.Is(err, hub.ErrOffline):
+			return nil, &apiError{http.StatusNotFound, hub.ErrorCode(err, "uid_offline"), err.Error()}
+		case errors.As(err, &he):
+			return nil, &apiError{http.StatusBadRequest, he.Code, he.Message}
 		}
-		return nil, &apiError{status, hub.ErrorCode(err, "join_failed"), err.Error()}
+		return nil, unavailable(err)
 	}
 	return map[string]bool{"ok": true}, nil
 }
@@ -354,7 +351,10 @@ func (a *API) leave(r *http.Request) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	wasMember := a.hub.Leave(req.UID, req.Group)
+	wasMember, err := a.hub.Leave(r.Context(), req.UID, req.Group)
+	if err != nil {
+		return nil, unavailable(err)
+	}
 	return map[string]bool{"ok": true, "was_member": wasMember}, nil
 }
 
@@ -375,7 +375,11 @@ func (a *API) kick(r *http.Request) (any, *apiError) {
 	if req.Reason == "" {
 		req.Reason = "kicked"
 	}
-	return map[string]any{"uid": req.UID, "closed": a.hub.Kick(req.UID, req.Reason)}, nil
+	closed, err := a.hub.Kick(r.Context(), req.UID, req.Reason)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return map[string]any{"uid": req.UID, "closed": closed}, nil
 }
 
 func (a *API) online(r *http.Request) (any, *apiError) {
@@ -383,7 +387,10 @@ func (a *API) online(r *http.Request) (any, *apiError) {
 	if err := hub.ValidName("uid", uid, a.hub.Settings().MaxUIDLength); err != nil {
 		return nil, badRequest(hub.ErrorCode(err, "invalid_uid"), "%v (pass ?uid=)", err)
 	}
-	n := a.hub.Online(uid)
+	n, err := a.hub.Online(r.Context(), uid)
+	if err != nil {
+		return nil, unavailable(err)
+	}
 	return map[string]any{"uid": uid, "online": n > 0, "connections": n}, nil
 }
 
@@ -404,7 +411,10 @@ func (a *API) uids(r *http.Request) (any, *apiError) {
 		limit = n
 	}
 	group := q.Get("group")
-	uids, more := a.hub.UIDs(group, q.Get("after"), limit)
+	uids, more, err := a.hub.UIDs(r.Context(), group, q.Get("after"), limit)
+	if err != nil {
+		return nil, unavailable(err)
+	}
 	if uids == nil {
 		uids = []string{}
 	}
@@ -418,8 +428,34 @@ func (a *API) uids(r *http.Request) (any, *apiError) {
 	return out, nil
 }
 
-func (a *API) stats(*http.Request) (any, *apiError) {
-	return a.hub.Stats(), nil
+func (a *API) stats(r *http.Request) (any, *apiError) {
+	return wireStats(a.hub.Stats(r.Context())), nil
+}
+
+// wireStats is the answer of GET /stats.
+func wireStats(st hub.Stats) pushapi.Stats {
+	return pushapi.Stats{
+		Hub:            st.Hub,
+		Connections:    st.Connections,
+		Pending:        st.Pending,
+		UIDs:           st.UIDs,
+		OfflineKept:    st.OfflineKept,
+		Groups:         st.Groups,
+		MessagesIn:     st.MessagesIn,
+		MessagesOut:    st.MessagesOut,
+		Pushes:         st.Pushes,
+		SlowConsumers:  st.SlowConsumers,
+		HistoryStored:  st.HistoryStored,
+		HistoryBytes:   st.HistoryBytes,
+		HistoryMaxSize: st.HistoryMaxSize,
+		Goroutines:     st.Goroutines,
+	}
+}
+
+// unavailable answers a call the hub's broker could not carry out (a
+// cluster whose store cannot be reached).
+func unavailable(err error) *apiError {
+	return &apiError{http.StatusServiceUnavailable, hub.ErrorCode(err, "unavailable"), err.Error()}
 }
 
 // Interface guards

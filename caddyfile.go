@@ -2,12 +2,15 @@ package pushhub
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/pushhub/caddy-pushhub/hub"
 )
 
 func init() {
@@ -55,19 +58,14 @@ func parseAPI(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		reconnect_jitter        <duration>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // directive name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
+	return directiveBlock(d, func(sub string) (err error) {
+		switch sub {
 		case "hub":
 			err = oneArg(d, &h.Hub)
 		case "protocol":
 			err = oneArg(d, &h.Protocol)
-			if err == nil && h.Protocol != "json" && h.Protocol != "text" {
-				err = d.Errf("protocol must be json or text, not %q", h.Protocol)
+			if err == nil && !hub.KnownProtocol(h.Protocol) {
+				err = d.Errf("protocol must be one of %s, not %q", strings.Join(hub.ProtocolNames(), ", "), h.Protocol)
 			}
 		case "auth":
 			h.Auth, err = parseAuth(d)
@@ -103,9 +101,27 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "reconnect_jitter":
 			err = durationArg(d, &h.ReconnectJitter)
 		default:
-			return d.Errf("unrecognized subdirective %s", d.Val())
+			err = d.Errf("unrecognized subdirective %s", sub)
 		}
-		if err != nil {
+		return err
+	})
+}
+
+// directiveBlock reads a directive that takes no arguments and calls sub
+// for each subdirective of its block; an error from sub stops it.
+func directiveBlock(d *caddyfile.Dispenser, sub func(name string) error) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return eachSubdirective(d, sub)
+}
+
+// eachSubdirective calls sub for each subdirective of the block that
+// follows; an error from sub stops it.
+func eachSubdirective(d *caddyfile.Dispenser, sub func(name string) error) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := sub(d.Val()); err != nil {
 			return err
 		}
 	}
@@ -131,21 +147,19 @@ func parseAuth(d *caddyfile.Dispenser) (*Auth, error) {
 		if d.NextArg() {
 			return nil, d.ArgErr()
 		}
-		for nesting := d.Nesting(); d.NextBlock(nesting); {
-			var err error
-			switch d.Val() {
+		err := eachSubdirective(d, func(sub string) error {
+			switch sub {
 			case "uid_claim":
-				err = oneArg(d, &a.UIDClaim)
+				return oneArg(d, &a.UIDClaim)
 			case "issuer":
-				err = oneArg(d, &a.Issuer)
+				return oneArg(d, &a.Issuer)
 			case "audience":
-				err = oneArg(d, &a.Audience)
-			default:
-				return nil, d.Errf("unrecognized auth subdirective %s", d.Val())
+				return oneArg(d, &a.Audience)
 			}
-			if err != nil {
-				return nil, err
-			}
+			return d.Errf("unrecognized auth subdirective %s", sub)
+		})
+		if err != nil {
+			return nil, err
 		}
 	case "placeholder":
 		a.Mode = AuthPlaceholder
@@ -217,27 +231,17 @@ func parseRateLimit(d *caddyfile.Dispenser, h *Handler) error {
 //		max_body_size <size>
 //	}
 func (a *API) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // directive name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
+	return directiveBlock(d, func(sub string) error {
+		switch sub {
 		case "hub":
-			err = oneArg(d, &a.Hub)
+			return oneArg(d, &a.Hub)
 		case "key":
-			err = oneArg(d, &a.Key)
+			return oneArg(d, &a.Key)
 		case "max_body_size":
-			err = sizeArg(d, &a.MaxBodySize)
-		default:
-			return d.Errf("unrecognized subdirective %s", d.Val())
+			return sizeArg(d, &a.MaxBodySize)
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return d.Errf("unrecognized subdirective %s", sub)
+	})
 }
 
 func oneArg(d *caddyfile.Dispenser, dst *string) error {

@@ -29,7 +29,7 @@ import (
 // a 4xx with a stable code; an accepted send names exactly one target and
 // carries data.
 func FuzzAPIRequest(f *testing.F) {
-	h := hub.New("fuzz", hub.Settings{}, nil)
+	h := hub.New("fuzz", hub.Options{})
 	f.Cleanup(func() { h.Close("fuzzing over") })
 	a := &API{hub: h, MaxBodySize: 1 << 20, logger: zap.NewNop()}
 	f.Fuzz(func(t *testing.T, call string, body []byte) {

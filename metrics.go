@@ -36,7 +36,7 @@ func (hubCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (hubCollector) Collect(ch chan<- prometheus.Metric) {
 	hubs.Range(func(_, v any) bool {
-		st := v.(pooledHub).Stats()
+		st := v.(pooledHub).Local().Stats()
 		gauge := func(d *prometheus.Desc, x float64) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, x, st.Hub)
 		}

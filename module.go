@@ -5,16 +5,13 @@
 package pushhub
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -124,11 +121,9 @@ type Handler struct {
 
 	hub      *hub.Hub
 	endpoint *hub.Endpoint
-	protocol hub.Protocol
 	verifier *jwtauth.Verifier
 	origins  map[string]bool
 	anyOrig  bool
-	upgrader websocket.Upgrader
 	logger   *zap.Logger
 }
 
@@ -178,24 +173,19 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// writeBufferPool shares write buffers among connections: a connection
-// holds one only while a writer is writing to it.
-var writeBufferPool sync.Pool
-
-// Provision sets the handler up and takes its hub from the pool, creating
-// it or pushing the new settings into the one that survived a reload.
+// Provision sets the handler up, takes its hub from the pool (creating it
+// the first time) and stages its settings, which become live once the whole
+// configuration has started (see App).
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.Hub == "" {
 		h.Hub = "default"
 	}
-	switch h.Protocol {
-	case "", "json":
-		h.protocol = hub.ProtocolJSON
-	case "text":
-		h.protocol = hub.ProtocolText
-	default:
-		return fmt.Errorf("unknown protocol %q: want json or text", h.Protocol)
+	if h.Protocol == "" {
+		h.Protocol = hub.DefaultProtocol
+	}
+	if !hub.KnownProtocol(h.Protocol) {
+		return fmt.Errorf("unknown protocol %q: want one of %s", h.Protocol, strings.Join(hub.ProtocolNames(), ", "))
 	}
 	if err := h.provisionAuth(); err != nil {
 		return err
@@ -212,23 +202,20 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.origins[norm] = true
 	}
-	h.upgrader = websocket.Upgrader{
-		HandshakeTimeout: 10 * time.Second,
-		// Zero: gorilla reads through the small reader hijacker hands it.
-		ReadBufferSize:  0,
-		WriteBufferSize: 4096,
-		WriteBufferPool: &writeBufferPool,
-		CheckOrigin:     func(*http.Request) bool { return true }, // checked before Upgrade, see checkOrigin
+	app, err := appOf(ctx)
+	if err != nil {
+		return err
 	}
-	var err error
 	h.hub, err = acquireHub(h.Hub, h.logger)
 	if err != nil {
 		return err
 	}
 	// Endpoints of one hub with the same protocol and auth mode share their
 	// settings; a reload reconfigures them under the same key.
-	h.endpoint = h.hub.AcquireEndpoint(h.protocol.String() + " " + h.Auth.Mode)
-	h.endpoint.Configure(h.settings())
+	h.endpoint = h.hub.Endpoint(h.Protocol+" "+h.Auth.Mode, h.settings())
+	if err := app.stage(h.hub, h.endpoint); err != nil {
+		return err
+	}
 	return registerMetrics(ctx)
 }
 
@@ -335,7 +322,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !h.checkOrigin(r) {
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q is not allowed", r.Header.Get("Origin")))
 	}
-	opts := hub.ConnOptions{Protocol: h.protocol, Endpoint: h.endpoint}
+	opts := hub.ConnOptions{Protocol: h.Protocol, Endpoint: h.endpoint}
 	uid, err := h.uidAtUpgrade(r)
 	if err != nil {
 		return caddyhttp.Error(http.StatusUnauthorized, err)
@@ -344,25 +331,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if uid == "" {
 		opts.Login = h.login
 	}
-	if v := r.URL.Query().Get("since"); v != "" {
+	q := r.URL.Query()
+	if v := q.Get("since"); v != "" {
 		since, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
 			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("since=%q is not a sequence number", v))
 		}
-		opts.Since = &since
+		opts.Since = &hub.Position{Epoch: q.Get("epoch"), Offset: since}
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.push_hub.uid", uid)
 
-	hj := &hijacker{ResponseWriter: w}
-	ws, err := h.upgrader.Upgrade(hj, r, nil)
-	if err != nil {
-		// Upgrade has answered the request (400 for a bad handshake).
+	if err := h.hub.Upgrade(w, r, opts); err != nil {
+		// The handshake was refused and answered (400).
 		h.logger.Debug("upgrade failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
-		return nil
 	}
-	opts.Reader = hj.br
-	h.hub.Serve(ws, opts)
 	return nil
 }
 
@@ -442,44 +425,6 @@ func normalizeOrigin(o string) (string, error) {
 		return "", errors.New("an origin is scheme://host[:port]")
 	}
 	return strings.ToLower(u.Scheme + "://" + u.Host), nil
-}
-
-// hijacker lets gorilla's Upgrade hijack the connection from under Caddy's
-// response writer wrappers (encode, headers, logging). It hands gorilla a
-// small reader of its own instead of net/http's 4 KiB one: every idle
-// connection keeps its reader, and the hub needs to see what is buffered in
-// it.
-type hijacker struct {
-	http.ResponseWriter
-	br *bufio.Reader
-}
-
-// innermost unwraps w to net/http's own writer. Hijacking through Caddy's
-// access-log recorder would wrap the socket in a byte counter that the log
-// reads when ServeHTTP returns, while this connection lives on: a data
-// race, and a wrapper that hides the socket from the hub's poller.
-func innermost(w http.ResponseWriter) http.ResponseWriter {
-	for {
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			return w
-		}
-		w = u.Unwrap()
-	}
-}
-
-// readBufferSize is each connection's read buffer: larger than gorilla's
-// reuse threshold (256) and than a whole ping or pong frame (131), small
-// because it lives as long as the connection.
-const readBufferSize = 320
-
-func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(innermost(h.ResponseWriter)).Hijack()
-	if err != nil || brw.Reader.Buffered() > 0 {
-		return conn, brw, err // gorilla refuses data sent before the handshake ended
-	}
-	h.br = bufio.NewReaderSize(conn, readBufferSize)
-	return conn, bufio.NewReadWriter(h.br, bufio.NewWriterSize(conn, 256)), nil
 }
 
 // Interface guards

@@ -22,17 +22,13 @@ func (p pooledHub) Destruct() error {
 }
 
 func acquireHub(name string, log *zap.Logger) (*hub.Hub, error) {
-	v, loaded, err := hubs.LoadOrNew(name, func() (caddy.Destructor, error) {
-		return pooledHub{hub.New(name, hub.Settings{}, log)}, nil
+	v, _, err := hubs.LoadOrNew(name, func() (caddy.Destructor, error) {
+		return pooledHub{hub.New(name, hub.Options{Logger: log})}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	h := v.(pooledHub).Hub
-	if loaded {
-		h.SetLogger(log)
-	}
-	return h, nil
+	return v.(pooledHub).Hub, nil
 }
 
 // releaseHub drops one reference; h is nil when Provision failed before

@@ -309,6 +309,7 @@ type rbFrame struct {
 	UID       string          `json:"uid"`
 	ConnID    string          `json:"conn_id"`
 	Seq       uint64          `json:"seq"`
+	Epoch     string          `json:"epoch"`
 	Resume    *rbResume       `json:"resume"`
 	Data      json.RawMessage `json:"data"`
 	From      string          `json:"from"`

@@ -177,7 +177,11 @@ func TestRobustResumeUnderLoad(t *testing.T) {
 // rbExpectResume asserts a welcome frame exactly.
 func rbExpectResume(t *testing.T, w rbFrame, uid string, seq uint64, resume string) {
 	t.Helper()
-	want := fmt.Sprintf(`{"type":"welcome","uid":%s,"conn_id":%s,"seq":%d,"resume":%s}`, jsonText(uid), jsonText(w.ConnID), seq, resume)
+	epoch := ""
+	if w.Epoch != "" {
+		epoch = `,"epoch":` + jsonText(w.Epoch)
+	}
+	want := fmt.Sprintf(`{"type":"welcome","uid":%s,"conn_id":%s,"seq":%d%s,"resume":%s}`, jsonText(uid), jsonText(w.ConnID), seq, epoch, resume)
 	if w.raw != want {
 		t.Fatalf("got welcome\n\t%s\nwant\n\t%s", w.raw, want)
 	}
@@ -316,7 +320,8 @@ func TestRobustHistoryTTL(t *testing.T) {
 	const uid = "ttl"
 	stored := `{"delivered":0,"dropped":0,"stored":true}`
 	c := rbDial(t, "ttl#1", "/ws", nil)
-	s := c.login(uid, nil).Seq
+	first := c.login(uid, nil)
+	s := first.Seq
 	c.closeNormally()
 	rbWaitOnline(t, "", uid, 0)
 
@@ -340,13 +345,16 @@ func TestRobustHistoryTTL(t *testing.T) {
 		st := rbGetStats(t, "")
 		return st.HistoryMessages == 0 && st.HistoryBytes == 0 && st.OfflineKept == 0, fmt.Sprintf("%+v", st)
 	})
+	// The uid's numbering expired with it: coming back from it is a new
+	// epoch, and the client is told its gap could not be filled.
 	c = rbDial(t, "ttl#3", "/ws", nil)
 	since := s + 1
-	w := c.login(uid, &since)
-	if w.Seq <= s+2 {
-		t.Fatalf("welcome %s: seq %d, want a new numbering beyond %d", w.raw, w.Seq, s+2)
+	c.sendJSON(map[string]any{"type": "login", "uid": uid, "since": since, "epoch": first.Epoch})
+	w := c.read()
+	if w.Epoch == "" || w.Epoch == first.Epoch {
+		t.Fatalf("welcome %s: epoch %q, want a new numbering, not %q", w.raw, w.Epoch, first.Epoch)
 	}
-	rbExpectResume(t, w, uid, w.Seq, fmt.Sprintf(`{"since":%d,"recovered":false,"replayed":0,"reason":"too_old"}`, since))
+	rbExpectResume(t, w, uid, w.Seq, fmt.Sprintf(`{"since":%d,"recovered":false,"replayed":0,"reason":"epoch_changed"}`, since))
 	rbSend(t, "/send", `{"uid":"ttl","data":"C"}`)
 	if f := c.expectMessage(`"C"`); f.Seq != w.Seq+1 {
 		t.Fatalf("seq %d, want %d", f.Seq, w.Seq+1)

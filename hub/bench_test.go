@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -72,14 +73,14 @@ func sinkWebSocket(b testing.TB) *websocket.Conn {
 }
 
 // benchHub logs in n connections as uids u0..u(n-1) of the given protocol.
-func benchHub(b *testing.B, n int, p Protocol) *Hub {
+func benchHub(b *testing.B, n int, p string) *Hub {
 	b.Helper()
-	h := New("bench", Settings{SendQueue: 1 << 16, PingInterval: time.Hour, AuthTimeout: time.Hour}, nil)
+	h := New("bench", Options{Settings: Settings{SendQueue: 1 << 16, PingInterval: time.Hour, AuthTimeout: time.Hour}})
 	b.Cleanup(func() { h.Close("benchmark over") })
 	for i := range n {
-		h.Serve(sinkWebSocket(b), ConnOptions{Protocol: p, UID: "u" + strconv.Itoa(i)})
+		h.serveWebSocket(sinkWebSocket(b), ConnOptions{Protocol: p, UID: "u" + strconv.Itoa(i)})
 	}
-	if got := h.Stats().Connections; got != int64(n) {
+	if got := h.stats().Connections; got != int64(n) {
 		b.Fatalf("%d connections logged in, want %d", got, n)
 	}
 	return h
@@ -120,14 +121,14 @@ func drain(b *testing.B, h *Hub) {
 }
 
 func BenchmarkSendToUID(b *testing.B) {
-	for _, p := range []Protocol{ProtocolText, ProtocolJSON} {
-		b.Run(p.String(), func(b *testing.B) {
+	for _, p := range []string{"text", "json"} {
+		b.Run(p, func(b *testing.B) {
 			h := benchHub(b, 1000, p)
 			m := Message{Data: payload64}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
-				if r := h.SendToUID("u"+strconv.Itoa(i%1000), m); r.Delivered != 1 {
+				if r := h.push(Target{UID: "u" + strconv.Itoa(i%1000)}, m); r.Delivered != 1 {
 					b.Fatalf("delivered %d", r.Delivered)
 				}
 			}
@@ -137,9 +138,9 @@ func BenchmarkSendToUID(b *testing.B) {
 }
 
 func BenchmarkSendToGroup1k(b *testing.B) {
-	h := benchHub(b, 1000, ProtocolJSON)
+	h := benchHub(b, 1000, "json")
 	for i := range 1000 {
-		if err := h.Join("u"+strconv.Itoa(i), "g"); err != nil {
+		if err := h.Join(context.Background(), "u"+strconv.Itoa(i), "g"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -147,7 +148,7 @@ func BenchmarkSendToGroup1k(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if r := h.SendToGroup("g", m); r.Delivered != 1000 {
+		if r := h.push(Target{Group: "g"}, m); r.Delivered != 1000 {
 			b.Fatalf("delivered %d", r.Delivered)
 		}
 		drain(b, h)
@@ -157,14 +158,14 @@ func BenchmarkSendToGroup1k(b *testing.B) {
 
 func BenchmarkBroadcast(b *testing.B) {
 	for _, n := range []int{10000, 19000} {
-		for _, p := range []Protocol{ProtocolText, ProtocolJSON} {
-			b.Run(strconv.Itoa(n)+"/"+p.String(), func(b *testing.B) {
+		for _, p := range []string{"text", "json"} {
+			b.Run(strconv.Itoa(n)+"/"+p, func(b *testing.B) {
 				h := benchHub(b, n, p)
 				m := Message{Data: payload64}
 				b.ReportAllocs()
 				b.ResetTimer()
 				for b.Loop() {
-					if r := h.Broadcast(m); r.Delivered != n {
+					if r := h.push(Target{All: true}, m); r.Delivered != n {
 						b.Fatalf("delivered %d", r.Delivered)
 					}
 					drain(b, h)
@@ -176,7 +177,7 @@ func BenchmarkBroadcast(b *testing.B) {
 }
 
 func BenchmarkLogin(b *testing.B) {
-	h := New("bench", Settings{PingInterval: time.Hour, AuthTimeout: time.Hour}, nil)
+	h := New("bench", Options{Settings: Settings{PingInterval: time.Hour, AuthTimeout: time.Hour}})
 	b.Cleanup(func() { h.Close("benchmark over") })
 	wss := make([]*websocket.Conn, 0, 1<<16)
 	b.ReportAllocs()
@@ -190,17 +191,17 @@ func BenchmarkLogin(b *testing.B) {
 		ws := wss[len(wss)-1]
 		wss = wss[:len(wss)-1]
 		b.StartTimer()
-		c := h.Serve(ws, ConnOptions{Protocol: ProtocolJSON, UID: "u" + strconv.Itoa(i)})
+		c := h.serveWebSocket(ws, ConnOptions{Protocol: "json", UID: "u" + strconv.Itoa(i)})
 		c.teardown()
 	}
 }
 
 func BenchmarkJoin(b *testing.B) {
-	h := benchHub(b, 1000, ProtocolJSON)
+	h := benchHub(b, 1000, "json")
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		uid := "u" + strconv.Itoa(i%1000)
-		if err := h.Join(uid, "g"+strconv.Itoa(i%100)); err != nil {
+		if err := h.Join(context.Background(), uid, "g"+strconv.Itoa(i%100)); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,10 +1,8 @@
 package hub
 
 import (
-	"bufio"
 	"crypto/tls"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -15,35 +13,15 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// burstHijacker hands gorilla a reader the hub can see, as the push_hub
-// module does.
-type burstHijacker struct {
-	http.ResponseWriter
-	br *bufio.Reader
-}
-
-func (h *burstHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, _, err := http.NewResponseController(h.ResponseWriter).Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	h.br = bufio.NewReaderSize(conn, 512)
-	return conn, bufio.NewReadWriter(h.br, bufio.NewWriterSize(conn, 256)), nil
-}
-
 // burstServer serves a hub over TLS or plain TCP and reports whether its
 // connections went to the poller.
 func burstServer(t *testing.T, useTLS bool) (*Hub, string) {
-	h := New("burst", Settings{AllowClientPublish: true, RateLimit: 1e6, RateBurst: 1e6, SendQueue: 10000}, nil)
+	h := New("burst", Options{Settings: Settings{AllowClientPublish: true, RateLimit: 1e6, RateBurst: 1e6, SendQueue: 10000}})
 	t.Cleanup(func() { h.Close("test over") })
-	up := websocket.Upgrader{}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hj := &burstHijacker{ResponseWriter: w}
-		ws, err := up.Upgrade(hj, r, nil)
-		if err != nil {
-			return
+		if err := h.Upgrade(w, r, ConnOptions{UID: r.URL.Query().Get("uid")}); err != nil {
+			t.Errorf("upgrade: %v", err)
 		}
-		h.Serve(ws, ConnOptions{Protocol: ProtocolJSON, UID: r.URL.Query().Get("uid"), Reader: hj.br})
 	})
 	var srv *httptest.Server
 	if useTLS {
@@ -149,17 +127,17 @@ func (h *Hub) connOf(t *testing.T, uid string) *Conn {
 // TestBroadcastAcrossCores runs a broadcast big enough to be split among
 // goroutines (under -race): every connection gets it exactly once.
 func TestBroadcastAcrossCores(t *testing.T) {
-	h := New("wide", Settings{PingInterval: time.Hour, AuthTimeout: time.Hour}, nil)
+	h := New("wide", Options{Settings: Settings{PingInterval: time.Hour, AuthTimeout: time.Hour}})
 	defer h.Close("test over")
 	n := parallelFrom + 100
 	for i := range n {
-		h.Serve(sinkWebSocket(t), ConnOptions{Protocol: Protocol(i % 2), UID: "u" + strconv.Itoa(i)})
+		h.serveWebSocket(sinkWebSocket(t), ConnOptions{Protocol: []string{"json", "text"}[i%2], UID: "u" + strconv.Itoa(i)})
 	}
 	for round := 1; round <= 3; round++ {
-		if r := h.Broadcast(Message{Data: json.RawMessage(`"hi"`)}); r.Delivered != n || r.Dropped != 0 {
+		if r := h.push(Target{All: true}, Message{Data: json.RawMessage(`"hi"`)}); r.Delivered != n || r.Dropped != 0 {
 			t.Fatalf("round %d: receipt %+v, want %d delivered", round, r, n)
 		}
-		if got := h.Stats().MessagesOut; got != uint64(round*n) {
+		if got := h.stats().MessagesOut; got != uint64(round*n) {
 			t.Fatalf("round %d: %d frames queued in all, want %d", round, got, round*n)
 		}
 	}

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bufio"
 	"crypto/tls"
 	"io"
 	"net"
@@ -10,22 +11,22 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"go.uber.org/zap"
 )
 
-// Conn is one WebSocket connection on a hub. Publishers never block on it:
-// a frame offered to an idle connection on the poller is written straight
-// to its non-blocking socket; what the socket cannot take at once is queued
-// for a writer goroutine that exists only while frames are queued. A full
-// queue cuts the connection off as a slow consumer. One writer at a time:
-// an inline write happens under mu with no writer goroutine running.
+// Conn is one WebSocket connection on a hub. Publishers never block on it
+// (writer.go): a frame offered to an idle connection on the poller is
+// written straight to its non-blocking socket; what the socket cannot take
+// at once is queued for a writer goroutine that exists only while frames
+// are queued. A full queue cuts the connection off as a slow consumer.
 type Conn struct {
 	hub      *Hub
 	ws       *websocket.Conn
-	protocol Protocol
-	opened   time.Time
-	opts     ConnOptions
-	tls      bool // read through a TLS layer, which buffers on its own
+	br       *bufio.Reader // the reader the WebSocket reads from, or nil (then a goroutine reads)
+	proto    *protocol
+	cell     *settingsCell // its endpoint's settings
+	pre      *preLogin     // how to log in; nil once logged in
+	openedAt int64         // unix nanoseconds
+	tls      bool          // read through a TLS layer, which buffers on its own
 	pollID   uint64
 	pollFD   int  // the socket, once polled (valid until the socket is closed), or -1
 	polled   bool // registered with the poller; guarded by mu
@@ -37,9 +38,11 @@ type Conn struct {
 	loggedIn atomic.Bool
 	acked    atomic.Uint64 // highest sequence number the client acknowledged
 
-	// The reader's token bucket for rate_limit.
-	tokens     float64
-	tokensTime int64
+	bucket tokenBucket // rate_limit; only the reader uses it
+
+	// catchup holds pushes while a resuming login waits for its replay;
+	// guarded by the uid entry's mutex.
+	catchup *catchup
 
 	mu      sync.Mutex
 	queue   []outFrame
@@ -52,31 +55,63 @@ type Conn struct {
 	torn atomic.Bool // resources released
 }
 
-func newConn(h *Hub, ws *websocket.Conn, o ConnOptions) *Conn {
-	id := h.nextConnID.Add(1)
+// preLogin is what a connection needs until it logs in.
+type preLogin struct {
+	login LoginFunc
+	since *Position
+}
+
+// LoginFunc verifies the credential a client logs in with (a uid, or a
+// token whose subject is the uid) and returns the uid.
+type LoginFunc func(credential string) (uid string, err error)
+
+// ConnOptions say how a new connection logs in and what it speaks.
+type ConnOptions struct {
+	// Protocol is the wire protocol's name (ProtocolNames); "" means
+	// DefaultProtocol.
+	Protocol string
+	// UID is set when the connection was authenticated at the upgrade (a
+	// placeholder, or a token in a header or query parameter); the connection
+	// is then logged in at once.
+	UID string
+	// Login verifies the first frame's credential when UID is empty.
+	Login LoginFunc
+	// Since is the last position a resuming client has seen (the since and
+	// epoch query parameters); a login frame's since overrides it.
+	Since *Position
+	// Endpoint holds the settings of the endpoint the connection came
+	// through; nil means the hub's default endpoint.
+	Endpoint *Endpoint
+}
+
+func newConn(h *Hub, ws *websocket.Conn, br *bufio.Reader, p *protocol, o ConnOptions) *Conn {
+	ep := o.Endpoint
+	if ep == nil {
+		ep = h.defaultEP
+	}
 	_, isTLS := ws.NetConn().(*tls.Conn)
+	now := time.Now().UnixNano()
 	c := &Conn{
 		hub:      h,
 		ws:       ws,
-		protocol: o.Protocol,
-		opened:   time.Now(),
-		opts:     o,
+		br:       br,
+		proto:    p,
+		cell:     ep.cell,
+		openedAt: now,
 		tls:      isTLS,
-		pollID:   id,
+		pollID:   h.nextConnID.Add(1),
 		pollFD:   -1,
 		inlineFD: -1,
 	}
-	c.lastRead.Store(c.opened.UnixNano())
+	if o.UID == "" {
+		c.pre = &preLogin{login: o.Login, since: o.Since}
+	}
+	c.lastRead.Store(now)
 	return c
 }
 
-// settings are the connection's endpoint's, or else its hub's.
-func (c *Conn) settings() *Settings {
-	if c.opts.Endpoint != nil {
-		return c.opts.Endpoint.s.Load()
-	}
-	return c.hub.settings.Load()
-}
+// settings are the connection's endpoint's.
+func (c *Conn) settings() *Settings { return c.cell.load() }
 
 // ID is the connection's id, unique within its hub. It is made when asked
 // for rather than kept: every byte an idle connection holds counts.
@@ -85,193 +120,10 @@ func (c *Conn) ID() string { return "c" + strconv.FormatUint(c.pollID, 36) }
 // UID is the uid the connection logged in as, or "" before login.
 func (c *Conn) UID() string { return c.uid }
 
-// queueResult says what became of a frame offered to a connection.
-type queueResult uint8
-
-const (
-	queued  queueResult = iota
-	cut                 // the queue was full: this frame cut the connection off
-	closing             // the connection was already closing: not counted
-)
-
-// enqueue offers a frame to the connection. It never blocks: an idle
-// connection's socket takes it at once if it can; otherwise it is queued for
-// the writer, and when the queue is full the connection is cut off as a slow
-// consumer.
-func (c *Conn) enqueue(f outFrame) queueResult {
-	s := c.settings()
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return closing
-	}
-	if !f.close && len(c.queue)-c.exempt >= s.SendQueue {
-		c.closing = true
-		c.queue = nil
-		c.mu.Unlock()
-		c.hub.slowConsumers.Add(1)
-		c.hub.logger().Debug("cutting off a slow consumer",
-			zap.String("conn", c.ID()), zap.String("uid", c.uid), zap.Int("send_queue", s.SendQueue))
-		go c.abort(CloseSlowConsumer, "send queue overflow")
-		return cut
-	}
-	if f.close {
-		c.closing = true
-	}
-	if !c.writing && len(c.queue) == 0 && c.inlineFD >= 0 {
-		done, ok := c.writeInline(&f)
-		if !ok { // the socket failed: the peer is gone
-			c.closing = true
-			c.mu.Unlock()
-			go c.teardown()
-			return closing
-		}
-		if done {
-			c.mu.Unlock()
-			if f.close {
-				c.teardown()
-			}
-			return queued
-		}
-	}
-	c.queue = append(c.queue, f)
-	start := !c.writing
-	c.writing = true
-	c.mu.Unlock()
-	if start {
-		go c.writeLoop()
-	}
-	return queued
-}
-
-// writeInline writes as much of f as the socket takes without waiting,
-// under c.mu; f keeps what is left. ok is false when the socket failed.
-func (c *Conn) writeInline(f *outFrame) (done, ok bool) {
-	n, err := writeNonblocking(c.inlineFD, f.wire)
-	if n == len(f.wire) {
-		return true, true
-	}
-	if err != nil && !errWouldBlock(err) {
-		return false, false
-	}
-	f.wire = f.wire[n:]
-	return false, true
-}
-
-// enqueueAll queues first and then frames beyond the queue's bound: the
-// welcome and a resume's replay, which history already bounds.
-func (c *Conn) enqueueAll(first outFrame, frames [][]byte) {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return
-	}
-	c.queue = append(c.queue, first)
-	for _, b := range frames {
-		c.queue = append(c.queue, outFrame{wire: b})
-	}
-	c.exempt += 1 + len(frames)
-	c.hub.framesOut.Add(uint64(len(frames)))
-	start := !c.writing
-	c.writing = true
-	c.mu.Unlock()
-	if start {
-		go c.writeLoop()
-	}
-}
-
-// allow takes one token from the reader's bucket; false means the client
-// is over rate_limit. Only the reader calls it.
-func (c *Conn) allow(s *Settings, now int64) bool {
-	if c.tokensTime == 0 {
-		c.tokens = float64(s.RateBurst)
-	} else {
-		c.tokens = min(float64(s.RateBurst), c.tokens+float64(now-c.tokensTime)/1e9*s.RateLimit)
-	}
-	c.tokensTime = now
-	if c.tokens < 1 {
-		return false
-	}
-	c.tokens--
-	return true
-}
-
-// closeAfterFlush queues a close frame behind everything already queued and
-// bounds how long flushing may take.
-func (c *Conn) closeAfterFlush(code int, reason string, within time.Duration) {
-	if c.enqueue(closeFrame(code, reason)) == queued {
-		time.AfterFunc(within, c.teardown)
-	}
-}
-
-// writeLoop drains the queue, then exits; enqueue starts it again when needed.
-func (c *Conn) writeLoop() {
-	defer c.hub.recoverLog("writer", c)
-	conn := c.ws.NetConn()
-	for {
-		c.mu.Lock()
-		if len(c.queue) == 0 {
-			c.writing = false
-			c.spare = nil // most frames go out inline: an idle connection keeps no batch
-			c.mu.Unlock()
-			return
-		}
-		batch := c.queue
-		c.queue, c.exempt = c.spare[:0], 0
-		c.mu.Unlock()
-
-		// One deadline per batch: re-arming it costs a runtime timer update.
-		ok := conn.SetWriteDeadline(time.Now().Add(c.settings().WriteTimeout)) == nil
-		for i := range batch {
-			if ok {
-				_, err := conn.Write(batch[i].wire)
-				ok = err == nil && !batch[i].close
-			}
-			batch[i] = outFrame{}
-		}
-		if !ok { // written a close frame, or the socket failed
-			c.mu.Lock()
-			c.writing = false
-			c.closing = true
-			c.queue = nil
-			c.mu.Unlock()
-			c.teardown()
-			return
-		}
-		c.mu.Lock()
-		c.spare = batch[:0]
-		c.mu.Unlock()
-	}
-}
-
-// abort closes the connection now, dropping whatever is queued. The close
-// frame is written once the writer is done with the frame in hand, waiting
-// a second at most (a writer stuck on a full socket would not get it through
-// either); then the socket is closed.
-func (c *Conn) abort(code int, reason string) {
-	f := closeFrame(code, reason)
-	deadline := time.Now().Add(time.Second)
-	c.mu.Lock()
-	c.closing = true
-	c.queue = nil
-	for c.writing && time.Now().Before(deadline) {
-		c.mu.Unlock()
-		time.Sleep(time.Millisecond)
-		c.mu.Lock()
-	}
-	idle := !c.writing
-	if idle && c.inlineFD >= 0 {
-		c.writeInline(&f)
-		idle = false // written, or as much as the socket took
-	}
-	c.mu.Unlock()
-	if idle {
-		conn := c.ws.NetConn()
-		if conn.SetWriteDeadline(deadline) == nil {
-			_, _ = conn.Write(f.wire)
-		}
-	}
-	c.teardown()
+// goConn runs fn as one of the hub's goroutines working for c: a panic in
+// it closes c.
+func (c *Conn) goConn(name string, fn func()) {
+	c.hub.routines.goWith(name, c.teardown, fn)
 }
 
 // teardown releases the connection once: it leaves the hub, its timer stops
@@ -292,7 +144,7 @@ func (c *Conn) teardown() {
 	c.mu.Unlock()
 	c.hub.remove(c)
 	c.closeSocket(fd)
-	c.hub.live.Add(-1)
+	c.hub.live.done()
 }
 
 // closeSocket closes the socket. If the peer's bytes are still unread, a
@@ -305,7 +157,7 @@ func (c *Conn) closeSocket(fd int) {
 		_ = conn.Close()
 		return
 	}
-	go func() {
+	c.hub.routines.goFn("lingering close", func() {
 		defer conn.Close()
 		if tcp, ok := tcpConnOf(conn); ok {
 			_ = tcp.CloseWrite()
@@ -313,7 +165,7 @@ func (c *Conn) closeSocket(fd int) {
 		if conn.SetReadDeadline(time.Now().Add(time.Second)) == nil {
 			_, _ = io.Copy(io.Discard, io.LimitReader(conn, 1<<20))
 		}
-	}()
+	})
 }
 
 // tcpConnOf finds the TCP connection under TLS.
@@ -323,50 +175,4 @@ func tcpConnOf(conn net.Conn) (*net.TCPConn, bool) {
 	}
 	tcp, ok := conn.(*net.TCPConn)
 	return tcp, ok
-}
-
-// tick runs on the connection's timer: it enforces the auth timeout, detects
-// dead peers and queues pings.
-func (c *Conn) tick() {
-	if c.torn.Load() {
-		return
-	}
-	s := c.settings()
-	now := time.Now()
-	next := s.PingInterval + s.PongTimeout
-	if !c.loggedIn.Load() {
-		left := s.AuthTimeout - now.Sub(c.opened)
-		if left <= 0 {
-			c.abort(CloseAuthTimeout, "no login within auth_timeout")
-			return
-		}
-		next = min(next, left)
-	}
-	silent := now.Sub(time.Unix(0, c.lastRead.Load()))
-	deadline := s.PingInterval + s.PongTimeout
-	switch {
-	case silent >= deadline:
-		c.abort(ClosePingTimeout, "no pong within pong_timeout")
-		return
-	case silent >= s.PingInterval-s.PingInterval/10:
-		// Due: ping, and look again when the pong is overdue.
-		c.enqueue(outFrame{wire: pingWire})
-		next = min(next, deadline-silent)
-	default:
-		next = min(next, s.PingInterval-silent)
-	}
-	next = max(next, 10*time.Millisecond)
-	c.mu.Lock()
-	if !c.closing {
-		c.timer.Reset(next)
-	}
-	c.mu.Unlock()
-}
-
-// startTimer arms the connection's timer for the first time.
-func (c *Conn) startTimer() {
-	s := c.settings()
-	c.mu.Lock()
-	c.timer = time.AfterFunc(min(s.AuthTimeout, s.PingInterval), c.tick)
-	c.mu.Unlock()
 }

@@ -639,10 +639,7 @@ func TestConfigureReachesOpenConnections(t *testing.T) {
 		if n := ts.hub.Online("many"); n != 2 {
 			t.Fatalf("Online(many) = %d: lowering the cap must not close open connections", n)
 		}
-		if got := ts.hub.Settings().MaxConnectionsPerUID; got != 1 {
-			t.Fatalf("Settings().MaxConnectionsPerUID = %d", got)
-		}
-		if got := ts.hub.Settings().SendQueue; got != hub.DefaultSettings.SendQueue {
+		if got := ts.hub.Endpoint("", hub.Settings{}).Staged().SendQueue; got != hub.DefaultSettings.SendQueue {
 			t.Fatalf("a zero SendQueue should mean the default, got %d", got)
 		}
 	})

@@ -2,76 +2,106 @@ package hub
 
 import "sync/atomic"
 
-// Endpoint holds the connection settings of one way into a hub (a push_hub
-// handler): a hub may be reached through several endpoints, say json and
-// text, each with its own limits. Endpoints are named by a key within the
-// hub, so a reload that configures the same key changes the settings of
-// connections already open through it.
+// Endpoint is one way into a hub (a push_hub handler) with settings of its
+// own: a hub may be reached through several, say a json and a text one,
+// each with its own limits.
+//
+// Endpoints are named by a key within the hub. Settings change in two
+// steps, so that a configuration that fails to load changes nothing: Endpoint
+// takes a hold on a key and stages the settings a new configuration asks
+// for; Apply, once the whole configuration has succeeded, makes them the
+// live settings of the key, for connections already open through it too.
 type Endpoint struct {
-	hub  *Hub
-	key  string
-	refs int // configs holding it; guarded by hub.endpointsMu
+	hub    *Hub
+	key    string
+	cell   *settingsCell
+	staged Settings
+}
+
+// settingsCell holds the live settings of one endpoint key. Connections
+// read through it, so applying new settings reaches them.
+type settingsCell struct {
 	s    atomic.Pointer[Settings]
+	refs int // endpoints holding it; guarded by Hub.endpointsMu
 }
 
-// Configure replaces the endpoint's settings; zero fields take
-// DefaultSettings. History is kept per uid for the whole hub: the hub keeps
-// the largest history any of its endpoints asks for.
-func (e *Endpoint) Configure(s Settings) {
+func (c *settingsCell) load() *Settings { return c.s.Load() }
+
+// Endpoint takes a hold on the endpoint key with settings s staged; zero
+// fields of s take DefaultSettings. A key no connection uses yet starts with
+// s; an existing key keeps its live settings until Apply.
+func (h *Hub) Endpoint(key string, s Settings) *Endpoint {
 	s = s.withDefaults()
-	e.s.Store(&s)
-	e.hub.endpointsMu.Lock()
-	e.hub.applyEndpoints()
-	e.hub.endpointsMu.Unlock()
-}
-
-// Settings returns the endpoint's current settings.
-func (e *Endpoint) Settings() Settings { return *e.s.Load() }
-
-// AcquireEndpoint returns the hub's endpoint named key, created with the
-// hub's settings the first time, and holds it until ReleaseEndpoint.
-func (h *Hub) AcquireEndpoint(key string) *Endpoint {
 	h.endpointsMu.Lock()
 	defer h.endpointsMu.Unlock()
-	e := h.endpoints[key]
-	if e == nil {
-		e = &Endpoint{hub: h, key: key}
-		s := h.Settings()
-		e.s.Store(&s)
-		if h.endpoints == nil {
-			h.endpoints = make(map[string]*Endpoint)
-		}
-		h.endpoints[key] = e
+	cell := h.endpoints[key]
+	if cell == nil {
+		cell = &settingsCell{}
+		cell.s.Store(&s)
+		h.endpoints[key] = cell
 	}
-	e.refs++
-	return e
+	cell.refs++
+	return &Endpoint{hub: h, key: key, cell: cell, staged: s}
 }
 
-// ReleaseEndpoint drops a hold. An endpoint no config holds stops counting
-// for the hub's history; its open connections keep its settings.
+// Key is the endpoint's name within its hub.
+func (e *Endpoint) Key() string { return e.key }
+
+// Staged returns the settings the endpoint's configuration asks for.
+func (e *Endpoint) Staged() Settings { return e.staged }
+
+// Settings returns the live settings of the endpoint's key.
+func (e *Endpoint) Settings() Settings { return *e.cell.load() }
+
+// Apply makes the staged settings of eps live, and sets the hub-wide
+// settings from them: the largest history and uid length any of them asks
+// for (history is kept per uid for the whole hub). eps are every endpoint
+// of one configuration on this hub; with none, the hub-wide settings stay.
+// undo puts back what Apply replaced.
+func (h *Hub) Apply(eps ...*Endpoint) (undo func()) {
+	h.endpointsMu.Lock()
+	defer h.endpointsMu.Unlock()
+	type saved struct {
+		cell *settingsCell
+		s    *Settings
+	}
+	var old []saved
+	for _, e := range eps {
+		old = append(old, saved{e.cell, e.cell.load()})
+		s := e.staged
+		e.cell.s.Store(&s)
+	}
+	oldHub := h.settings.Load()
+	if len(eps) > 0 {
+		hs := *oldHub
+		hs.HistorySize, hs.MaxUIDLength = 0, 0
+		for _, e := range eps {
+			if e.staged.HistorySize > hs.HistorySize {
+				hs.HistorySize, hs.HistoryTTL, hs.HistoryMaxBytes = e.staged.HistorySize, e.staged.HistoryTTL, e.staged.HistoryMaxBytes
+			}
+			hs.MaxUIDLength = max(hs.MaxUIDLength, e.staged.MaxUIDLength)
+		}
+		h.settings.Store(&hs)
+	}
+	return func() {
+		h.endpointsMu.Lock()
+		defer h.endpointsMu.Unlock()
+		for i := len(old) - 1; i >= 0; i-- {
+			old[i].cell.s.Store(old[i].s)
+		}
+		h.settings.Store(oldHub)
+	}
+}
+
+// ReleaseEndpoint drops a hold taken by Endpoint. Connections opened
+// through a key nobody holds keep its last settings.
 func (h *Hub) ReleaseEndpoint(e *Endpoint) {
 	h.endpointsMu.Lock()
 	defer h.endpointsMu.Unlock()
-	if e.refs--; e.refs <= 0 {
+	if e.cell.refs--; e.cell.refs <= 0 && h.endpoints[e.key] == e.cell {
 		delete(h.endpoints, e.key)
-		h.applyEndpoints()
 	}
 }
 
-// applyEndpoints sets the hub-wide settings from the held endpoints: the
-// largest history and uid length. h.endpointsMu is held.
-func (h *Hub) applyEndpoints() {
-	if len(h.endpoints) == 0 {
-		return
-	}
-	s := h.Settings()
-	s.HistorySize, s.MaxUIDLength = 0, 0
-	for _, e := range h.endpoints {
-		es := e.s.Load()
-		if es.HistorySize > s.HistorySize {
-			s.HistorySize, s.HistoryTTL, s.HistoryMaxBytes = es.HistorySize, es.HistoryTTL, es.HistoryMaxBytes
-		}
-		s.MaxUIDLength = max(s.MaxUIDLength, es.MaxUIDLength)
-	}
-	h.Configure(s)
-}
+// Settings returns the hub-wide settings: history and the longest name.
+func (h *Hub) Settings() Settings { return *h.settings.Load() }

@@ -1,18 +1,24 @@
 package hub
 
-import (
-	"encoding/binary"
-	"encoding/json"
-)
+import "encoding/binary"
 
-// The hub writes server frames itself: they are unmasked, so a frame is a
-// header and the payload, and one frame's bytes can be shared by every
-// connection a broadcast reaches. gorilla reads (and does the handshake).
+// The WebSocket framing the hub writes and parses itself (RFC 6455, section
+// 5.2). Server frames are unmasked, so a frame is a header and the payload,
+// and one frame's bytes can be shared by every connection a push reaches.
 
-// WebSocket opcodes the hub writes.
+// Opcodes and header bits.
 const (
-	opText  = 0x1
-	opClose = 0x8
+	opText   = 0x1
+	opBinary = 0x2
+	opClose  = 0x8
+	opPing   = 0x9
+	opPong   = 0xa
+
+	finBit    = 0x80
+	rsvBits   = 0x70
+	opMask    = 0x0f
+	maskBit   = 0x80
+	maxCtlLen = 125
 )
 
 // outFrame is one frame waiting to be written.
@@ -54,18 +60,9 @@ func wireFrame(op byte, payload []byte) []byte {
 	return append(b, payload...)
 }
 
-// textFrame is a data frame of this connection's own.
+// textFrame is a text frame of one connection's own.
 func textFrame(payload []byte) outFrame {
 	return outFrame{wire: wireFrame(opText, payload)}
-}
-
-// jsonFrame encodes a server frame of the json protocol.
-func jsonFrame(v any) outFrame {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic("hub: encoding a server frame: " + err.Error())
-	}
-	return textFrame(b)
 }
 
 // pingWire is the server's ping: no payload.

@@ -83,37 +83,19 @@ type fzHub struct {
 	marker    int
 }
 
-// fzWriteBuffers shares write buffers like push_hub's writeBufferPool.
-var fzWriteBuffers sync.Pool
-
 // newFzHub starts a hub and its server. Query parameters of an upgrade
 // choose the connection's options: proto=text, uid=<uid> (logged in at the
 // upgrade), goroutine (a reader goroutine instead of the poller).
 func newFzHub(tb testing.TB, s Settings) *fzHub {
 	tb.Helper()
 	core, errs := observer.New(zap.ErrorLevel)
-	fh := &fzHub{hub: New("fuzz", s, zap.New(core)), errs: errs}
-	up := websocket.Upgrader{
-		ReadBufferSize:  0,
-		WriteBufferSize: 4096,
-		WriteBufferPool: &fzWriteBuffers,
-		CheckOrigin:     func(*http.Request) bool { return true },
-	}
+	fh := &fzHub{hub: New("fuzz", Options{Settings: s, Logger: zap.New(core)}), errs: errs}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		hj := &fzHijacker{ResponseWriter: w}
-		ws, err := up.Upgrade(hj, r, nil)
-		if err != nil {
-			return
+		o := ConnOptions{UID: q.Get("uid"), Login: fzLogin, Protocol: q.Get("proto")}
+		if err := fh.hub.upgrade(w, r, o, !q.Has("goroutine")); err != nil {
+			tb.Errorf("upgrade: %v", err)
 		}
-		o := ConnOptions{UID: q.Get("uid"), Login: fzLogin}
-		if q.Get("proto") == "text" {
-			o.Protocol = ProtocolText
-		}
-		if !q.Has("goroutine") {
-			o.Reader = hj.br
-		}
-		fh.hub.Serve(ws, o)
 	}))
 	fh.addr = srv.Listener.Addr().String()
 	fh.url = "ws://" + fh.addr + "/"
@@ -125,29 +107,13 @@ func newFzHub(tb testing.TB, s Settings) *fzHub {
 	_, _ = rand.Read(nonce[:])
 	// The bystanders' uids cannot be guessed by the fuzzer: only a
 	// broadcast reaches them.
-	for i, p := range []Protocol{ProtocolText, ProtocolJSON} {
-		fh.bystander[i] = &fzBystander{proto: p, uid: "bystander-" + p.String() + "-" + hex.EncodeToString(nonce[:])}
+	for i, p := range []string{"text", "json"} {
+		fh.bystander[i] = &fzBystander{proto: p, uid: "bystander-" + p + "-" + hex.EncodeToString(nonce[:])}
 		if err := fh.bystander[i].dial(fh.url); err != nil {
 			tb.Fatal(err)
 		}
 	}
 	return fh
-}
-
-// fzHijacker hands gorilla a reader of its own at the hijack, as push_hub's
-// hijacker does, so that the hub can be given the reader (the poller path).
-type fzHijacker struct {
-	http.ResponseWriter
-	br *bufio.Reader
-}
-
-func (h *fzHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
-	if err != nil || brw.Reader.Buffered() > 0 {
-		return conn, brw, err
-	}
-	h.br = bufio.NewReaderSize(conn, 512)
-	return conn, bufio.NewReadWriter(h.br, bufio.NewWriterSize(conn, 256)), nil
 }
 
 // fzLogin is auth first_message (the credential is the uid), except that
@@ -162,7 +128,7 @@ func fzLogin(credential string) (string, error) {
 // fzBystander is a connection that only listens. It is logged in at the
 // upgrade and belongs to no group.
 type fzBystander struct {
-	proto Protocol
+	proto string // "text" or "json"
 	uid   string
 	ws    *websocket.Conn
 	seq   uint64 // json: the last sequence number seen
@@ -170,7 +136,7 @@ type fzBystander struct {
 
 func (b *fzBystander) dial(base string) error {
 	q := "?uid=" + b.uid
-	if b.proto == ProtocolText {
+	if b.proto == "text" {
 		q += "&proto=text"
 	}
 	d := websocket.Dialer{HandshakeTimeout: fzGuard}
@@ -183,13 +149,13 @@ func (b *fzBystander) dial(base string) error {
 	if err != nil {
 		return fmt.Errorf("bystander %s: no login answer: %v", b.uid, err)
 	}
-	if b.proto == ProtocolText {
+	if b.proto == "text" {
 		if want := "login success, your uid is " + b.uid; string(first) != want {
 			return fmt.Errorf("bystander %s: got %q, want %q", b.uid, first, want)
 		}
 		return nil
 	}
-	var w welcomeFrame
+	var w jsonWelcome
 	if err := json.Unmarshal(first, &w); err != nil || w.Type != "welcome" || w.UID != b.uid {
 		return fmt.Errorf("bystander %s: got %q, want a welcome", b.uid, first)
 	}
@@ -216,7 +182,7 @@ func (b *fzBystander) awaitMarker(marker string) error {
 		if mt != websocket.TextMessage {
 			return fmt.Errorf("bystander (%s) got message type %d", b.proto, mt)
 		}
-		if b.proto == ProtocolText {
+		if b.proto == "text" {
 			if string(data) == marker {
 				return nil
 			}
@@ -250,11 +216,11 @@ func (fh *fzHub) settle(t *testing.T) {
 	n := int64(len(fh.bystander))
 	var st Stats
 	rest := func() bool {
-		st = h.Stats()
-		return h.live.Load() == n && st.Connections == n && st.Pending == 0 && st.UIDs == int(n) && st.Groups == 0
+		st = h.stats()
+		return h.live.count() == n && st.Connections == n && st.Pending == 0 && st.UIDs == int(n) && st.Groups == 0
 	}
 	if !fzPoll(rest) {
-		t.Fatalf("the hub never came back to rest after the connection closed: live %d, stats %+v", h.live.Load(), st)
+		t.Fatalf("the hub never came back to rest after the connection closed: live %d, stats %+v", h.live.count(), st)
 	}
 	if h.Settings().HistorySize == 0 && st.OfflineKept != 0 {
 		t.Fatalf("offline uids kept without history: %+v", st)
@@ -264,7 +230,7 @@ func (fh *fzHub) settle(t *testing.T) {
 	}
 	fh.marker++
 	marker := fmt.Sprintf("marker %d", fh.marker)
-	r := h.Broadcast(Message{Data: jsonString(marker)})
+	r := h.push(Target{All: true}, Message{Data: jsonString(marker)})
 	if r.Delivered != int(n) || r.Dropped != 0 {
 		t.Fatalf("a broadcast after the fuzzed connection reached %+v, want the %d bystanders", r, n)
 	}
@@ -591,7 +557,7 @@ func fzJSONExpect(frames [][]byte, s Settings) (want []fzReply, code int, read [
 		if !utf8.Valid(f) {
 			return want, CloseInvalidPayload, read
 		}
-		var cf clientFrame
+		var cf jsonClientFrame
 		if json.Unmarshal(f, &cf) != nil {
 			want = append(want, fzReply{typ: "error", code: "bad_frame"})
 			continue

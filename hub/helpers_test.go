@@ -1,7 +1,6 @@
 package hub_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,10 +31,10 @@ const guard = 5 * time.Second
 const smallSocketBuffer = 128 << 10
 
 // testServer is an httptest server whose only handler upgrades to a
-// WebSocket and hands it to a hub, the way push_hub does.
+// WebSocket on a hub, the way push_hub does.
 type testServer struct {
 	t   testing.TB
-	hub *hub.Hub
+	hub *testHub
 	url string
 	// shutdown closes the hub, then the HTTP server; it runs at the end of
 	// the test if not before.
@@ -64,40 +63,26 @@ func forEachReader(t *testing.T, test func(t *testing.T, newServer func(hub.Sett
 	}
 }
 
+// connKey finds a request's connection in its context.
+type connKey struct{}
+
 // newTestServerReader starts a hub with settings s behind a real HTTP
-// server. With poll, connections get ConnOptions.Reader, as push_hub gives
-// them, so the hub may read them when they are readable; without, each gets
-// a reader goroutine. Query parameters of a dial choose the connection's
-// options: proto=text, uid=<uid> (logged in at the upgrade), since=<seq>,
-// nologin (no LoginFunc), smallbuf (a small server send buffer).
+// server. With poll, the hub reads connections when they are readable, as
+// push_hub's does; without, each gets a reader goroutine. Query parameters
+// of a dial choose the connection's options: proto=text, uid=<uid> (logged
+// in at the upgrade), since=<seq> and epoch=<epoch>, nologin (no
+// LoginFunc), smallbuf (a small server send buffer).
 func newTestServerReader(t testing.TB, s hub.Settings, poll bool) *testServer {
 	t.Helper()
-	ts := &testServer{t: t, hub: hub.New("test", s, nil)}
-	// ReadBufferSize 0: gorilla reads through the reader the hijacker
-	// hands it, which is the one the hub is given.
-	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ts := &testServer{t: t, hub: &testHub{t: t, Hub: hub.New("test", hub.Options{Settings: s, GoroutineReaders: !poll})}}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		hj := &bufHijacker{ResponseWriter: w}
-		ws, err := up.Upgrade(hj, r, nil)
-		if err != nil {
-			return
-		}
 		if q.Has("smallbuf") {
-			if tc, ok := ws.NetConn().(*net.TCPConn); ok {
+			if tc, ok := r.Context().Value(connKey{}).(*net.TCPConn); ok {
 				_ = tc.SetWriteBuffer(smallSocketBuffer)
 			}
 		}
-		o := hub.ConnOptions{UID: q.Get("uid"), Login: testLogin}
-		if poll {
-			if hj.br == nil {
-				panic("the hijacked connection had bytes buffered: no reader to hand the hub")
-			}
-			o.Reader = hj.br
-		}
-		if q.Get("proto") == "text" {
-			o.Protocol = hub.ProtocolText
-		}
+		o := hub.ConnOptions{UID: q.Get("uid"), Login: testLogin, Protocol: q.Get("proto")}
 		if q.Has("nologin") {
 			o.Login = nil
 		}
@@ -106,10 +91,16 @@ func newTestServerReader(t testing.TB, s hub.Settings, poll bool) *testServer {
 			if err != nil {
 				panic(err)
 			}
-			o.Since = &n
+			o.Since = &hub.Position{Epoch: q.Get("epoch"), Offset: n}
 		}
-		ts.hub.Serve(ws, o)
+		if err := ts.hub.Upgrade(w, r, o); err != nil {
+			t.Errorf("upgrade: %v", err)
+		}
 	}))
+	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, c)
+	}
+	srv.Start()
 	ts.url = "ws" + strings.TrimPrefix(srv.URL, "http") + "/"
 	ts.shutdown = sync.OnceFunc(func() {
 		ts.hub.Close("test over")
@@ -119,21 +110,76 @@ func newTestServerReader(t testing.TB, s hub.Settings, poll bool) *testServer {
 	return ts
 }
 
-// bufHijacker hands gorilla a reader of its own at the hijack, as
-// push_hub's hijacker does, so that the hub can be given the reader the
-// WebSocket reads from.
-type bufHijacker struct {
-	http.ResponseWriter
-	br *bufio.Reader
+// testHub is a hub with the calls tests make most, answering plain values:
+// an error fails the test.
+type testHub struct {
+	*hub.Hub
+	t testing.TB
 }
 
-func (h *bufHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
-	if err != nil || brw.Reader.Buffered() > 0 {
-		return conn, brw, err
+func (h *testHub) send(t hub.Target, m hub.Message) hub.Receipt {
+	r, err := h.Hub.Send(context.Background(), t, m, hub.SendOptions{})
+	if err != nil {
+		h.t.Errorf("send to %+v: %v", t, err)
 	}
-	h.br = bufio.NewReaderSize(conn, 512)
-	return conn, bufio.NewReadWriter(h.br, bufio.NewWriterSize(conn, 256)), nil
+	return r
+}
+
+func (h *testHub) SendToUID(uid string, m hub.Message) hub.Receipt {
+	return h.send(hub.Target{UID: uid}, m)
+}
+
+func (h *testHub) SendToUIDs(uids []string, m hub.Message) hub.Receipt {
+	return h.send(hub.Target{UIDs: uids}, m)
+}
+
+func (h *testHub) SendToGroup(group string, m hub.Message) hub.Receipt {
+	return h.send(hub.Target{Group: group}, m)
+}
+
+func (h *testHub) Broadcast(m hub.Message) hub.Receipt { return h.send(hub.Target{All: true}, m) }
+
+func (h *testHub) Join(uid, group string) error { return h.Hub.Join(context.Background(), uid, group) }
+
+func (h *testHub) Leave(uid, group string) bool {
+	member, err := h.Hub.Leave(context.Background(), uid, group)
+	if err != nil {
+		h.t.Errorf("leave: %v", err)
+	}
+	return member
+}
+
+func (h *testHub) Kick(uid, reason string) int {
+	n, err := h.Hub.Kick(context.Background(), uid, reason)
+	if err != nil {
+		h.t.Errorf("kick: %v", err)
+	}
+	return n
+}
+
+func (h *testHub) Online(uid string) int {
+	n, err := h.Hub.Online(context.Background(), uid)
+	if err != nil {
+		h.t.Errorf("online: %v", err)
+	}
+	return n
+}
+
+func (h *testHub) UIDs(group, after string, limit int) ([]string, bool) {
+	uids, more, err := h.Hub.UIDs(context.Background(), group, after, limit)
+	if err != nil {
+		h.t.Errorf("uids: %v", err)
+	}
+	return uids, more
+}
+
+func (h *testHub) Stats() hub.Stats { return h.Hub.Stats(context.Background()) }
+
+// Configure applies s to the hub's default endpoint at once.
+func (h *testHub) Configure(s hub.Settings) {
+	ep := h.Endpoint("", s)
+	h.Apply(ep)
+	h.ReleaseEndpoint(ep)
 }
 
 // testLogin trusts the credential as the uid, except that one starting with
@@ -194,6 +240,7 @@ type frame struct {
 	UID       string          `json:"uid"`
 	ConnID    string          `json:"conn_id"`
 	Seq       uint64          `json:"seq"`
+	Epoch     string          `json:"epoch"`
 	Data      json.RawMessage `json:"data"`
 	From      string          `json:"from"`
 	Group     string          `json:"group"`
@@ -394,7 +441,7 @@ func eventually(t testing.TB, what string, cond func() bool) {
 }
 
 // waitStats polls the hub's stats until check accepts them.
-func waitStats(t testing.TB, h *hub.Hub, what string, check func(hub.Stats) bool) hub.Stats {
+func waitStats(t testing.TB, h *testHub, what string, check func(hub.Stats) bool) hub.Stats {
 	t.Helper()
 	deadline := time.Now().Add(guard)
 	for {
@@ -417,4 +464,13 @@ func wantReceipt(t testing.TB, what string, got hub.Receipt, delivered, dropped 
 	if got.Delivered != delivered || got.Dropped != dropped {
 		t.Fatalf("%s: receipt %+v, want delivered %d dropped %d", what, got, delivered, dropped)
 	}
+}
+
+// sendWait is Send with options, answering the receipt.
+func (h *testHub) sendWait(ctx context.Context, t hub.Target, m hub.Message, o hub.SendOptions) hub.Receipt {
+	r, err := h.Hub.Send(ctx, t, m, o)
+	if err != nil {
+		h.t.Errorf("send to %+v: %v", t, err)
+	}
+	return r
 }

@@ -2,21 +2,23 @@ package hub
 
 import "time"
 
-// storedMsg is one message kept for resume: its json frame, ready to write.
+// History: the in-process store of each uid's last messages, for clients
+// that resume and for uids that are offline. A cluster broker keeps history
+// in its own store instead.
+
+// storedMsg is one message kept for resume.
 type storedMsg struct {
-	seq   uint64
-	at    int64 // unix nanoseconds
-	frame []byte
-	size  int64
+	StoredMessage
+	at   int64 // unix nanoseconds
+	size int64
 }
 
-// storedOverhead is what one stored message costs beyond its frame bytes
-// (the slot, the prepared message and its frame cache), used for the
-// hub's history budget.
+// storedOverhead is what one stored message costs beyond its data (the
+// slot, the message and its strings' headers), for the history budget.
 const storedOverhead = 160
 
 // history is a uid's replay buffer, oldest first, guarded by the uid
-// entry's mutex. Evicted slots are zeroed so their frames can be freed.
+// entry's mutex. Evicted slots are zeroed so their messages can be freed.
 type history struct {
 	msgs  []storedMsg
 	start int
@@ -37,7 +39,7 @@ func (hs *history) expire(cutoff int64) (freed int64, expired int) {
 }
 
 // dropOldest drops messages from the oldest on while drop says so, zeroing
-// their slots so their frames can be freed.
+// their slots so their messages can be freed.
 func (hs *history) dropOldest(drop func(*storedMsg) bool) (freed int64, dropped int) {
 	for hs.len() > 0 && drop(&hs.msgs[hs.start]) {
 		freed += hs.msgs[hs.start].size
@@ -68,50 +70,83 @@ func (hs *history) compact() {
 	}
 }
 
-// Resume describes, in the welcome frame, how a reconnecting client's gap
-// was filled.
-type Resume struct {
-	// Since is the last sequence number the client said it had.
-	Since uint64 `json:"since"`
-	// Recovered is true when every message after Since was replayed: the
-	// client missed nothing.
-	Recovered bool `json:"recovered"`
-	// Replayed counts the messages queued after the welcome frame.
-	Replayed int `json:"replayed"`
-	// Reason says why the gap could not be filled: "history_off",
-	// "too_old" (expired or evicted), or "unknown_position" (Since is
-	// ahead of the uid's sequence: it belongs to an earlier, expired
-	// numbering).
-	Reason string `json:"reason,omitempty"`
+// store keeps m in e's history unless the hub's budget is spent; e.mu is
+// held.
+func (h *Hub) store(e *uidEntry, m StoredMessage, st *Settings) bool {
+	size := int64(len(m.Message.Data)+len(m.Message.From)+len(m.Message.Group)) + storedOverhead
+	if h.histBytes.Load()+size > st.HistoryMaxBytes {
+		return false
+	}
+	freed, evicted := e.hist.push(storedMsg{StoredMessage: m, at: time.Now().UnixNano(), size: size}, st.HistorySize)
+	h.histBytes.Add(size - freed)
+	h.histMessages.Add(1 - int64(evicted))
+	return true
+}
+
+// forget releases an entry's history from the hub's budget; e.mu is held.
+func (h *Hub) forget(e *uidEntry) {
+	freed, n := e.hist.clear()
+	h.histBytes.Add(-freed)
+	h.histMessages.Add(-int64(n))
+}
+
+// Recover returns uid's position on this node and, when since is set, what
+// a client that has seen since missed, from this node's history.
+func (l Local) Recover(uid string, since *Position) Recovery {
+	h := l.h
+	st := h.settings.Load()
+	s := h.uidShard(uid)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e := s.m[uid]
+	if e == nil {
+		e = &uidEntry{} // gone meanwhile: nothing to replay
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rec := Recovery{Position: e.position()}
+	if since != nil {
+		var r Resume
+		rec.Messages, r = e.replay(*since, rec.Position, st, time.Now())
+		rec.Resume = &r
+	}
+	return rec
 }
 
 // replay collects what a client that has seen since missed. Messages are
-// numbered without gaps, so the gap is filled exactly when the stored
-// messages after since run up to the current sequence.
-func (e *uidEntry) replay(since uint64, s *Settings, now time.Time) ([][]byte, Resume) {
-	r := Resume{Since: since}
+// numbered without gaps within an epoch, so the gap is filled exactly when
+// the stored messages after since run up to the current position. A client
+// from another epoch gets what the current one holds, and is told its gap
+// could not be filled.
+func (e *uidEntry) replay(since, now Position, s *Settings, t time.Time) ([]StoredMessage, Resume) {
+	r := Resume{Since: since.Offset}
+	from := since.Offset
 	switch {
-	case since == e.seq:
+	case s.HistorySize == 0:
+		r.Reason = ReasonHistoryOff
+		return nil, r
+	case since.Epoch != "" && since.Epoch != now.Epoch:
+		r.Reason, from = ReasonEpochChanged, 0
+	case since.Offset == now.Offset:
 		r.Recovered = true
 		return nil, r
-	case s.HistorySize == 0:
-		r.Reason = "history_off"
-		return nil, r
-	case since > e.seq:
-		r.Reason = "unknown_position"
+	case since.Offset > now.Offset:
+		r.Reason = ReasonUnknownPosition
 		return nil, r
 	}
-	cutoff := now.Add(-s.HistoryTTL).UnixNano()
-	var frames [][]byte
+	cutoff := t.Add(-s.HistoryTTL).UnixNano()
+	var msgs []StoredMessage
 	for _, m := range e.hist.msgs[e.hist.start:] {
-		if m.seq > since && m.at >= cutoff {
-			frames = append(frames, m.frame)
+		if m.Seq > from && m.at >= cutoff {
+			msgs = append(msgs, m.StoredMessage)
 		}
 	}
-	r.Replayed = len(frames)
-	r.Recovered = uint64(len(frames)) == e.seq-since
-	if !r.Recovered {
-		r.Reason = "too_old"
+	r.Replayed = len(msgs)
+	if r.Reason == "" {
+		r.Recovered = uint64(len(msgs)) == now.Offset-from
+		if !r.Recovered {
+			r.Reason = ReasonTooOld
+		}
 	}
-	return frames, r
+	return msgs, r
 }

@@ -21,8 +21,8 @@ func TestResumeRecoversEverything(t *testing.T) {
 		c := ts.dial("uid=a")
 		w := c.readType("welcome")
 		s0 := w.Seq
-		if s0 == 0 {
-			t.Fatal("with history on, numbering starts at the clock, not 0")
+		if s0 != 0 || w.Epoch == "" {
+			t.Fatalf("welcome %+v: with history on, a new uid's numbering is a new epoch, from 0", w)
 		}
 		for i := 1; i <= 3; i++ {
 			r := ts.hub.SendToUID("a", msg(fmt.Sprint(i)))
@@ -43,8 +43,12 @@ func TestResumeRecoversEverything(t *testing.T) {
 			}
 		}
 
-		back := ts.dial(fmt.Sprintf("uid=a&since=%d", s0+1))
+		back := ts.dial(fmt.Sprintf("uid=a&since=%d&epoch=%s", s0+1, w.Epoch))
+		epoch := w.Epoch
 		w = back.readType("welcome")
+		if w.Epoch != epoch {
+			t.Fatalf("epoch %q after resuming, want %q", w.Epoch, epoch)
+		}
 		if w.Seq != s0+5 || w.Resume == nil || !w.Resume.Recovered || w.Resume.Replayed != 4 || w.Resume.Since != s0+1 || w.Resume.Reason != "" {
 			t.Fatalf("welcome %+v resume %+v", w, w.Resume)
 		}
@@ -56,7 +60,7 @@ func TestResumeRecoversEverything(t *testing.T) {
 
 		// since in the login frame does the same.
 		again := ts.dial("")
-		again.sendJSON(map[string]any{"type": "login", "uid": "a", "since": s0 + 5})
+		again.sendJSON(map[string]any{"type": "login", "uid": "a", "since": s0 + 5, "epoch": epoch})
 		w = again.readType("welcome")
 		if w.Resume == nil || !w.Resume.Recovered || w.Resume.Replayed != 1 {
 			t.Fatalf("login-frame resume %+v", w.Resume)
@@ -91,6 +95,31 @@ func TestResumeTooOld(t *testing.T) {
 	}
 	back.readMessage(s0+4, "4")
 	back.readMessage(s0+5, "5")
+}
+
+// TestResumeFromAnotherEpoch: a client whose position belongs to a
+// numbering the hub no longer has (the uid expired, or the hub restarted)
+// is told its gap could not be filled, and gets what the current numbering
+// holds rather than messages that happen to share its numbers.
+func TestResumeFromAnotherEpoch(t *testing.T) {
+	ts := newTestServer(t, historySettings(10))
+	for i := 1; i <= 3; i++ {
+		ts.hub.SendToUID("a", msg(fmt.Sprint(i))) // a is offline: stored
+	}
+	c := ts.dial("uid=a&since=1&epoch=gone")
+	w := c.readType("welcome")
+	if w.Seq != 3 || w.Epoch == "" || w.Epoch == "gone" || w.Resume == nil || w.Resume.Recovered ||
+		w.Resume.Replayed != 3 || w.Resume.Reason != "epoch_changed" {
+		t.Fatalf("welcome %+v resume %+v", w, w.Resume)
+	}
+	for i := 1; i <= 3; i++ {
+		c.readMessage(uint64(i), fmt.Sprint(i))
+	}
+	// Without an epoch, the position is taken in the current numbering.
+	legacy := ts.dial("uid=a&since=1")
+	if w := legacy.readType("welcome"); w.Resume == nil || !w.Resume.Recovered || w.Resume.Replayed != 2 {
+		t.Fatalf("resume without an epoch %+v", w.Resume)
+	}
 }
 
 func TestResumeUnknownPosition(t *testing.T) {
@@ -191,7 +220,7 @@ func TestWaitAck(t *testing.T) {
 		receipts := make(chan hub.Receipt, 1)
 		send := func(data string) {
 			go func() {
-				receipts <- ts.hub.Send(context.Background(), hub.Target{UID: "a"}, msg(data), hub.SendOptions{WaitAck: time.Hour})
+				receipts <- ts.hub.sendWait(context.Background(), hub.Target{UID: "a"}, msg(data), hub.SendOptions{WaitAck: time.Hour})
 			}()
 		}
 		receipt := func() hub.Receipt {
@@ -237,7 +266,7 @@ func TestWaitAck(t *testing.T) {
 		// A context that has ended ends the wait at once.
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		if r := ts.hub.Send(ctx, hub.Target{UID: "a"}, msg(`5`), hub.SendOptions{WaitAck: time.Hour}); r.Delivered != 3 || r.Acked != 0 {
+		if r := ts.hub.sendWait(ctx, hub.Target{UID: "a"}, msg(`5`), hub.SendOptions{WaitAck: time.Hour}); r.Delivered != 3 || r.Acked != 0 {
 			t.Fatalf("receipt with an ended context %+v", r)
 		}
 		// Without WaitAck nothing is waited for or counted.
@@ -256,7 +285,7 @@ func TestWaitAckCountsAcksBeforeTheWaitEnds(t *testing.T) {
 	defer stopWaiting()
 	receipts := make(chan hub.Receipt, 1)
 	go func() {
-		receipts <- ts.hub.Send(ctx, hub.Target{UID: "a"}, msg(`"ack me"`), hub.SendOptions{WaitAck: time.Hour})
+		receipts <- ts.hub.sendWait(ctx, hub.Target{UID: "a"}, msg(`"ack me"`), hub.SendOptions{WaitAck: time.Hour})
 	}()
 	f := acker.readMessage(1, `"ack me"`)
 	silent.readMessage(1, `"ack me"`)

@@ -4,22 +4,22 @@ package hub
 
 import (
 	"crypto/tls"
-	"errors"
 	"net"
 	"sync"
 	"syscall"
-	"unsafe"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // poller watches the sockets of idle connections with one epoll instance,
 // so that a connection with nothing to read has no goroutine: when its
 // socket becomes readable, a goroutine reads what is there (readReady) and
-// then re-arms it. EPOLLONESHOT guarantees one reader at a time.
+// then re-arms it. EPOLLONESHOT guarantees one reader at a time. An eventfd
+// in the same set wakes the loop when the hub closes.
 type poller struct {
 	epfd   int
-	done   chan struct{}
+	wake   int // eventfd: written by close
 	shards [shardCount]pollShard
 	hub    *Hub
 }
@@ -29,21 +29,38 @@ type pollShard struct {
 	m  map[uint64]*Conn
 }
 
-const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
+const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+// wakeID is the event id of the eventfd; connection ids start at 1.
+const wakeID = 0
 
 // newPoller starts a hub's poller; nil (every connection then gets a
 // reader goroutine) if epoll is unavailable.
 func newPoller(h *Hub) *poller {
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		h.logger().Warn("epoll unavailable: one reader goroutine per connection", zap.Error(err))
 		return nil
 	}
-	p := &poller{epfd: epfd, done: make(chan struct{}), hub: h}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err == nil {
+		ev := pollEvent(wakeID)
+		ev.Events = unix.EPOLLIN
+		err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev)
+	}
+	if err != nil {
+		h.logger().Warn("eventfd unavailable: one reader goroutine per connection", zap.Error(err))
+		unix.Close(epfd)
+		if wake >= 0 {
+			unix.Close(wake)
+		}
+		return nil
+	}
+	p := &poller{epfd: epfd, wake: wake, hub: h}
 	for i := range p.shards {
 		p.shards[i].m = make(map[uint64]*Conn)
 	}
-	go p.run()
+	h.routines.goFn("poller", p.run)
 	return p
 }
 
@@ -73,7 +90,7 @@ func (p *poller) add(c *Conn) bool {
 		s.mu.Unlock()
 		return true
 	}
-	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		s.mu.Lock()
 		delete(s.m, c.pollID)
 		s.mu.Unlock()
@@ -89,24 +106,24 @@ func (p *poller) add(c *Conn) bool {
 // writeNonblocking writes to a non-blocking socket without waiting.
 func writeNonblocking(fd int, b []byte) (int, error) {
 	for {
-		n, err := syscall.Write(fd, b)
-		if err == syscall.EINTR {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
 			continue
 		}
 		return max(n, 0), err
 	}
 }
 
-func errWouldBlock(err error) bool { return err == syscall.EAGAIN }
+func errWouldBlock(err error) bool { return err == unix.EAGAIN }
 
 // unreadBytes is how many received bytes wait in the socket (FIONREAD), or
 // -1 if unknown.
 func unreadBytes(fd int) int {
-	var n int32
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TIOCINQ, uintptr(unsafe.Pointer(&n))); e != 0 {
+	n, err := unix.IoctlGetInt(fd, unix.TIOCINQ)
+	if err != nil {
 		return -1
 	}
-	return int(n)
+	return n
 }
 
 // rearm hands c back to the poller after a read. It holds c.mu, as
@@ -119,7 +136,7 @@ func (p *poller) rearm(c *Conn) bool {
 	if c.torn.Load() {
 		return false
 	}
-	return syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, c.pollFD, &ev) == nil
+	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, c.pollFD, &ev) == nil
 }
 
 // remove forgets c; teardown calls it under c.mu before closing the socket.
@@ -128,39 +145,36 @@ func (p *poller) remove(c *Conn) {
 		return
 	}
 	c.polled = false
-	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, c.pollFD, nil)
+	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, c.pollFD, nil)
 	s := p.shard(c.pollID)
 	s.mu.Lock()
 	delete(s.m, c.pollID)
 	s.mu.Unlock()
 }
 
+// close wakes the loop, which then stops and closes the epoll instance.
 func (p *poller) close() {
-	if p != nil {
-		close(p.done)
+	if p == nil {
+		return
 	}
+	var one = [8]byte{1}
+	_, _ = unix.Write(p.wake, one[:])
 }
 
 // pollEvent carries the connection's id, not its socket number: socket
 // numbers are reused, ids are not.
-func pollEvent(id uint64) syscall.EpollEvent {
-	return syscall.EpollEvent{Events: pollEvents, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+func pollEvent(id uint64) unix.EpollEvent {
+	return unix.EpollEvent{Events: pollEvents, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
 }
 
 func (p *poller) run() {
-	defer syscall.Close(p.epfd)
-	events := make([]syscall.EpollEvent, 256)
+	defer unix.Close(p.wake)
+	defer unix.Close(p.epfd)
+	events := make([]unix.EpollEvent, 256)
 	for {
-		// A timeout lets close() stop the loop: closing an epoll instance
-		// does not wake a waiter.
-		n, err := syscall.EpollWait(p.epfd, events, 500)
-		select {
-		case <-p.done:
-			return
-		default:
-		}
+		n, err := unix.EpollWait(p.epfd, events, -1)
 		if err != nil {
-			if errors.Is(err, syscall.EINTR) {
+			if err == unix.EINTR {
 				continue
 			}
 			p.hub.logger().Error("epoll_wait failed; the poller stops", zap.Error(err))
@@ -168,12 +182,15 @@ func (p *poller) run() {
 		}
 		for _, ev := range events[:n] {
 			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+			if id == wakeID {
+				return
+			}
 			s := p.shard(id)
 			s.mu.Lock()
 			c := s.m[id]
 			s.mu.Unlock()
 			if c != nil {
-				go c.readReady()
+				c.goConn("reader", c.readReady)
 			}
 		}
 	}

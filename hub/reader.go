@@ -8,50 +8,14 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// Serve takes over an upgraded WebSocket. It returns at once. Where it can
-// (Linux, and o.Reader given), the connection is registered with the hub's
-// poller and read only when readable, so an idle connection has no
-// goroutine; otherwise a goroutine reads it.
-func (h *Hub) Serve(ws *websocket.Conn, o ConnOptions) *Conn {
-	h.live.Add(1)
-	c := newConn(h, ws, o)
-	if h.closed.Load() {
-		go c.abort(CloseGoingAway, "hub is shutting down")
-		return c
-	}
-	h.pendingMu.Lock()
-	h.pending[c] = struct{}{}
-	h.pendingMu.Unlock()
-	// The hub writes every frame itself (see frame.go), so gorilla must not
-	// write on its own: its close and ping answers go through the queue, and
-	// the size limit is checked here rather than by gorilla's read limit.
-	// (gorilla still answers a protocol violation with a 1002 close itself;
-	// that connection is finished anyway.)
-	c.ws.SetPongHandler(func(string) error {
-		c.lastRead.Store(time.Now().UnixNano())
-		return nil
-	})
-	c.ws.SetPingHandler(func(data string) error {
-		c.enqueue(outFrame{wire: wireFrame(opPong, []byte(data))})
-		return nil
-	})
-	c.ws.SetCloseHandler(func(code int, _ string) error {
-		c.closeAfterFlush(code, "", time.Second)
-		return nil
-	})
-	c.startTimer()
-	if o.UID != "" && !c.login(o.UID, o.Since) {
-		return c
-	}
-	if o.Reader == nil || !h.poller.add(c) {
-		go c.readLoop()
-	}
-	return c
-}
+// The read path of a connection: where the poller runs (Linux), readReady
+// reads whatever has arrived when the socket is readable, so that an idle
+// connection holds no goroutine; elsewhere readLoop reads in a goroutine of
+// the connection's own. Each data message becomes a command of the
+// connection's protocol (session.go).
 
 // readLoop is the portable reader: one goroutine per connection.
 func (c *Conn) readLoop() {
-	defer c.hub.recoverLog("reader", c)
 	for c.readMessage() {
 	}
 	c.readDone()
@@ -74,7 +38,6 @@ func (c *Conn) readDone() {
 // poller. Control frames between messages are consumed here, because
 // gorilla's NextReader would wait past them for a data frame.
 func (c *Conn) readReady() {
-	defer c.hub.recoverLog("reader", c)
 	s := c.settings()
 	for {
 		// A frame that has begun must arrive whole within pong_timeout:
@@ -102,23 +65,12 @@ func (c *Conn) readReady() {
 	}
 }
 
-// WebSocket frame header bits (RFC 6455, section 5.2).
-const (
-	finBit    = 0x80
-	rsvBits   = 0x70
-	opMask    = 0x0f
-	maskBit   = 0x80
-	opPing    = 0x9
-	opPong    = 0xa
-	maxCtlLen = 125
-)
-
 // readControl consumes a whole ping or pong frame at the head of the
 // buffer; ok is false when the next frame is anything else, which gorilla
 // then reads. Frames that break the rules (unmasked, fragmented, too long)
 // are left to gorilla, which closes the connection for them.
 func (c *Conn) readControl() (ok bool, err error) {
-	br := c.opts.Reader
+	br := c.br
 	h, err := br.Peek(2)
 	if err != nil {
 		return false, err
@@ -136,7 +88,7 @@ func (c *Conn) readControl() (ok bool, err error) {
 	c.lastRead.Store(now)
 	if op == opPing {
 		c.hub.framesIn.Add(1)
-		if !c.allow(c.settings(), now) {
+		if !c.bucket.take(c.settings(), now) {
 			c.abort(CloseRateLimited, "rate limit exceeded")
 			return false, errClosed
 		}
@@ -160,7 +112,7 @@ var errClosed = &Error{Code: "closed", Message: "connection closed"}
 // before the connection goes back to the poller. A read deadline in the
 // past makes the probe return at once when nothing is there.
 func (c *Conn) buffered() bool {
-	br := c.opts.Reader
+	br := c.br
 	if br.Buffered() > 0 {
 		return true
 	}
@@ -195,7 +147,7 @@ func (c *Conn) readMessage() bool {
 	now := time.Now().UnixNano()
 	c.lastRead.Store(now)
 	c.hub.framesIn.Add(1)
-	if !c.allow(s, now) {
+	if !c.bucket.take(s, now) {
 		c.abort(CloseRateLimited, "rate limit exceeded")
 		return false
 	}
@@ -207,8 +159,5 @@ func (c *Conn) readMessage() bool {
 		c.abort(CloseInvalidPayload, "text frame is not valid UTF-8")
 		return false
 	}
-	if c.protocol == ProtocolText {
-		return c.handleText(data)
-	}
-	return c.handleJSON(data)
+	return c.handle(c.proto.Decode(data, c.loggedIn.Load()))
 }

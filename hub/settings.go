@@ -2,27 +2,9 @@ package hub
 
 import "time"
 
-// Protocol is the wire protocol a connection speaks.
-type Protocol uint8
-
-const (
-	// ProtocolJSON frames every message as a JSON object with a type (PROTOCOL.md).
-	ProtocolJSON Protocol = iota
-	// ProtocolText is the Workerman recipe's protocol: the first frame logs in,
-	// then "<uid>:<message>" and "all:<message>".
-	ProtocolText
-)
-
-func (p Protocol) String() string {
-	if p == ProtocolText {
-		return "text"
-	}
-	return "json"
-}
-
-// Settings are a hub's tunables. They can be replaced at any time with
-// Hub.Configure; connections read them when they need them, so a reload's new
-// values reach connections that were opened before it.
+// Settings are an endpoint's tunables (see Endpoint). Connections read them
+// when they need them, so new values applied to an endpoint reach the
+// connections opened through it before.
 type Settings struct {
 	PingInterval         time.Duration // how often the server pings each connection
 	PongTimeout          time.Duration // grace after a missed ping before a silent peer is closed

@@ -28,8 +28,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/pushhub/caddy-pushhub/hub"
 )
 
 // Client calls one push API. Its zero value is not usable: make it with New.
@@ -149,11 +147,23 @@ type UIDPage struct {
 	Next string `json:"next,omitempty"`
 }
 
-// Stats are a hub's counters, as GET /stats answers them: connections,
-// uids, groups, messages in and out, slow consumers cut off, goroutines of
-// the server process. The type is the engine's own, so that the client never
-// lags behind what the server reports.
-type Stats = hub.Stats
+// Stats are a hub's counters, as GET /stats answers them.
+type Stats struct {
+	Hub            string `json:"hub"`
+	Connections    int64  `json:"connections"`       // logged-in connections
+	Pending        int    `json:"pending"`           // connections that have not logged in
+	UIDs           int    `json:"uids"`              // online uids
+	OfflineKept    int    `json:"offline_uids_kept"` // offline uids whose history is kept
+	Groups         int    `json:"groups"`            // groups with a member
+	MessagesIn     uint64 `json:"messages_in"`       // frames received from clients
+	MessagesOut    uint64 `json:"messages_out"`      // message frames queued to connections
+	Pushes         uint64 `json:"pushes"`            // API sends and client publishes
+	SlowConsumers  uint64 `json:"slow_consumers"`    // connections cut off with a full queue
+	HistoryStored  int64  `json:"history_messages"`  // messages kept for resume
+	HistoryBytes   int64  `json:"history_bytes"`     // their memory
+	HistoryMaxSize int64  `json:"history_max_bytes"` // the history budget
+	Goroutines     int    `json:"goroutines"`        // of the server process
+}
 
 // Send pushes req and returns the receipt.
 func (c *Client) Send(ctx context.Context, req SendRequest) (SendReceipt, error) {

@@ -15,8 +15,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/pushhub/caddy-pushhub/hub"
 )
 
 // fakeAPI mimics push_api's JSON shapes: the last path segment names the
@@ -113,7 +111,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		res["uids"] = append([]string{}, page...)
 		out = res
 	case "stats":
-		out = hub.Stats{Hub: "default", Connections: 3, UIDs: 2, Goroutines: 17, MessagesOut: 5}
+		out = Stats{Hub: "default", Connections: 3, UIDs: 2, Goroutines: 17, MessagesOut: 5}
 	default:
 		fail(http.StatusNotFound, "unknown_call", "no API call "+name)
 		return

@@ -57,7 +57,7 @@ export class PushHubError extends Error {
  * hands that detail straight to the listener.
  *
  * - `state`   — `{ state }`: "connecting", "online", "reconnecting" or "closed"
- * - `welcome` — the welcome frame: `{ uid, conn_id, seq }`
+ * - `welcome` — the welcome frame: `{ uid, conn_id, seq, epoch?, resume? }`
  * - `message` — a pushed message: `{ seq, data, from?, group? }`
  * - `error`   — `{ code, message }`: an error frame that answered no request,
  *               or a login that failed
@@ -92,6 +92,8 @@ export class PushHub extends EventTarget {
     this.connId = null;
     /** The last message sequence number seen; sent as `since` on login. */
     this.lastSeq = null;
+    /** The numbering lastSeq belongs to (with history on); sent as `epoch`. */
+    this.epoch = null;
     /** The groups joined through this client, joined again on reconnect. */
     this.groups = new Set();
 
@@ -177,7 +179,10 @@ export class PushHub extends EventTarget {
       const login = { type: "login" };
       if (this.options.token) login.token = this.options.token;
       else login.uid = this.options.uid;
-      if (this.lastSeq !== null) login.since = this.lastSeq;
+      if (this.lastSeq !== null) {
+        login.since = this.lastSeq;
+        if (this.epoch !== null) login.epoch = this.epoch;
+      }
       ws.send(JSON.stringify(login));
     };
     ws.onmessage = (ev) => this._onFrame(ev.data);
@@ -198,7 +203,13 @@ export class PushHub extends EventTarget {
         this._attempt = 0;
         this.uid = f.uid;
         this.connId = f.conn_id;
-        if (this.lastSeq === null) this.lastSeq = f.seq;
+        if (f.epoch !== undefined && f.epoch !== this.epoch) {
+          // A new numbering: what it holds is replayed after the welcome.
+          this.lastSeq = f.resume ? f.seq - f.resume.replayed : f.seq;
+          this.epoch = f.epoch;
+        } else if (this.lastSeq === null) {
+          this.lastSeq = f.seq;
+        }
         this._setState("online");
         this._startPing();
         for (const g of this.groups) {

@@ -1,0 +1,158 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Broker is the one path between "something happened" and the connections
+// it concerns: every push, group change, kick, presence query and history
+// read of a hub goes through it. The in-process broker (broker_memory.go)
+// delivers to this process's connections and keeps history in memory; a
+// cluster broker (its own package) routes each push to the nodes that hold
+// its uids, answers presence for every node, and keeps history outside the
+// process. Either way, what reaches this process's connections goes
+// through Local.
+type Broker interface {
+	// Publish delivers p to every connection it targets, on every node.
+	Publish(ctx context.Context, p *Publication) (Receipt, error)
+	// Join adds an online uid to a group; ErrOffline when the uid has no
+	// connection anywhere.
+	Join(ctx context.Context, uid, group string) error
+	// Leave removes uid from group and reports whether it was a member.
+	Leave(ctx context.Context, uid, group string) (bool, error)
+	// Kick closes every connection of uid with reason; it returns how many.
+	Kick(ctx context.Context, uid, reason string) (int, error)
+	// Online returns how many connections uid holds.
+	Online(ctx context.Context, uid string) (int, error)
+	// UIDs lists online uids in byte order after `after`, at most limit;
+	// with group set, only its members. more tells whether uids remain.
+	UIDs(ctx context.Context, group, after string, limit int) (uids []string, more bool, err error)
+	// Recover returns uid's current position and, when since is set, what a
+	// client that has seen since missed.
+	Recover(ctx context.Context, uid string, since *Position) (Recovery, error)
+	// Attached and Detached tell the broker that uid's first connection on
+	// this node logged in, and that its last one here closed.
+	Attached(uid string)
+	Detached(uid string)
+	// Stats adds what the broker knows beyond this node to st.
+	Stats(ctx context.Context, st *Stats)
+	// Close stops the broker.
+	Close() error
+}
+
+// Publication is one push on its way through a broker.
+type Publication struct {
+	Target  Target
+	Message Message
+	// WaitAck, when positive, waits up to this long for the resuming
+	// connections reached to acknowledge the message (Receipt.Acked).
+	WaitAck time.Duration
+}
+
+// Target names where a push goes: exactly one field is set.
+type Target struct {
+	UID   string
+	UIDs  []string
+	Group string
+	All   bool
+}
+
+// Message is one push: its data and where it came from.
+type Message struct {
+	// Data is any JSON value. The text protocol delivers a string as its bare
+	// text and anything else as its JSON text; the json protocol carries it as
+	// it is.
+	Data json.RawMessage
+	// From is the sending uid when a client published the message; "" when it
+	// came through the push API.
+	From string
+	// Group is set when the message was sent to a group.
+	Group string
+}
+
+// Receipt tells what a push reached.
+type Receipt struct {
+	// Delivered is the number of connections the message was queued to.
+	Delivered int
+	// Dropped is the number of connections cut off as slow consumers because
+	// their queue was full when the message came.
+	Dropped int
+	// Stored tells whether the message was kept in history for at least
+	// one uid, to be replayed to a client that resumes.
+	Stored bool
+	// Acked is the number of connections that acknowledged the message
+	// within Publication.WaitAck (0 without a wait).
+	Acked int
+}
+
+// Add counts o into r.
+func (r *Receipt) Add(o Receipt) {
+	r.Delivered += o.Delivered
+	r.Dropped += o.Dropped
+	r.Stored = r.Stored || o.Stored
+	r.Acked += o.Acked
+}
+
+// Position is a place in a uid's numbering: the sequence number (Offset)
+// of a message, within a numbering (Epoch) that a restarted or different
+// store never reuses. Offsets start at 1 in each epoch.
+type Position struct {
+	Epoch  string
+	Offset uint64
+}
+
+// Recovery is a broker's answer to Recover.
+type Recovery struct {
+	// Position is the uid's position once Messages are replayed.
+	Position Position
+	// Messages are what the client missed, oldest first.
+	Messages []StoredMessage
+	// Resume says how the gap was filled; nil when since was nil.
+	Resume *Resume
+}
+
+// StoredMessage is one message kept in a uid's history.
+type StoredMessage struct {
+	Seq     uint64
+	Message *Message
+}
+
+// Resume describes, in the welcome frame, how a reconnecting client's gap
+// was filled.
+type Resume struct {
+	// Since is the last sequence number the client said it had.
+	Since uint64 `json:"since"`
+	// Recovered is true when every message after Since was replayed: the
+	// client missed nothing.
+	Recovered bool `json:"recovered"`
+	// Replayed counts the messages queued after the welcome frame.
+	Replayed int `json:"replayed"`
+	// Reason says why the gap could not be filled: "history_off",
+	// "too_old" (expired or evicted), "unknown_position" (Since is ahead of
+	// the uid's numbering), "epoch_changed" (Since belongs to a numbering
+	// the store no longer has: what the current one holds was replayed),
+	// or "store_unavailable" (the history store could not be reached).
+	Reason string `json:"reason,omitempty"`
+}
+
+// Reasons a gap could not be filled.
+const (
+	ReasonHistoryOff       = "history_off"
+	ReasonTooOld           = "too_old"
+	ReasonUnknownPosition  = "unknown_position"
+	ReasonEpochChanged     = "epoch_changed"
+	ReasonStoreUnavailable = "store_unavailable"
+)
+
+// Local is this process's side of the broker seam: delivery to the
+// connections of this node, and what this node knows of them. Brokers get
+// it from Hub.Local.
+type Local struct{ h *Hub }
+
+// Local returns the hub's local side, for its broker.
+func (h *Hub) Local() Local { return Local{h} }
+
+// Settings are the hub-wide settings: history and the longest name.
+func (l Local) Settings() Settings { return l.h.Settings() }

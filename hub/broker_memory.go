@@ -1,0 +1,44 @@
+package hub
+
+import "context"
+
+// memoryBroker is the in-process broker, the default: a hub on one node.
+// Everything it does is local; history lives in the uid entries of this
+// process, which number messages themselves.
+type memoryBroker struct{ local Local }
+
+func newMemoryBroker(l Local) Broker { return memoryBroker{l} }
+
+func (b memoryBroker) Publish(ctx context.Context, p *Publication) (Receipt, error) {
+	return b.local.Deliver(ctx, p, nil), nil
+}
+
+func (b memoryBroker) Join(_ context.Context, uid, group string) error {
+	return b.local.Join(uid, group)
+}
+
+func (b memoryBroker) Leave(_ context.Context, uid, group string) (bool, error) {
+	return b.local.Leave(uid, group), nil
+}
+
+func (b memoryBroker) Kick(_ context.Context, uid, reason string) (int, error) {
+	return b.local.Kick(uid, reason), nil
+}
+
+func (b memoryBroker) Online(_ context.Context, uid string) (int, error) {
+	return b.local.Online(uid), nil
+}
+
+func (b memoryBroker) UIDs(_ context.Context, group, after string, limit int) ([]string, bool, error) {
+	uids, more := b.local.UIDs(group, after, limit)
+	return uids, more, nil
+}
+
+func (b memoryBroker) Recover(_ context.Context, uid string, since *Position) (Recovery, error) {
+	return b.local.Recover(uid, since), nil
+}
+
+func (memoryBroker) Attached(string)               {}
+func (memoryBroker) Detached(string)               {}
+func (memoryBroker) Stats(context.Context, *Stats) {}
+func (memoryBroker) Close() error                  { return nil }

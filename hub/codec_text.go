@@ -1,0 +1,67 @@
+package hub
+
+import (
+	"bytes"
+	"encoding/json"
+	"time"
+)
+
+// textCodec is the Workerman recipe's protocol: the first frame logs in
+// and is answered "login success, your uid is <uid>"; then "<uid>:<text>"
+// goes to a uid and "all:<text>" to everyone; pushes arrive as bare text.
+// It has no error frames, sequence numbers or replies: what it cannot do
+// is ignored, as the recipe ignores it.
+type textCodec struct{}
+
+func (textCodec) Name() string  { return "text" }
+func (textCodec) Resumes() bool { return false }
+
+// textAll is the recipe's name for everyone.
+const textAll = "all"
+
+func (textCodec) Decode(frame []byte, loggedIn bool) Command {
+	if !loggedIn {
+		return Command{Kind: CmdLogin, Credential: string(frame)}
+	}
+	// Split at the first colon only, so that messages may contain colons.
+	to, text, ok := bytes.Cut(frame, []byte{':'})
+	if !ok {
+		return Command{}
+	}
+	cmd := Command{Kind: CmdSend, Data: jsonString(string(text))}
+	if string(to) == textAll {
+		cmd.All = true
+	} else {
+		cmd.To = string(to)
+	}
+	return cmd
+}
+
+func (textCodec) Welcome(w Welcome) outFrame {
+	return textFrame([]byte("login success, your uid is " + w.UID))
+}
+
+func (textCodec) Error(json.RawMessage, *Error) (outFrame, bool)   { return outFrame{}, false }
+func (textCodec) Reply(Reply) (outFrame, bool)                     { return outFrame{}, false }
+func (textCodec) GoingAway(string, time.Duration) (outFrame, bool) { return outFrame{}, false }
+
+// textMessage is a push's one frame, shared by every text connection.
+type textMessage struct{ wire []byte }
+
+func (textCodec) Message(m *Message) PreparedMessage {
+	return textMessage{wire: wireFrame(opText, TextPayload(m.Data))}
+}
+
+func (p textMessage) Frame(uint64) []byte { return p.wire }
+
+// TextPayload is what the text protocol sends for data: a JSON string's
+// content, or the JSON text of any other value.
+func TextPayload(data json.RawMessage) []byte {
+	if len(data) > 0 && data[0] == '"' {
+		var s string
+		if json.Unmarshal(data, &s) == nil {
+			return []byte(s)
+		}
+	}
+	return data
+}

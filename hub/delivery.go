@@ -1,0 +1,242 @@
+package hub
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Delivery: a push fanned out to this node's connections.
+
+// delivery is a message on its way to one or many connections: each
+// protocol encodes it once (prepared), and a uid's connections of one
+// protocol share one frame.
+type delivery struct {
+	msg      *Message
+	prepared [maxProtocols]atomic.Pointer[preparedBox]
+	// acks, when set, collects the resuming connections reached, for
+	// waiting on their acknowledgements.
+	acks *[]ackTarget
+}
+
+type preparedBox struct{ PreparedMessage }
+
+// prepare is the message encoded for p, made once per push even when a
+// broadcast runs on several cores.
+func (d *delivery) prepare(p *protocol) PreparedMessage {
+	slot := &d.prepared[p.id]
+	if b := slot.Load(); b != nil {
+		return b.PreparedMessage
+	}
+	b := &preparedBox{p.Message(d.msg)}
+	if slot.CompareAndSwap(nil, b) {
+		return b.PreparedMessage
+	}
+	return slot.Load().PreparedMessage
+}
+
+// Numbering gives a uid's position for a push numbered by a store outside
+// this node (a cluster broker's). nil numbering means this node numbers
+// pushes and keeps history itself.
+type Numbering func(uid string) (Position, bool)
+
+// Deliver queues p to this node's connections of its target and, with
+// p.WaitAck, waits for their acknowledgements. It never blocks on a
+// connection.
+func (l Local) Deliver(ctx context.Context, p *Publication, numbering Numbering) Receipt {
+	h := l.h
+	d := &delivery{msg: &p.Message}
+	var acks []ackTarget
+	if p.WaitAck > 0 {
+		d.acks = &acks
+	}
+	var r Receipt
+	t := p.Target
+	switch {
+	case t.All:
+		r = h.broadcast(d, numbering)
+	case t.Group != "":
+		for _, uid := range h.members(t.Group) {
+			r.Add(h.sendToUID(uid, d, numbering, false))
+		}
+	case t.UIDs != nil:
+		seen := make(map[string]struct{}, len(t.UIDs))
+		for _, uid := range t.UIDs {
+			if _, dup := seen[uid]; !dup {
+				seen[uid] = struct{}{}
+				r.Add(h.sendToUID(uid, d, numbering, true))
+			}
+		}
+	default:
+		r = h.sendToUID(t.UID, d, numbering, true)
+	}
+	// Counted once per push: one shared counter bumped per copy would
+	// bounce between the cores a broadcast runs on.
+	h.framesOut.Add(uint64(r.Delivered))
+	if len(acks) > 0 {
+		r.Acked = h.waitAcks(ctx, acks, p.WaitAck)
+	}
+	return r
+}
+
+// deliver numbers d for e (or takes the number the store gave), stores it
+// in e's history when this node keeps history, and queues it to every
+// connection of e, all under e's lock so numbers, history and queue order
+// agree.
+func (h *Hub) deliver(e *uidEntry, uid string, d *delivery, numbering Numbering, st *Settings) Receipt {
+	var r Receipt
+	e.mu.Lock()
+	var seq uint64
+	if numbering == nil {
+		e.seq++
+		seq = e.seq
+		if st.HistorySize > 0 {
+			r.Stored = h.store(e, StoredMessage{Seq: seq, Message: d.msg}, st)
+		}
+	} else {
+		pos, ok := numbering(uid)
+		if !ok {
+			e.mu.Unlock()
+			return r
+		}
+		seq = pos.Offset
+		e.seq = max(e.seq, seq)
+	}
+	var frames [maxProtocols][]byte // one frame per protocol for this uid
+	for _, c := range e.conns {
+		f := frames[c.proto.id]
+		if f == nil {
+			f = d.prepare(c.proto).Frame(seq)
+			frames[c.proto.id] = f
+		}
+		if c.catchup != nil {
+			if c.hold(seq, f) {
+				r.Delivered++
+			} else {
+				r.Dropped++
+			}
+			continue
+		}
+		switch c.enqueue(outFrame{wire: f}) {
+		case queued:
+			r.Delivered++
+			if d.acks != nil && c.proto.Resumes() {
+				*d.acks = append(*d.acks, ackTarget{c, seq})
+			}
+		case cut:
+			r.Dropped++
+		}
+	}
+	e.mu.Unlock()
+	return r
+}
+
+// parallelFrom is the number of connections from which a broadcast is
+// spread over every core: each copy is a socket write, and one goroutine
+// would do them all on one core.
+const parallelFrom = 2048
+
+// broadcast delivers d to every uid of this node, the shards split among
+// one goroutine per core when there are many connections (and no acks to
+// collect).
+func (h *Hub) broadcast(d *delivery, numbering Numbering) Receipt {
+	workers := runtime.GOMAXPROCS(0)
+	if d.acks != nil || h.connections.Load() < parallelFrom || workers < 2 {
+		return h.broadcastShards(d, numbering, 0, shardCount)
+	}
+	receipts := make([]Receipt, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		h.routines.goFn("broadcast", func() {
+			defer wg.Done()
+			receipts[w] = h.broadcastShards(d, numbering, w*shardCount/workers, (w+1)*shardCount/workers)
+		})
+	}
+	wg.Wait()
+	var r Receipt
+	for _, o := range receipts {
+		r.Add(o)
+	}
+	return r
+}
+
+func (h *Hub) broadcastShards(d *delivery, numbering Numbering, from, to int) Receipt {
+	var r Receipt
+	st := h.settings.Load()
+	for i := from; i < to; i++ {
+		s := &h.uids[i]
+		s.mu.RLock()
+		for uid, e := range s.m {
+			r.Add(h.deliver(e, uid, d, numbering, st))
+		}
+		s.mu.RUnlock()
+	}
+	return r
+}
+
+// sendToUID delivers d to uid; an offline uid gets it stored when this node
+// keeps history and storeOffline is set.
+func (h *Hub) sendToUID(uid string, d *delivery, numbering Numbering, storeOffline bool) Receipt {
+	s := h.uidShard(uid)
+	s.mu.RLock()
+	st := h.settings.Load()
+	if e := s.m[uid]; e != nil {
+		defer s.mu.RUnlock()
+		return h.deliver(e, uid, d, numbering, st)
+	}
+	s.mu.RUnlock()
+	if numbering != nil || !storeOffline || st.HistorySize == 0 || h.histBytes.Load() >= st.HistoryMaxBytes || h.closed.Load() {
+		return Receipt{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[uid]
+	if e == nil {
+		e = newEntry()
+		e.offlineAt = time.Now().UnixNano()
+		s.m[uid] = e
+		h.kept.Add(1)
+	}
+	return h.deliver(e, uid, d, numbering, st)
+}
+
+// ackTarget is one connection a tracked message was queued to.
+type ackTarget struct {
+	c   *Conn
+	seq uint64
+}
+
+// waitAcks waits until every target has acknowledged its message, the wait
+// is over or ctx ends; it returns how many did. Readers notify the hub of
+// every acknowledgement that moves a connection forward.
+func (h *Hub) waitAcks(ctx context.Context, targets []ackTarget, wait time.Duration) int {
+	h.acks.waiters.Add(1)
+	defer h.acks.waiters.Add(-1)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	count := func() int {
+		n := 0
+		for _, t := range targets {
+			if t.c.acked.Load() >= t.seq {
+				n++
+			}
+		}
+		return n
+	}
+	for {
+		woken := h.acks.wait()
+		if n := count(); n == len(targets) {
+			return n
+		}
+		select {
+		case <-woken:
+		case <-deadline.C:
+			return count()
+		case <-ctx.Done():
+			return count()
+		}
+	}
+}

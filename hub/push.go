@@ -1,0 +1,61 @@
+package hub
+
+import (
+	"context"
+	"time"
+)
+
+// The hub's operations, as the push API and clients use them. Each goes
+// through the hub's broker, which reaches this node's connections through
+// Local and other nodes' however it does.
+
+// SendOptions tune one push.
+type SendOptions struct {
+	// WaitAck, when positive, makes Send wait up to this long for the
+	// resuming connections it reached to acknowledge the message
+	// (Receipt.Acked).
+	WaitAck time.Duration
+}
+
+// Send pushes m to t. It never blocks on a connection; with o.WaitAck it
+// waits for acknowledgements, at most that long or until ctx ends.
+func (h *Hub) Send(ctx context.Context, t Target, m Message, o SendOptions) (Receipt, error) {
+	h.pushes.Add(1)
+	if t.Group != "" {
+		m.Group = t.Group
+	}
+	return h.Broker().Publish(ctx, &Publication{Target: t, Message: m, WaitAck: o.WaitAck})
+}
+
+// Join adds an online uid to a group. Membership lasts until Leave or until
+// the uid's last connection closes.
+func (h *Hub) Join(ctx context.Context, uid, group string) error {
+	if err := ValidName("group", group, h.Settings().MaxUIDLength); err != nil {
+		return err
+	}
+	return h.Broker().Join(ctx, uid, group)
+}
+
+// Leave removes uid from group and reports whether it was a member.
+func (h *Hub) Leave(ctx context.Context, uid, group string) (bool, error) {
+	return h.Broker().Leave(ctx, uid, group)
+}
+
+// Kick closes every connection of uid, after what is already queued to it
+// has been written, with close code 4005 and reason. It returns how many
+// connections it closed.
+func (h *Hub) Kick(ctx context.Context, uid, reason string) (int, error) {
+	return h.Broker().Kick(ctx, uid, reason)
+}
+
+// Online returns how many connections uid holds.
+func (h *Hub) Online(ctx context.Context, uid string) (int, error) {
+	return h.Broker().Online(ctx, uid)
+}
+
+// UIDs lists online uids in byte order, after the uid `after`, at most
+// limit of them; with group set, only that group's members. more tells
+// whether uids remain past the page.
+func (h *Hub) UIDs(ctx context.Context, group, after string, limit int) (uids []string, more bool, err error) {
+	return h.Broker().UIDs(ctx, group, after, limit)
+}

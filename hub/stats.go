@@ -1,0 +1,69 @@
+package hub
+
+import (
+	"context"
+	"runtime"
+)
+
+// Stats is a snapshot of a hub's counters.
+type Stats struct {
+	Hub            string
+	Connections    int64  // logged-in connections
+	Pending        int    // connections that have not logged in
+	UIDs           int    // online uids
+	OfflineKept    int    // offline uids whose history is kept
+	Groups         int    // groups with a member
+	MessagesIn     uint64 // frames received from clients
+	MessagesOut    uint64 // message frames queued to connections
+	Pushes         uint64 // API sends and client publishes
+	SlowConsumers  uint64 // connections cut off with a full queue
+	HistoryStored  int64  // messages kept for resume
+	HistoryBytes   int64  // their memory
+	HistoryMaxSize int64  // the history budget
+	Goroutines     int    // of the whole process
+}
+
+// Stats counts the hub's connections, uids, groups, history and traffic,
+// with what its broker adds.
+func (h *Hub) Stats(ctx context.Context) Stats {
+	st := h.Local().Stats()
+	h.Broker().Stats(ctx, &st)
+	return st
+}
+
+// Stats counts this node's connections, uids, groups, history and traffic.
+func (l Local) Stats() Stats {
+	h := l.h
+	st := Stats{
+		Hub:            h.name,
+		Connections:    h.connections.Load(),
+		MessagesIn:     h.framesIn.Load(),
+		MessagesOut:    h.framesOut.Load(),
+		Pushes:         h.pushes.Load(),
+		SlowConsumers:  h.slowConsumers.Load(),
+		HistoryStored:  h.histMessages.Load(),
+		HistoryBytes:   h.histBytes.Load(),
+		HistoryMaxSize: h.settings.Load().HistoryMaxBytes,
+		Goroutines:     runtime.NumGoroutine(),
+	}
+	for i := range h.uids {
+		s := &h.uids[i]
+		s.mu.RLock()
+		for _, e := range s.m {
+			if e.online() {
+				st.UIDs++
+			} else {
+				st.OfflineKept++
+			}
+		}
+		s.mu.RUnlock()
+		gs := &h.groups[i]
+		gs.mu.RLock()
+		st.Groups += len(gs.m)
+		gs.mu.RUnlock()
+	}
+	h.pendingMu.Lock()
+	st.Pending = len(h.pending)
+	h.pendingMu.Unlock()
+	return st
+}

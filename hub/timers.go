@@ -1,0 +1,51 @@
+package hub
+
+import "time"
+
+// Each connection has one timer: it enforces the auth timeout, detects dead
+// peers and queues pings.
+
+// startTimer arms the connection's timer for the first time.
+func (c *Conn) startTimer() {
+	s := c.settings()
+	c.mu.Lock()
+	c.timer = c.hub.routines.afterFunc(min(s.AuthTimeout, s.PingInterval), "timer", c.teardown, c.tick)
+	c.mu.Unlock()
+}
+
+// tick runs on the connection's timer.
+func (c *Conn) tick() {
+	if c.torn.Load() {
+		return
+	}
+	s := c.settings()
+	now := time.Now()
+	next := s.PingInterval + s.PongTimeout
+	if !c.loggedIn.Load() {
+		left := s.AuthTimeout - now.Sub(time.Unix(0, c.openedAt))
+		if left <= 0 {
+			c.abort(CloseAuthTimeout, "no login within auth_timeout")
+			return
+		}
+		next = min(next, left)
+	}
+	silent := now.Sub(time.Unix(0, c.lastRead.Load()))
+	deadline := s.PingInterval + s.PongTimeout
+	switch {
+	case silent >= deadline:
+		c.abort(ClosePingTimeout, "no pong within pong_timeout")
+		return
+	case silent >= s.PingInterval-s.PingInterval/10:
+		// Due: ping, and look again when the pong is overdue.
+		c.enqueue(outFrame{wire: pingWire})
+		next = min(next, deadline-silent)
+	default:
+		next = min(next, s.PingInterval-silent)
+	}
+	next = max(next, 10*time.Millisecond)
+	c.mu.Lock()
+	if !c.closing {
+		c.timer.Reset(next)
+	}
+	c.mu.Unlock()
+}

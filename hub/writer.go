@@ -1,0 +1,188 @@
+package hub
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// The write path of a connection. One writer at a time: an inline write
+// happens under c.mu with no writer goroutine running; otherwise the writer
+// goroutine, started when frames are queued, drains the queue and exits.
+
+// queueResult says what became of a frame offered to a connection.
+type queueResult uint8
+
+const (
+	queued  queueResult = iota
+	cut                 // the queue was full: this frame cut the connection off
+	closing             // the connection was already closing: not counted
+)
+
+// enqueue offers a frame to the connection. It never blocks: an idle
+// connection's socket takes it at once if it can; otherwise it is queued for
+// the writer, and when the queue is full the connection is cut off as a slow
+// consumer.
+func (c *Conn) enqueue(f outFrame) queueResult {
+	s := c.settings()
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return closing
+	}
+	if !f.close && len(c.queue)-c.exempt >= s.SendQueue {
+		c.mu.Unlock()
+		c.cutOff()
+		return cut
+	}
+	if f.close {
+		c.closing = true
+	}
+	if !c.writing && len(c.queue) == 0 && c.inlineFD >= 0 {
+		done, ok := c.writeInline(&f)
+		if !ok { // the socket failed: the peer is gone
+			c.closing = true
+			c.mu.Unlock()
+			c.goConn("teardown", c.teardown)
+			return closing
+		}
+		if done {
+			c.mu.Unlock()
+			if f.close {
+				c.teardown()
+			}
+			return queued
+		}
+	}
+	c.queue = append(c.queue, f)
+	c.startWriter()
+	return queued
+}
+
+// startWriter starts the writer goroutine unless it runs, and unlocks c.mu.
+func (c *Conn) startWriter() {
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		c.goConn("writer", c.writeLoop)
+	}
+}
+
+// writeInline writes as much of f as the socket takes without waiting,
+// under c.mu; f keeps what is left. ok is false when the socket failed.
+func (c *Conn) writeInline(f *outFrame) (done, ok bool) {
+	n, err := writeNonblocking(c.inlineFD, f.wire)
+	if n == len(f.wire) {
+		return true, true
+	}
+	if err != nil && !errWouldBlock(err) {
+		return false, false
+	}
+	f.wire = f.wire[n:]
+	return false, true
+}
+
+// enqueueAll queues first and then frames beyond the queue's bound: the
+// welcome and a resume's replay, which history already bounds.
+func (c *Conn) enqueueAll(first outFrame, frames [][]byte) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.queue = append(c.queue, first)
+	for _, b := range frames {
+		c.queue = append(c.queue, outFrame{wire: b})
+	}
+	c.exempt += 1 + len(frames)
+	c.startWriter()
+}
+
+// closeAfterFlush queues a close frame behind everything already queued and
+// bounds how long flushing may take.
+func (c *Conn) closeAfterFlush(code int, reason string, within time.Duration) {
+	if c.enqueue(closeFrame(code, reason)) == queued {
+		c.hub.routines.afterFunc(within, "close", nil, c.teardown)
+	}
+}
+
+// abortWithin bounds how long an aborted connection's close frame may take.
+const abortWithin = time.Second
+
+// abort closes the connection now, dropping whatever is queued: the close
+// frame replaces the queue, so it is written as soon as the writer is done
+// with the frames in hand, and the socket closes after abortWithin at the
+// latest (a writer stuck on a full socket would not get it through). It
+// takes no lock but c's, so a publisher holding a uid's lock may call it;
+// the teardown runs on a goroutine of its own.
+func (c *Conn) abort(code int, reason string) {
+	f := closeFrame(code, reason)
+	c.mu.Lock()
+	if c.torn.Load() || (c.closing && len(c.queue) == 0 && !c.writing) {
+		c.mu.Unlock()
+		c.goConn("teardown", c.teardown)
+		return
+	}
+	c.closing = true
+	c.queue, c.exempt = append(c.queue[:0], f), 0
+	if !c.writing && c.inlineFD >= 0 {
+		done, ok := c.writeInline(&c.queue[0])
+		if done || !ok {
+			c.queue = nil
+			c.mu.Unlock()
+			c.goConn("teardown", c.teardown)
+			return
+		}
+	}
+	c.startWriter()
+	c.hub.routines.afterFunc(abortWithin, "abort", nil, c.teardown)
+}
+
+// cutOff closes a slow consumer with 4004.
+func (c *Conn) cutOff() {
+	c.hub.slowConsumers.Add(1)
+	if ce := c.hub.logger().Check(zap.DebugLevel, "cutting off a slow consumer"); ce != nil {
+		ce.Write(zap.String("conn", c.ID()), zap.String("uid", c.uid), zap.Int("send_queue", c.settings().SendQueue))
+	}
+	c.abort(CloseSlowConsumer, "send queue overflow")
+}
+
+// writeLoop drains the queue, then exits; enqueue starts it again when needed.
+func (c *Conn) writeLoop() {
+	conn := c.ws.NetConn()
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			c.writing = false
+			c.spare = nil // most frames go out inline: an idle connection keeps no batch
+			c.mu.Unlock()
+			return
+		}
+		batch := c.queue
+		c.queue, c.exempt = c.spare[:0], 0
+		c.mu.Unlock()
+
+		// One deadline per batch: re-arming it costs a runtime timer update.
+		ok := conn.SetWriteDeadline(time.Now().Add(c.settings().WriteTimeout)) == nil
+		for i := range batch {
+			if ok {
+				_, err := conn.Write(batch[i].wire)
+				ok = err == nil && !batch[i].close
+			}
+			batch[i] = outFrame{}
+		}
+		if !ok { // written a close frame, or the socket failed
+			c.mu.Lock()
+			c.writing = false
+			c.closing = true
+			c.queue = nil
+			c.mu.Unlock()
+			c.teardown()
+			return
+		}
+		c.mu.Lock()
+		c.spare = batch[:0]
+		c.mu.Unlock()
+	}
+}
