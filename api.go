@@ -301,6 +301,11 @@ func (a *API) send(r *http.Request) (any, *apiError) {
 		return nil, unavailable(err)
 	}
 	out := pushapi.SendReceipt{Delivered: rc.Delivered, Dropped: rc.Dropped, Stored: rc.Stored}
+	if rc.Unreached < 0 {
+		out.ClusterUnavailable = true
+	} else {
+		out.UnreachedNodes = rc.Unreached
+	}
 	if opts.WaitAck > 0 {
 		out.Acked = &rc.Acked
 	}
@@ -449,7 +454,23 @@ func wireStats(st hub.Stats) pushapi.Stats {
 		HistoryBytes:   st.HistoryBytes,
 		HistoryMaxSize: st.HistoryMaxSize,
 		Goroutines:     st.Goroutines,
+		Cluster:        wireCluster(st.Cluster),
 	}
+}
+
+func wireCluster(c *hub.ClusterStats) *pushapi.ClusterStats {
+	if c == nil {
+		return nil
+	}
+	out := &pushapi.ClusterStats{
+		Node: c.Node, Connected: c.Connected, Unanswered: c.Unanswered,
+		StoreErrors: c.StoreErrors, Reconnects: c.Reconnects, Unreached: c.Unreached,
+		Nodes: make([]pushapi.NodeStats, len(c.Nodes)),
+	}
+	for i, n := range c.Nodes {
+		out.Nodes[i] = pushapi.NodeStats(n)
+	}
+	return out
 }
 
 // unavailable answers a call the hub's broker could not carry out (a

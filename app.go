@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pushhub/caddy-pushhub/hub"
+	"github.com/pushhub/caddy-pushhub/hub/redisbroker"
 )
 
 func init() {
@@ -26,8 +27,9 @@ func init() {
 // Caddy provisions, starts and stops configurations one at a time, so the
 // app needs no lock of its own.
 type App struct {
-	endpoints map[*hub.Hub][]*hub.Endpoint // this configuration's, by hub
-	order     []*hub.Hub                   // hubs in the order handlers named them
+	endpoints map[*hub.Hub][]*hub.Endpoint     // this configuration's, by hub
+	clusters  map[*hub.Hub]*redisbroker.Config // the cluster each hub's endpoints name
+	order     []*hub.Hub                       // hubs in the order handlers named them
 	undo      []func()
 	logger    *zap.Logger
 	ctx       caddy.Context
@@ -53,6 +55,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.ctx = ctx
 	a.endpoints = make(map[*hub.Hub][]*hub.Endpoint)
+	a.clusters = make(map[*hub.Hub]*redisbroker.Config)
 	return nil
 }
 
@@ -72,10 +75,17 @@ func appOf(ctx caddy.Context) (app *App, err error) {
 	return v.(*App), nil
 }
 
-// stage records an endpoint of this configuration. Endpoints of one hub
-// that share a key share their settings, so they must agree.
-func (a *App) stage(h *hub.Hub, ep *hub.Endpoint) error {
+// stage records an endpoint of this configuration and the cluster it names.
+// Endpoints of one hub that share a key share their settings, so they must
+// agree; and the cluster belongs to the hub, so all its endpoints must name
+// the same one.
+func (a *App) stage(h *hub.Hub, ep *hub.Endpoint, cluster *redisbroker.Config) error {
 	eps, known := a.endpoints[h]
+	if len(eps) > 0 && !sameCluster(a.clusters[h], cluster) {
+		return fmt.Errorf("push_hub: the endpoints of hub %q name different clusters; "+
+			"the cluster belongs to the hub, so every push_hub of one hub must have the same cluster setting (or none)", h.Name())
+	}
+	a.clusters[h] = cluster
 	for _, other := range eps {
 		if other.Key() == ep.Key() && other.Staged() != ep.Staged() {
 			return fmt.Errorf("push_hub: two endpoints of hub %q speak %s and differ in their settings; "+
@@ -102,6 +112,14 @@ func (a *App) hold(h *hub.Hub) {
 // validated: it makes the staged settings live.
 func (a *App) Start() error {
 	for _, h := range a.order {
+		if len(a.endpoints[h]) > 0 {
+			undo, err := useCluster(h, a.clusters[h], a.logger)
+			if err != nil {
+				a.rollback()
+				return fmt.Errorf("hub %q: %v", h.Name(), err)
+			}
+			a.undo = append(a.undo, undo)
+		}
 		a.undo = append(a.undo, h.Apply(a.endpoints[h]...))
 		oldLogger := h.SetLogger(a.logger)
 		a.undo = append(a.undo, func() { h.SetLogger(oldLogger) })
@@ -128,14 +146,18 @@ func (a *App) Stop() error {
 	}
 	delete(previous, a)
 	currentMu.Unlock()
-	if !neverRan {
-		return nil
+	if neverRan {
+		a.rollback()
 	}
+	return nil
+}
+
+// rollback puts back what Start applied.
+func (a *App) rollback() {
 	for i := len(a.undo) - 1; i >= 0; i-- {
 		a.undo[i]()
 	}
 	a.undo = nil
-	return nil
 }
 
 // Interface guards

@@ -56,6 +56,13 @@ func parseAPI(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		history                 <size> <ttl> [<max total size>]
 //		rate_limit              <frames per second> [<burst>]
 //		reconnect_jitter        <duration>
+//		cluster                 <redis url...> {
+//			password      <password>
+//			master        <sentinel master name>
+//			prefix        <key prefix>
+//			lease         <duration>
+//			reply_timeout <duration>
+//		}
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return directiveBlock(d, func(sub string) (err error) {
@@ -100,6 +107,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = parseRateLimit(d, h)
 		case "reconnect_jitter":
 			err = durationArg(d, &h.ReconnectJitter)
+		case "cluster":
+			h.Cluster, err = parseCluster(d)
 		default:
 			err = d.Errf("unrecognized subdirective %s", sub)
 		}
@@ -175,6 +184,30 @@ func parseAuth(d *caddyfile.Dispenser) (*Auth, error) {
 		return nil, d.Errf("unknown auth mode %q: want jwt, jwt_key, placeholder or first_message", mode)
 	}
 	return a, nil
+}
+
+// parseCluster reads "cluster <url...> [{ ... }]".
+func parseCluster(d *caddyfile.Dispenser) (*Cluster, error) {
+	c := &Cluster{URLs: d.RemainingArgs()}
+	if len(c.URLs) == 0 {
+		return nil, d.Errf("cluster needs a Redis URL, e.g. redis://127.0.0.1:6379/0")
+	}
+	err := eachSubdirective(d, func(sub string) error {
+		switch sub {
+		case "password":
+			return oneArg(d, &c.Password)
+		case "master":
+			return oneArg(d, &c.MasterName)
+		case "prefix":
+			return oneArg(d, &c.Prefix)
+		case "lease":
+			return durationArg(d, &c.Lease)
+		case "reply_timeout":
+			return durationArg(d, &c.ReplyTimeout)
+		}
+		return d.Errf("unrecognized cluster subdirective %s", sub)
+	})
+	return c, err
 }
 
 // parseHistory reads "history <size> <ttl> [<max total size>]".

@@ -5,6 +5,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushhub/caddy-pushhub/hub"
 )
 
 // hubCollector exports every live hub's counters to Caddy's Prometheus
@@ -25,11 +27,17 @@ var (
 	descPushes        = metricDesc("pushes_total", "Pushes (API sends and client publishes).")
 	descSlowConsumers = metricDesc("slow_consumers_total", "Connections cut off because their send queue was full.")
 	descHistoryBytes  = metricDesc("history_bytes", "Memory held by resume history.")
+
+	descClusterConnected = metricDesc("cluster_connected", "Cluster mode: 1 while this instance reaches the cluster's Redis, 0 while it delivers to its own connections only.")
+	descClusterErrors    = metricDesc("cluster_store_errors_total", "Cluster mode: operations on Redis that failed.")
+	descClusterReconnect = metricDesc("cluster_reconnects_total", "Cluster mode: times this instance got Redis back after losing it.")
+	descClusterUnreached = metricDesc("cluster_unreached_pushes_total", "Cluster mode: pushes from this instance that did not reach every instance they should have.")
 )
 
 func (hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descPending, descUIDs, descGroups,
-		descMessagesIn, descMessagesOut, descPushes, descSlowConsumers, descHistoryBytes} {
+		descMessagesIn, descMessagesOut, descPushes, descSlowConsumers, descHistoryBytes,
+		descClusterConnected, descClusterErrors, descClusterReconnect, descClusterUnreached} {
 		ch <- d
 	}
 }
@@ -52,6 +60,17 @@ func (hubCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descMessagesOut, st.MessagesOut)
 		counter(descPushes, st.Pushes)
 		counter(descSlowConsumers, st.SlowConsumers)
+		if c, ok := v.(pooledHub).Broker().(hub.ClusterReporter); ok {
+			cs := c.ClusterState()
+			connected := 0.0
+			if cs.Connected {
+				connected = 1
+			}
+			gauge(descClusterConnected, connected)
+			counter(descClusterErrors, cs.StoreErrors)
+			counter(descClusterReconnect, cs.Reconnects)
+			counter(descClusterUnreached, cs.Unreached)
+		}
 		return true
 	})
 }

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pushhub/caddy-pushhub/hub"
+	"github.com/pushhub/caddy-pushhub/hub/redisbroker"
 	"github.com/pushhub/caddy-pushhub/internal/jwtauth"
 )
 
@@ -119,8 +120,14 @@ type Handler struct {
 	// 500ms plus a random part of this. Default: 5s.
 	ReconnectJitter caddy.Duration `json:"reconnect_jitter,omitempty"`
 
+	// Cluster makes the hub span several Caddy instances through Redis.
+	// It belongs to the hub: every push_hub endpoint of one hub must name
+	// the same cluster. Default: none, the hub lives in this process.
+	Cluster *Cluster `json:"cluster,omitempty"`
+
 	hub      *hub.Hub
 	endpoint *hub.Endpoint
+	cluster  *redisbroker.Config
 	verifier *jwtauth.Verifier
 	origins  map[string]bool
 	anyOrig  bool
@@ -202,6 +209,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.origins[norm] = true
 	}
+	if h.Cluster != nil {
+		cfg, err := h.Cluster.config()
+		if err != nil {
+			return err
+		}
+		h.cluster = &cfg
+	}
 	app, err := appOf(ctx)
 	if err != nil {
 		return err
@@ -213,7 +227,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// Endpoints of one hub with the same protocol and auth mode share their
 	// settings; a reload reconfigures them under the same key.
 	h.endpoint = h.hub.Endpoint(h.Protocol+" "+h.Auth.Mode, h.settings())
-	if err := app.stage(h.hub, h.endpoint); err != nil {
+	if err := app.stage(h.hub, h.endpoint, h.cluster); err != nil {
 		return err
 	}
 	return registerMetrics(ctx)

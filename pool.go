@@ -18,6 +18,7 @@ type pooledHub struct{ *hub.Hub }
 // stopping or the hub was removed from the config.
 func (p pooledHub) Destruct() error {
 	p.Close("server shutting down")
+	forgetBroker(p.Hub)
 	return nil
 }
 

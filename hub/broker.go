@@ -32,10 +32,18 @@ type Broker interface {
 	// Recover returns uid's current position and, when since is set, what a
 	// client that has seen since missed.
 	Recover(ctx context.Context, uid string, since *Position) (Recovery, error)
-	// Attached and Detached tell the broker that uid's first connection on
-	// this node logged in, and that its last one here closed.
-	Attached(uid string)
-	Detached(uid string)
+	// Attached tells the broker that uid's first connection on this node
+	// has logged in. It is called before the connection's welcome is sent,
+	// so once a client has its welcome every node can reach it.
+	Attached(ctx context.Context, uid string) error
+	// Changed tells the broker that the number of uid's connections on this
+	// node changed (Local.Online tells it now; 0 when the last one closed).
+	// It must not block: a broker that records it elsewhere does so in the
+	// background, and calls may reach it out of order.
+	Changed(uid string)
+	// LocalHistory tells whether the hub keeps history in this process
+	// (Local numbers and stores pushes) rather than the broker elsewhere.
+	LocalHistory() bool
 	// Stats adds what the broker knows beyond this node to st.
 	Stats(ctx context.Context, st *Stats)
 	// Close stops the broker.
@@ -85,6 +93,10 @@ type Receipt struct {
 	// Acked is the number of connections that acknowledged the message
 	// within Publication.WaitAck (0 without a wait).
 	Acked int
+	// Unreached counts the nodes of a cluster that should have had the
+	// push but did not answer in time; -1 when the cluster's broker could
+	// not be reached at all and only this node delivered.
+	Unreached int
 }
 
 // Add counts o into r.
@@ -93,6 +105,12 @@ func (r *Receipt) Add(o Receipt) {
 	r.Dropped += o.Dropped
 	r.Stored = r.Stored || o.Stored
 	r.Acked += o.Acked
+	switch {
+	case r.Unreached < 0 || o.Unreached < 0:
+		r.Unreached = -1
+	default:
+		r.Unreached += o.Unreached
+	}
 }
 
 // Position is a place in a uid's numbering: the sequence number (Offset)

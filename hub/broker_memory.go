@@ -7,10 +7,12 @@ import "context"
 // process, which number messages themselves.
 type memoryBroker struct{ local Local }
 
-func newMemoryBroker(l Local) Broker { return memoryBroker{l} }
+// NewMemoryBroker returns the in-process broker of the hub whose local side
+// is l.
+func NewMemoryBroker(l Local) Broker { return memoryBroker{l} }
 
 func (b memoryBroker) Publish(ctx context.Context, p *Publication) (Receipt, error) {
-	return b.local.Deliver(ctx, p, nil), nil
+	return b.local.Deliver(ctx, p, DeliverOptions{Store: true}), nil
 }
 
 func (b memoryBroker) Join(_ context.Context, uid, group string) error {
@@ -38,7 +40,8 @@ func (b memoryBroker) Recover(_ context.Context, uid string, since *Position) (R
 	return b.local.Recover(uid, since), nil
 }
 
-func (memoryBroker) Attached(string)               {}
-func (memoryBroker) Detached(string)               {}
-func (memoryBroker) Stats(context.Context, *Stats) {}
-func (memoryBroker) Close() error                  { return nil }
+func (memoryBroker) Attached(context.Context, string) error { return nil }
+func (memoryBroker) Changed(string)                         {}
+func (memoryBroker) LocalHistory() bool                     { return true }
+func (memoryBroker) Stats(context.Context, *Stats)          {}
+func (memoryBroker) Close() error                           { return nil }

@@ -27,10 +27,13 @@ type Conn struct {
 	pre      *preLogin     // how to log in; nil once logged in
 	openedAt int64         // unix nanoseconds
 	tls      bool          // read through a TLS layer, which buffers on its own
-	pollID   uint64
-	pollFD   int  // the socket, once polled (valid until the socket is closed), or -1
-	polled   bool // registered with the poller; guarded by mu
-	inlineFD int  // the socket publishers may write to directly, or -1; guarded by mu
+	// catchingUp holds pushes in catchup until the login is done; guarded
+	// by the uid entry's mutex.
+	catchingUp bool
+	pollID     uint64
+	pollFD     int  // the socket, once polled (valid until the socket is closed), or -1
+	polled     bool // registered with the poller; guarded by mu
+	inlineFD   int  // the socket publishers may write to directly, or -1; guarded by mu
 
 	uid string // set once, at login, before the connection is registered
 
@@ -40,9 +43,7 @@ type Conn struct {
 
 	bucket tokenBucket // rate_limit; only the reader uses it
 
-	// catchup holds pushes while a resuming login waits for its replay;
-	// guarded by the uid entry's mutex.
-	catchup *catchup
+	catchup *catchup // what was held; guarded by the uid entry's mutex
 
 	mu      sync.Mutex
 	queue   []outFrame

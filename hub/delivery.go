@@ -37,15 +37,51 @@ func (d *delivery) prepare(p *protocol) PreparedMessage {
 	return slot.Load().PreparedMessage
 }
 
-// Numbering gives a uid's position for a push numbered by a store outside
-// this node (a cluster broker's). nil numbering means this node numbers
-// pushes and keeps history itself.
-type Numbering func(uid string) (Position, bool)
+// Numbering gives the sequence number of a push for uid, when a store
+// outside this node (a cluster broker's) numbered it; ok false means the
+// push does not reach uid.
+type Numbering func(uid string) (seq uint64, ok bool)
+
+// DeliverOptions say how a push is numbered and kept on this node.
+type DeliverOptions struct {
+	// Numbering, when set, gives each uid's sequence number; otherwise this
+	// node numbers pushes per uid itself.
+	Numbering Numbering
+	// Store keeps each push in this node's history (the in-process broker),
+	// also for uids that are offline, when the hub's history is on.
+	Store bool
+}
 
 // Deliver queues p to this node's connections of its target and, with
 // p.WaitAck, waits for their acknowledgements. It never blocks on a
 // connection.
-func (l Local) Deliver(ctx context.Context, p *Publication, numbering Numbering) Receipt {
+func (l Local) Deliver(ctx context.Context, p *Publication, o DeliverOptions) Receipt {
+	r, acks := l.queue(p, o)
+	if len(acks) > 0 {
+		r.Acked = l.h.waitAcks(ctx, acks, p.WaitAck)
+	}
+	return r
+}
+
+// DeliverAndReport is Deliver for a broker's subscriber, which must not
+// wait: p is queued at once, in the order of the calls, and report gets the
+// receipt once the acknowledgements p.WaitAck asks for are in or the wait
+// is over, on a goroutine of the hub's when there are any to wait for.
+func (l Local) DeliverAndReport(p *Publication, o DeliverOptions, report func(Receipt)) {
+	r, acks := l.queue(p, o)
+	if len(acks) == 0 {
+		report(r)
+		return
+	}
+	l.h.routines.goFn("acknowledgements", func() {
+		r.Acked = l.h.waitAcks(context.Background(), acks, p.WaitAck)
+		report(r)
+	})
+}
+
+// queue queues p to this node's connections of its target; acks are the
+// connections to wait for when p.WaitAck is set.
+func (l Local) queue(p *Publication, o DeliverOptions) (Receipt, []ackTarget) {
 	h := l.h
 	d := &delivery{msg: &p.Message}
 	var acks []ackTarget
@@ -56,52 +92,48 @@ func (l Local) Deliver(ctx context.Context, p *Publication, numbering Numbering)
 	t := p.Target
 	switch {
 	case t.All:
-		r = h.broadcast(d, numbering)
+		r = h.broadcast(d, o)
 	case t.Group != "":
 		for _, uid := range h.members(t.Group) {
-			r.Add(h.sendToUID(uid, d, numbering, false))
+			r.Add(h.sendToUID(uid, d, o, false))
 		}
 	case t.UIDs != nil:
 		seen := make(map[string]struct{}, len(t.UIDs))
 		for _, uid := range t.UIDs {
 			if _, dup := seen[uid]; !dup {
 				seen[uid] = struct{}{}
-				r.Add(h.sendToUID(uid, d, numbering, true))
+				r.Add(h.sendToUID(uid, d, o, true))
 			}
 		}
 	default:
-		r = h.sendToUID(t.UID, d, numbering, true)
+		r = h.sendToUID(t.UID, d, o, true)
 	}
 	// Counted once per push: one shared counter bumped per copy would
 	// bounce between the cores a broadcast runs on.
 	h.framesOut.Add(uint64(r.Delivered))
-	if len(acks) > 0 {
-		r.Acked = h.waitAcks(ctx, acks, p.WaitAck)
-	}
-	return r
+	return r, acks
 }
 
 // deliver numbers d for e (or takes the number the store gave), stores it
 // in e's history when this node keeps history, and queues it to every
 // connection of e, all under e's lock so numbers, history and queue order
 // agree.
-func (h *Hub) deliver(e *uidEntry, uid string, d *delivery, numbering Numbering, st *Settings) Receipt {
+func (h *Hub) deliver(e *uidEntry, uid string, d *delivery, o DeliverOptions, st *Settings) Receipt {
 	var r Receipt
 	e.mu.Lock()
 	var seq uint64
-	if numbering == nil {
+	if o.Numbering == nil {
 		e.seq++
 		seq = e.seq
-		if st.HistorySize > 0 {
+		if o.Store && st.HistorySize > 0 {
 			r.Stored = h.store(e, StoredMessage{Seq: seq, Message: d.msg}, st)
 		}
 	} else {
-		pos, ok := numbering(uid)
-		if !ok {
+		var ok bool
+		if seq, ok = o.Numbering(uid); !ok {
 			e.mu.Unlock()
 			return r
 		}
-		seq = pos.Offset
 		e.seq = max(e.seq, seq)
 	}
 	var frames [maxProtocols][]byte // one frame per protocol for this uid
@@ -111,7 +143,7 @@ func (h *Hub) deliver(e *uidEntry, uid string, d *delivery, numbering Numbering,
 			f = d.prepare(c.proto).Frame(seq)
 			frames[c.proto.id] = f
 		}
-		if c.catchup != nil {
+		if c.catchingUp {
 			if c.hold(seq, f) {
 				r.Delivered++
 			} else {
@@ -141,10 +173,10 @@ const parallelFrom = 2048
 // broadcast delivers d to every uid of this node, the shards split among
 // one goroutine per core when there are many connections (and no acks to
 // collect).
-func (h *Hub) broadcast(d *delivery, numbering Numbering) Receipt {
+func (h *Hub) broadcast(d *delivery, o DeliverOptions) Receipt {
 	workers := runtime.GOMAXPROCS(0)
 	if d.acks != nil || h.connections.Load() < parallelFrom || workers < 2 {
-		return h.broadcastShards(d, numbering, 0, shardCount)
+		return h.broadcastShards(d, o, 0, shardCount)
 	}
 	receipts := make([]Receipt, workers)
 	var wg sync.WaitGroup
@@ -152,7 +184,7 @@ func (h *Hub) broadcast(d *delivery, numbering Numbering) Receipt {
 		wg.Add(1)
 		h.routines.goFn("broadcast", func() {
 			defer wg.Done()
-			receipts[w] = h.broadcastShards(d, numbering, w*shardCount/workers, (w+1)*shardCount/workers)
+			receipts[w] = h.broadcastShards(d, o, w*shardCount/workers, (w+1)*shardCount/workers)
 		})
 	}
 	wg.Wait()
@@ -163,14 +195,14 @@ func (h *Hub) broadcast(d *delivery, numbering Numbering) Receipt {
 	return r
 }
 
-func (h *Hub) broadcastShards(d *delivery, numbering Numbering, from, to int) Receipt {
+func (h *Hub) broadcastShards(d *delivery, o DeliverOptions, from, to int) Receipt {
 	var r Receipt
 	st := h.settings.Load()
 	for i := from; i < to; i++ {
 		s := &h.uids[i]
 		s.mu.RLock()
 		for uid, e := range s.m {
-			r.Add(h.deliver(e, uid, d, numbering, st))
+			r.Add(h.deliver(e, uid, d, o, st))
 		}
 		s.mu.RUnlock()
 	}
@@ -178,17 +210,17 @@ func (h *Hub) broadcastShards(d *delivery, numbering Numbering, from, to int) Re
 }
 
 // sendToUID delivers d to uid; an offline uid gets it stored when this node
-// keeps history and storeOffline is set.
-func (h *Hub) sendToUID(uid string, d *delivery, numbering Numbering, storeOffline bool) Receipt {
+// keeps history (o.Store) and storeOffline is set.
+func (h *Hub) sendToUID(uid string, d *delivery, o DeliverOptions, storeOffline bool) Receipt {
 	s := h.uidShard(uid)
 	s.mu.RLock()
 	st := h.settings.Load()
 	if e := s.m[uid]; e != nil {
 		defer s.mu.RUnlock()
-		return h.deliver(e, uid, d, numbering, st)
+		return h.deliver(e, uid, d, o, st)
 	}
 	s.mu.RUnlock()
-	if numbering != nil || !storeOffline || st.HistorySize == 0 || h.histBytes.Load() >= st.HistoryMaxBytes || h.closed.Load() {
+	if !o.Store || !storeOffline || st.HistorySize == 0 || h.histBytes.Load() >= st.HistoryMaxBytes || h.closed.Load() {
 		return Receipt{}
 	}
 	s.mu.Lock()
@@ -200,7 +232,7 @@ func (h *Hub) sendToUID(uid string, d *delivery, numbering Numbering, storeOffli
 		s.m[uid] = e
 		h.kept.Add(1)
 	}
-	return h.deliver(e, uid, d, numbering, st)
+	return h.deliver(e, uid, d, o, st)
 }
 
 // ackTarget is one connection a tracked message was queued to.

@@ -119,20 +119,14 @@ func (l Local) Recover(uid string, since *Position) Recovery {
 // from another epoch gets what the current one holds, and is told its gap
 // could not be filled.
 func (e *uidEntry) replay(since, now Position, s *Settings, t time.Time) ([]StoredMessage, Resume) {
-	r := Resume{Since: since.Offset}
+	if s.HistorySize == 0 {
+		return nil, Resume{Since: since.Offset, Reason: ReasonHistoryOff}
+	}
 	from := since.Offset
-	switch {
-	case s.HistorySize == 0:
-		r.Reason = ReasonHistoryOff
-		return nil, r
-	case since.Epoch != "" && since.Epoch != now.Epoch:
-		r.Reason, from = ReasonEpochChanged, 0
-	case since.Offset == now.Offset:
-		r.Recovered = true
-		return nil, r
-	case since.Offset > now.Offset:
-		r.Reason = ReasonUnknownPosition
-		return nil, r
+	if since.Epoch != "" && since.Epoch != now.Epoch {
+		from = 0
+	} else if from >= now.Offset {
+		return nil, *NewResume(since, now, 0)
 	}
 	cutoff := t.Add(-s.HistoryTTL).UnixNano()
 	var msgs []StoredMessage
@@ -141,12 +135,25 @@ func (e *uidEntry) replay(since, now Position, s *Settings, t time.Time) ([]Stor
 			msgs = append(msgs, m.StoredMessage)
 		}
 	}
-	r.Replayed = len(msgs)
-	if r.Reason == "" {
-		r.Recovered = uint64(len(msgs)) == now.Offset-from
-		if !r.Recovered {
-			r.Reason = ReasonTooOld
-		}
+	return msgs, *NewResume(since, now, len(msgs))
+}
+
+// NewResume tells a client that has seen since, at a uid's position now,
+// how its gap was filled by the replayed messages that follow since (all
+// of the current epoch's, when since is of another).
+func NewResume(since, now Position, replayed int) *Resume {
+	r := &Resume{Since: since.Offset, Replayed: replayed}
+	switch {
+	case since.Epoch != "" && since.Epoch != now.Epoch:
+		r.Reason = ReasonEpochChanged
+	case since.Offset == now.Offset:
+		r.Recovered = true
+	case since.Offset > now.Offset:
+		r.Reason, r.Replayed = ReasonUnknownPosition, 0
+	case uint64(replayed) == now.Offset-since.Offset:
+		r.Recovered = true
+	default:
+		r.Reason = ReasonTooOld
 	}
-	return msgs, r
+	return r
 }

@@ -20,7 +20,10 @@ type Hub struct {
 	log      atomic.Pointer[zap.Logger]
 	settings atomic.Pointer[Settings] // hub-wide: history and name length
 	broker   atomic.Pointer[brokerRef]
-	seed     maphash.Seed
+	// localHistory: this process numbers and keeps history (the broker's
+	// LocalHistory).
+	localHistory atomic.Bool
+	seed         maphash.Seed
 
 	uids   [shardCount]uidShard
 	groups [shardCount]groupShard
@@ -88,7 +91,7 @@ func New(name string, o Options) *Hub {
 	s := o.Settings.withDefaults()
 	h.settings.Store(&s)
 	h.defaultEP = h.Endpoint("", s)
-	h.broker.Store(&brokerRef{newMemoryBroker(h.Local())})
+	h.SetBroker(NewMemoryBroker(h.Local()))
 	if !o.GoroutineReaders {
 		h.poller = newPoller(h)
 	}
@@ -113,9 +116,16 @@ func (h *Hub) logger() *zap.Logger { return h.log.Load() }
 // Broker returns the broker the hub's pushes go through.
 func (h *Hub) Broker() Broker { return h.broker.Load().Broker }
 
-// SetBroker makes b the hub's broker and returns the one it replaces,
-// which the caller closes.
-func (h *Hub) SetBroker(b Broker) Broker { return h.broker.Swap(&brokerRef{b}).Broker }
+// SetBroker makes b the hub's broker and returns the one it replaces (nil
+// for a new hub), which the caller closes.
+func (h *Hub) SetBroker(b Broker) Broker {
+	h.localHistory.Store(b.LocalHistory())
+	old := h.broker.Swap(&brokerRef{b})
+	if old == nil {
+		return nil
+	}
+	return old.Broker
+}
 
 func (h *Hub) uidShard(uid string) *uidShard {
 	return &h.uids[maphash.String(h.seed, uid)%shardCount]

@@ -41,9 +41,10 @@ func (e *uidEntry) position() Position {
 	return Position{Epoch: strconv.FormatUint(e.epoch, 36), Offset: e.seq}
 }
 
-// catchup holds what is pushed to a connection while its login waits for
-// the broker's recovery, so that replayed and live messages reach it in
-// order, each once. Guarded by the uid entry's mutex.
+// catchup holds what is pushed to a connection while its login is not
+// done (the broker is told of the uid and asked for its position and what
+// the client missed), so that replayed and live messages reach it in order,
+// each once. Guarded by the uid entry's mutex, like Conn.catchingUp.
 type catchup struct {
 	frames []caughtFrame
 }
@@ -53,51 +54,62 @@ type caughtFrame struct {
 	wire []byte
 }
 
-// register binds a connection to its uid and queues its welcome. A client
-// of a resuming protocol, with history on, first gets the uid's position
-// and what it missed from the broker (the broker may have to ask a store
-// elsewhere): meanwhile pushes to the uid are held for it, and then queued
-// after the replay, without duplicates.
+// loginTimeout bounds a login's wait for the broker.
+const loginTimeout = 5 * time.Second
+
+// register binds a connection to its uid and queues its welcome. The
+// connection first holds what is pushed to it (catchup) while the broker is
+// told of the uid (Attached, for its first connection on this node) and,
+// for a protocol that resumes with history on, asked for the uid's position
+// and what the client missed; then the welcome, the replay and what was held
+// are queued in order, without duplicates.
 func (h *Hub) register(c *Conn, uid string, since *Position) error {
-	st := h.settings.Load()
-	recover := c.proto.Resumes() && st.HistorySize > 0
-	var noHistory *Resume
-	if since != nil && c.proto.Resumes() && !recover {
-		noHistory = &Resume{Since: since.Offset, Reason: ReasonHistoryOff}
-	}
-	first, err := h.bind(c, uid, recover, noHistory)
+	first, err := h.bind(c, uid)
 	if err != nil {
 		return err
 	}
+	b := h.Broker()
+	ctx, cancel := context.WithTimeout(context.Background(), loginTimeout)
+	defer cancel()
 	if first {
-		h.Broker().Attached(uid)
-	}
-	if !recover {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), recoverTimeout)
-	rec, rerr := h.Broker().Recover(ctx, uid, since)
-	cancel()
-	if rerr != nil {
-		h.logger().Warn("the broker could not tell a logging-in uid's position",
-			zap.String("uid", uid), zap.Error(rerr))
-		rec = Recovery{}
-		if since != nil {
-			rec.Resume = &Resume{Since: since.Offset, Reason: ReasonStoreUnavailable}
+		if err := b.Attached(ctx, uid); err != nil {
+			// The connection is served here all the same; the broker
+			// announces it again once it can.
+			h.logger().Warn("the broker could not announce a uid", zap.String("uid", uid), zap.Error(err))
 		}
+	} else {
+		b.Changed(uid)
 	}
-	h.caughtUp(c, uid, rec, rerr == nil)
+	history := h.settings.Load().HistorySize > 0
+	switch {
+	case !c.proto.Resumes():
+		h.caughtUp(c, uid, nil, nil, false)
+	case !history:
+		var r *Resume
+		if since != nil {
+			r = &Resume{Since: since.Offset, Reason: ReasonHistoryOff}
+		}
+		h.caughtUp(c, uid, nil, &Recovery{Resume: r}, false)
+	default:
+		rec, err := b.Recover(ctx, uid, since)
+		if err != nil {
+			h.logger().Warn("the broker could not tell a logging-in uid's position",
+				zap.String("uid", uid), zap.Error(err))
+			rec = Recovery{}
+			if since != nil {
+				rec.Resume = &Resume{Since: since.Offset, Reason: ReasonStoreUnavailable}
+			}
+			h.caughtUp(c, uid, nil, &rec, true)
+			return nil
+		}
+		h.caughtUp(c, uid, &rec.Position, &rec, true)
+	}
 	return nil
 }
 
-// recoverTimeout bounds a login's wait for the broker's recovery.
-const recoverTimeout = 5 * time.Second
-
-// bind adds c to uid's entry. Without recovery it queues the welcome (with
-// resume, if set) under the entry's lock; with it, c holds what comes
-// meanwhile (catchup). first tells whether c is the uid's first connection
-// on this node.
-func (h *Hub) bind(c *Conn, uid string, recover bool, resume *Resume) (first bool, err error) {
+// bind adds c to uid's entry, holding what is pushed to it until caughtUp.
+// first tells whether c is the uid's first connection on this node.
+func (h *Hub) bind(c *Conn, uid string) (first bool, err error) {
 	if h.closed.Load() {
 		return false, ErrHubClosed
 	}
@@ -123,11 +135,7 @@ func (h *Hub) bind(c *Conn, uid string, recover bool, resume *Resume) (first boo
 	first = !e.online()
 	c.uid = uid
 	c.loggedIn.Store(true)
-	if recover {
-		c.catchup = &catchup{}
-	} else {
-		c.enqueueAll(c.welcome(e.position(), resume, false), nil)
-	}
+	c.catchingUp = true
 	e.conns = append(e.conns, c)
 	e.mu.Unlock()
 	s.mu.Unlock()
@@ -139,10 +147,10 @@ func (h *Hub) bind(c *Conn, uid string, recover bool, resume *Resume) (first boo
 	return first, nil
 }
 
-// caughtUp queues the welcome, the replay and what was held meanwhile, and
-// makes c a live connection of uid. Without a recovery (ok false) the
-// welcome carries the position this node last saw.
-func (h *Hub) caughtUp(c *Conn, uid string, rec Recovery, ok bool) {
+// caughtUp queues the welcome at pos (nil: this node's own numbering), the
+// replay of rec and what was held meanwhile, and makes c a live connection
+// of uid.
+func (h *Hub) caughtUp(c *Conn, uid string, pos *Position, rec *Recovery, history bool) {
 	s := h.uidShard(uid)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -156,24 +164,34 @@ func (h *Hub) caughtUp(c *Conn, uid string, rec Recovery, ok bool) {
 		return // torn down meanwhile
 	}
 	held := c.catchup
-	c.catchup = nil
-	pos := rec.Position
-	if !ok {
-		pos = Position{Offset: e.seq}
+	c.catchingUp, c.catchup = false, nil
+	at := e.position()
+	if pos != nil {
+		at = *pos
 	}
-	replayed := make(map[uint64]struct{}, len(rec.Messages))
-	frames := make([][]byte, 0, len(rec.Messages)+len(held.frames))
-	for _, m := range rec.Messages {
-		replayed[m.Seq] = struct{}{}
-		frames = append(frames, c.proto.Message(m.Message).Frame(m.Seq))
-	}
-	for _, f := range held.frames {
-		if _, dup := replayed[f.seq]; !dup {
+	var frames [][]byte
+	var resume *Resume
+	if rec != nil {
+		resume = rec.Resume
+		replayed := make(map[uint64]struct{}, len(rec.Messages))
+		for _, m := range rec.Messages {
+			replayed[m.Seq] = struct{}{}
+			frames = append(frames, c.proto.Message(m.Message).Frame(m.Seq))
+		}
+		h.framesOut.Add(uint64(len(rec.Messages)))
+		if held != nil {
+			for _, f := range held.frames {
+				if _, dup := replayed[f.seq]; !dup {
+					frames = append(frames, f.wire)
+				}
+			}
+		}
+	} else if held != nil {
+		for _, f := range held.frames {
 			frames = append(frames, f.wire)
 		}
 	}
-	h.framesOut.Add(uint64(len(rec.Messages)))
-	c.enqueueAll(c.welcome(pos, rec.Resume, true), frames)
+	c.enqueueAll(c.welcome(at, resume, history), frames)
 }
 
 // remove takes a connection off the hub. With its last connection the uid
@@ -186,7 +204,7 @@ func (h *Hub) remove(c *Conn) {
 		h.pendingMu.Unlock()
 		return
 	}
-	keep := h.settings.Load().HistorySize > 0
+	keep := h.localHistory.Load() && h.settings.Load().HistorySize > 0
 	s := h.uidShard(c.uid)
 	s.mu.Lock()
 	e := s.m[c.uid]
@@ -202,7 +220,7 @@ func (h *Hub) remove(c *Conn) {
 		return
 	}
 	e.conns = slices.Delete(e.conns, i, i+1)
-	c.catchup = nil
+	c.catchingUp, c.catchup = false, nil
 	last := len(e.conns) == 0
 	if last {
 		e.offlineAt = time.Now().UnixNano()
@@ -225,9 +243,7 @@ func (h *Hub) remove(c *Conn) {
 	}
 	s.mu.Unlock()
 	h.connections.Add(-1)
-	if last {
-		h.Broker().Detached(c.uid)
-	}
+	h.Broker().Changed(c.uid)
 }
 
 // Online returns how many connections uid holds on this node.
@@ -316,10 +332,27 @@ func (l Local) Kick(uid, reason string) int {
 // is held. A connection that would hold more than send_queue frames is cut
 // off as a slow consumer.
 func (c *Conn) hold(seq uint64, wire []byte) bool {
+	if c.catchup == nil {
+		c.catchup = &catchup{}
+	}
 	if len(c.catchup.frames) >= c.settings().SendQueue {
 		c.cutOff()
 		return false
 	}
 	c.catchup.frames = append(c.catchup.frames, caughtFrame{seq, wire})
 	return true
+}
+
+// Seq returns the sequence number of the last message this node queued to
+// uid, 0 when it holds no entry for it.
+func (l Local) Seq(uid string) uint64 {
+	s := l.h.uidShard(uid)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if e := s.m[uid]; e != nil {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.seq
+	}
+	return 0
 }

@@ -21,6 +21,36 @@ type Stats struct {
 	HistoryBytes   int64  // their memory
 	HistoryMaxSize int64  // the history budget
 	Goroutines     int    // of the whole process
+	// Cluster is what a cluster broker adds; nil on one node. With it, the
+	// counters above are the whole cluster's.
+	Cluster *ClusterStats
+}
+
+// ClusterStats describe a hub's cluster, as seen from this node.
+type ClusterStats struct {
+	Node      string // this node's id
+	Connected bool   // the broker reaches its store: pushes reach other nodes
+	// Nodes are the counters of each live node that answered, this one
+	// included; Unanswered counts the live nodes that did not in time.
+	Nodes       []NodeStats
+	Unanswered  int
+	StoreErrors uint64 // operations on the store that failed
+	Reconnects  uint64 // times the broker got its store back after losing it
+	Unreached   uint64 // pushes from this node that did not reach every node they should have
+}
+
+// NodeStats are one node's own counters.
+type NodeStats struct {
+	Node          string
+	Connections   int64
+	Pending       int
+	UIDs          int
+	Groups        int
+	MessagesIn    uint64
+	MessagesOut   uint64
+	Pushes        uint64
+	SlowConsumers uint64
+	Goroutines    int
 }
 
 // Stats counts the hub's connections, uids, groups, history and traffic,
@@ -66,4 +96,10 @@ func (l Local) Stats() Stats {
 	st.Pending = len(h.pending)
 	h.pendingMu.Unlock()
 	return st
+}
+
+// ClusterReporter is implemented by cluster brokers: the cluster's state as
+// this node sees it, without asking the other nodes (for metrics).
+type ClusterReporter interface {
+	ClusterState() ClusterStats
 }

@@ -115,6 +115,13 @@ type SendReceipt struct {
 	// Acked counts the json connections that acknowledged the message
 	// within WaitAck; nil when WaitAck was not given.
 	Acked *int `json:"acked,omitempty"`
+	// UnreachedNodes counts, in cluster mode, the instances that should
+	// have delivered the push but did not answer in time.
+	UnreachedNodes int `json:"unreached_nodes,omitempty"`
+	// ClusterUnavailable is true, in cluster mode, when the cluster's Redis
+	// could not be reached: only the instance that took the push delivered
+	// it, and nothing was stored.
+	ClusterUnavailable bool `json:"cluster_unavailable,omitempty"`
 }
 
 // Online is the answer of GET /online: whether a uid is connected, and by
@@ -163,6 +170,35 @@ type Stats struct {
 	HistoryBytes   int64  `json:"history_bytes"`     // their memory
 	HistoryMaxSize int64  `json:"history_max_bytes"` // the history budget
 	Goroutines     int    `json:"goroutines"`        // of the server process
+	// Cluster is set in cluster mode; the counters above are then the
+	// whole cluster's.
+	Cluster *ClusterStats `json:"cluster,omitempty"`
+}
+
+// ClusterStats describe a hub's cluster, as the instance that answered
+// sees it.
+type ClusterStats struct {
+	Node        string      `json:"node"`         // the answering instance's id
+	Connected   bool        `json:"connected"`    // it reaches Redis: pushes reach the other instances
+	Nodes       []NodeStats `json:"nodes"`        // each live instance that answered, this one first
+	Unanswered  int         `json:"unanswered"`   // live instances that did not answer in time
+	StoreErrors uint64      `json:"store_errors"` // operations on Redis that failed, on this instance
+	Reconnects  uint64      `json:"reconnects"`   // times this instance got Redis back after losing it
+	Unreached   uint64      `json:"unreached"`    // pushes from this instance that did not reach every instance
+}
+
+// NodeStats are one instance's own counters.
+type NodeStats struct {
+	Node          string `json:"node"`
+	Connections   int64  `json:"connections"`
+	Pending       int    `json:"pending"`
+	UIDs          int    `json:"uids"`
+	Groups        int    `json:"groups"`
+	MessagesIn    uint64 `json:"messages_in"`
+	MessagesOut   uint64 `json:"messages_out"`
+	Pushes        uint64 `json:"pushes"`
+	SlowConsumers uint64 `json:"slow_consumers"`
+	Goroutines    int    `json:"goroutines"`
 }
 
 // Send pushes req and returns the receipt.

@@ -1,0 +1,210 @@
+// Package redisbroker is the cluster mode of caddy-pushhub: a hub.Broker on
+// Redis that makes several Caddy processes (nodes) behave as one hub.
+//
+// Each node keeps, under a lease renewed by heartbeat, which uids it holds
+// in a cluster-wide index (uid -> nodes), so a push to a uid is published
+// only to the nodes that hold it: one script, one round trip, whatever the
+// number of nodes. Broadcasts and group pushes without history go to every
+// node on one channel. Presence (online, the uid list, stats) answers for
+// the whole cluster; a node that dies drops out of presence and routing
+// when its lease ends, and a live node cleans up after it.
+//
+// With history on, Redis numbers every push per uid (an epoch and an
+// offset) and keeps the uid's last messages: a client resuming on any node
+// gets what it missed, and a store that lost its data (a restart, a flush)
+// starts new epochs, which resuming clients are told about. Numbered
+// pushes reach every node, the origin included, through Redis in Redis's
+// order, so every connection of a uid sees them in sequence.
+//
+// When Redis is away, each node goes on delivering to its own connections,
+// says so in receipts (Unreached -1), stats, logs and metrics, and tries
+// again with backoff and jitter; once back, it announces its uids again and
+// routing resumes. Receipts report "stored" only once Redis has the
+// message.
+package redisbroker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/pushhub/caddy-pushhub/hub"
+)
+
+// Broker is a hub's cluster broker on Redis. Make it with New; it is
+// installed with Hub.SetBroker and stopped with Close.
+type Broker struct {
+	cfg    Config
+	local  hub.Local
+	log    *zap.Logger
+	rdb    redis.UniversalClient
+	node   string   // this node's id
+	p      string   // key prefix: "<prefix>:{<hub>}:"
+	keys   []string // KEYS of every script: the hub's node set
+	inbox  string   // this node's channel
+	allCh  string   // every node's channel
+	nextID atomic.Uint64
+
+	connected atomic.Bool
+	wake      chan struct{} // a failed operation asks the heartbeat to check at once
+
+	waitMu  sync.Mutex
+	waiters map[uint64]*waiter
+
+	replies chan outReply // to the reply sender
+
+	changedMu sync.Mutex
+	changed   map[string]struct{} // uids whose count here changed, to record
+	changedCh chan struct{}
+
+	divergedMu  sync.Mutex
+	diverged    map[string]struct{} // uids numbered here while Redis was away
+	divergedAll bool
+
+	storeErrors atomic.Uint64
+	reconnects  atomic.Uint64
+	unreached   atomic.Uint64
+
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// New makes a cluster broker for the hub whose local side is l and starts
+// it: it subscribes, announces this node's uids, and keeps its lease. It
+// does not wait for Redis: until Redis answers, the hub delivers locally
+// and reports the cluster as unreachable.
+func New(hubName string, l hub.Local, cfg Config, log *zap.Logger) (*Broker, error) {
+	opts, err := cfg.options()
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = zap.NewNop()
+	}
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, err
+	}
+	b := &Broker{
+		cfg:       cfg,
+		local:     l,
+		rdb:       redis.NewUniversalClient(opts),
+		node:      hex.EncodeToString(id[:]),
+		p:         fmt.Sprintf("%s:{%s}:", cfg.Prefix, hubName),
+		wake:      make(chan struct{}, 1),
+		waiters:   make(map[uint64]*waiter),
+		replies:   make(chan outReply, 4096),
+		changed:   make(map[string]struct{}),
+		changedCh: make(chan struct{}, 1),
+		diverged:  make(map[string]struct{}),
+		stop:      make(chan struct{}),
+	}
+	b.log = log.With(zap.String("hub", hubName), zap.String("node", b.node))
+	b.keys = []string{b.p + "nodes"}
+	b.inbox = b.p + "c:" + b.node
+	b.allCh = b.p + "c:all"
+	ps := b.rdb.Subscribe(context.Background(), b.inbox, b.allCh)
+	b.goFn("subscriber", func() { b.subscribe(ps) })
+	b.goFn("reply sender", b.sendReplies)
+	b.goFn("announcer", b.announce)
+	b.goFn("heartbeat", b.heartbeat)
+	return b, nil
+}
+
+// Node is this node's id in the cluster.
+func (b *Broker) Node() string { return b.node }
+
+// goFn runs fn in a goroutine the broker owns: Close waits for it, and a
+// panic is logged, not fatal.
+func (b *Broker) goFn(name string, fn func()) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer func() {
+			if v := recover(); v != nil {
+				b.log.Error("panic in the cluster broker's "+name+" goroutine",
+					zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+			}
+		}()
+		fn()
+	}()
+}
+
+// run runs a script, counting and reporting a failure to reach Redis.
+func (b *Broker) run(ctx context.Context, s *redis.Script, args ...any) (any, error) {
+	v, err := s.Run(ctx, b.rdb, b.keys, append([]any{b.p}, args...)...).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		b.failed(err)
+		return nil, err
+	}
+	return v, nil
+}
+
+// failed notes that Redis could not be reached: the heartbeat checks at
+// once, and the broker counts as disconnected until Redis answers again.
+func (b *Broker) failed(err error) {
+	b.storeErrors.Add(1)
+	if b.connected.CompareAndSwap(true, false) {
+		b.log.Warn("lost the cluster's Redis: delivering to this node's connections only until it is back", zap.Error(err))
+	}
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// LocalHistory is false: history lives in Redis.
+func (b *Broker) LocalHistory() bool { return false }
+
+// Close leaves the cluster: the node's uids are taken out of the index at
+// once rather than when its lease ends, and the broker's goroutines end.
+func (b *Broker) Close() error {
+	if !b.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(b.stop)
+	b.wg.Wait()
+	if b.connected.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		// A lease that has ended makes the node dead; reaping it removes
+		// its uids.
+		if err := b.rdb.ZAdd(ctx, b.keys[0], redis.Z{Score: 0, Member: b.node}).Err(); err == nil {
+			b.reap(ctx)
+		}
+	}
+	return b.rdb.Close()
+}
+
+// strings converts a script's list reply.
+func strings(v any) []string {
+	l, _ := v.([]any)
+	out := make([]string, 0, len(l))
+	for _, x := range l {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// newEpoch names a new numbering: random, never reused.
+func newEpoch() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Interface guard
+var _ hub.Broker = (*Broker)(nil)

@@ -1,0 +1,277 @@
+package redisbroker
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pushhub/caddy-pushhub/hub"
+)
+
+// Attached records uid's first connection on this node before its welcome
+// is sent, and joins it here to the groups it belongs to in the cluster.
+func (b *Broker) Attached(ctx context.Context, uid string) error {
+	v, err := b.run(ctx, scriptAttach, b.node, b.local.Online(uid), uid)
+	if err != nil {
+		b.Changed(uid) // recorded once Redis is back
+		return err
+	}
+	for _, g := range strings(v) {
+		_ = b.local.Join(uid, g)
+	}
+	return nil
+}
+
+// Changed queues uid for the announcer, which records this node's count of
+// its connections.
+func (b *Broker) Changed(uid string) {
+	b.changedMu.Lock()
+	b.changed[uid] = struct{}{}
+	b.changedMu.Unlock()
+	select {
+	case b.changedCh <- struct{}{}:
+	default:
+	}
+}
+
+// announce records the counts of changed uids, many per script: what the
+// node holds when it gets to them, so that calls out of order do not
+// matter.
+func (b *Broker) announce() {
+	for {
+		select {
+		case <-b.changedCh:
+		case <-b.stop:
+			b.flushChanged() // a closing hub's last departures
+			return
+		}
+		b.flushChanged()
+	}
+}
+
+// flushChanged records the counts of the changed uids; on failure they
+// stay queued for the next try.
+func (b *Broker) flushChanged() {
+	b.changedMu.Lock()
+	uids := make([]string, 0, len(b.changed))
+	for u := range b.changed {
+		uids = append(uids, u)
+	}
+	clear(b.changed)
+	b.changedMu.Unlock()
+	if len(uids) == 0 || !b.connected.Load() {
+		b.requeue(uids)
+		return
+	}
+	ttl := b.historyTTL()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for len(uids) > 0 {
+		n := min(len(uids), 256)
+		args := []any{b.node, ttl}
+		for _, u := range uids[:n] {
+			args = append(args, u, b.local.Online(u))
+		}
+		if _, err := b.run(ctx, scriptCounts, args...); err != nil {
+			b.requeue(uids)
+			return
+		}
+		uids = uids[n:]
+	}
+}
+
+func (b *Broker) requeue(uids []string) {
+	b.changedMu.Lock()
+	for _, u := range uids {
+		b.changed[u] = struct{}{}
+	}
+	b.changedMu.Unlock()
+}
+
+// historyTTL is the ttl of a departed uid's numbering and history, in ms; 0
+// with history off.
+func (b *Broker) historyTTL() int64 {
+	st := b.local.Settings()
+	if st.HistorySize == 0 {
+		return 0
+	}
+	return st.HistoryTTL.Milliseconds()
+}
+
+// Online counts uid's connections on the live nodes.
+func (b *Broker) Online(ctx context.Context, uid string) (int, error) {
+	v, err := b.run(ctx, scriptOnline, uid)
+	if err != nil {
+		return b.local.Online(uid), err
+	}
+	n, _ := v.(int64)
+	return int(n), nil
+}
+
+// UIDs pages the cluster's online uids, or a group's members.
+func (b *Broker) UIDs(ctx context.Context, group, after string, limit int) ([]string, bool, error) {
+	if limit <= 0 {
+		limit = 1 << 20
+	}
+	v, err := b.run(ctx, scriptUIDs, group, after, limit)
+	if err != nil {
+		return nil, false, err
+	}
+	uids := strings(v)
+	if len(uids) > limit {
+		return uids[:limit], true, nil
+	}
+	return uids, false, nil
+}
+
+// heartbeat renews the node's lease every third of it, cleans up after
+// dead nodes, and finds Redis again after it was lost: then it announces
+// the node's uids again (Redis may have lost them) and starts new epochs
+// for uids numbered here meanwhile. Failed attempts back off with jitter.
+func (b *Broker) heartbeat() {
+	every := b.cfg.Lease / 3
+	backoff := 50 * time.Millisecond
+	next := time.Duration(0)
+	for {
+		timer := time.NewTimer(next)
+		select {
+		case <-b.stop:
+			timer.Stop()
+			return
+		case <-b.wake:
+			timer.Stop()
+		case <-timer.C:
+		}
+		if b.beat() {
+			backoff = 50 * time.Millisecond
+			next = every - every/10 + rand.N(every/5)
+			continue
+		}
+		next = backoff/2 + rand.N(backoff)
+		backoff = min(2*backoff, every)
+	}
+}
+
+// beat renews the lease once; it reports whether Redis answered.
+func (b *Broker) beat() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	v, err := b.run(ctx, scriptHeartbeat, b.node, b.cfg.Lease.Milliseconds())
+	if err != nil {
+		return false
+	}
+	unknown, _ := v.(int64)
+	back := b.connected.CompareAndSwap(false, true)
+	if back {
+		b.reconnects.Add(1)
+	}
+	if back || unknown == 1 {
+		if err := b.reannounce(ctx); err != nil {
+			b.connected.Store(false)
+			return false
+		}
+		if back && b.reconnects.Load() > 1 {
+			b.log.Info("the cluster's Redis is back: routing across nodes again")
+		}
+	}
+	b.reap(ctx)
+	return true
+}
+
+// reannounce records every uid this node holds, then starts new epochs for
+// the uids it numbered on its own while Redis was away.
+func (b *Broker) reannounce(ctx context.Context) error {
+	b.local.EachUID(func(uid string) { b.Changed(uid) })
+	b.flushChanged()
+	b.changedMu.Lock()
+	left := len(b.changed)
+	b.changedMu.Unlock()
+	if left > 0 {
+		return errNotAnnounced
+	}
+	b.divergedMu.Lock()
+	uids := make([]string, 0, len(b.diverged))
+	for u := range b.diverged {
+		uids = append(uids, u)
+	}
+	if b.divergedAll {
+		b.local.EachUID(func(uid string) { uids = append(uids, uid) })
+	}
+	clear(b.diverged)
+	b.divergedAll = false
+	b.divergedMu.Unlock()
+	for len(uids) > 0 {
+		n := min(len(uids), 256)
+		args := []any{newEpoch()}
+		for _, u := range uids[:n] {
+			args = append(args, u, b.local.Seq(u))
+		}
+		if _, err := b.run(ctx, scriptDiverged, args...); err != nil {
+			b.divergedMu.Lock()
+			for _, u := range uids {
+				b.diverged[u] = struct{}{}
+			}
+			b.divergedMu.Unlock()
+			return err
+		}
+		uids = uids[n:]
+	}
+	return nil
+}
+
+var errNotAnnounced = &hub.Error{Code: "cluster_unavailable", Message: "the node's uids could not be announced"}
+
+// reap cleans up after nodes whose lease has ended, a bounded amount per
+// script.
+func (b *Broker) reap(ctx context.Context) {
+	ttl := b.historyTTL()
+	for range 100 {
+		v, err := b.run(ctx, scriptReap, ttl, 1000)
+		if err != nil {
+			return
+		}
+		if n, _ := v.(int64); n == 0 {
+			return
+		}
+		b.log.Debug("cleaned up after a node whose lease ended", zap.Int64("uids", v.(int64)))
+	}
+}
+
+// Recover returns uid's position in Redis and, with since, what the client
+// missed, from Redis's history.
+func (b *Broker) Recover(ctx context.Context, uid string, since *hub.Position) (hub.Recovery, error) {
+	st := b.local.Settings()
+	from, epoch := "1e300", ""
+	if since != nil {
+		from, epoch = formatUint(since.Offset), since.Epoch
+	}
+	v, err := b.run(ctx, scriptRecover, uid, from, epoch, newEpoch(), st.HistoryTTL.Milliseconds())
+	if err != nil {
+		return hub.Recovery{}, err
+	}
+	l, _ := v.([]any)
+	if len(l) < 3 {
+		return hub.Recovery{}, errBadReply
+	}
+	seq, _ := l[0].(int64)
+	cur, _ := l[1].(string)
+	now, _ := l[2].(int64)
+	rec := hub.Recovery{Position: hub.Position{Epoch: cur, Offset: uint64(seq)}}
+	if since == nil {
+		return rec, nil
+	}
+	cutoff := now - st.HistoryTTL.Milliseconds()
+	for _, x := range l[3:] {
+		s, _ := x.(string)
+		m, ok := parseStored(s)
+		if ok && m.at >= cutoff {
+			rec.Messages = append(rec.Messages, m.StoredMessage)
+		}
+	}
+	rec.Resume = resumeOf(*since, rec.Position, len(rec.Messages))
+	return rec, nil
+}
+
+var errBadReply = &hub.Error{Code: "cluster_unavailable", Message: "an unexpected reply from the cluster's Redis"}

@@ -1,0 +1,180 @@
+package redisbroker
+
+import (
+	"context"
+
+	"github.com/pushhub/caddy-pushhub/hub"
+)
+
+// Publish delivers p on every node that holds its targets. Without history,
+// this node delivers to its own connections at once and one script
+// publishes to the other nodes holding a target uid (or to every node, for
+// a broadcast or a group); with history, one script numbers and stores the
+// push per uid and routes it to every node holding one, this node included,
+// so that every node delivers numbered pushes in Redis's order. Either way
+// the receipt adds up what each node reports.
+func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, error) {
+	st := b.local.Settings()
+	history := st.HistorySize > 0
+	if !b.connected.Load() {
+		return b.deliverAlone(ctx, p, history), nil
+	}
+	id := b.nextID.Add(1)
+	e := &envelope{Kind: kindPush, ID: id, Origin: b.node, Msg: encodeMessage(p.Message), WaitMS: p.WaitAck.Milliseconds()}
+	w := b.await(id)
+	var v any
+	var err error
+	t := p.Target
+	switch {
+	case !history && (t.All || t.Group != ""):
+		e.Target, e.Group = targetAll, ""
+		if !t.All {
+			e.Target, e.Group = targetGroup, t.Group
+		}
+		v, err = b.run(ctx, scriptFanOut, string(marshal(e)), b.node)
+	case t.All:
+		e.Target = targetUIDs
+		v, err = b.run(ctx, scriptPublishAll, b.numberingArgs(st, e)...)
+	case t.Group != "":
+		e.Target = targetUIDs
+		v, err = b.run(ctx, scriptPublishGroup, append(b.numberingArgs(st, e), t.Group)...)
+	default:
+		e.Target = targetUIDs
+		uids := t.UIDs
+		if uids == nil {
+			uids = []string{t.UID}
+		}
+		args := b.numberingArgs(st, e)
+		for _, u := range uids {
+			args = append(args, u)
+		}
+		v, err = b.run(ctx, scriptPublishUIDs, args...)
+	}
+	if err != nil {
+		b.forget(id)
+		return b.deliverAlone(ctx, p, history), nil
+	}
+	var r hub.Receipt
+	nodes := strings(v)
+	if history {
+		// The reply leads with how many uids were numbered and stored.
+		if l, ok := v.([]any); ok && len(l) > 0 {
+			n, _ := l[0].(int64)
+			r.Stored = n > 0
+		}
+	} else {
+		// This node's own connections, at once and in this order.
+		r = b.local.Deliver(ctx, p, hub.DeliverOptions{})
+	}
+	replies, missing := b.collect(ctx, id, w, nodes, b.cfg.ReplyTimeout+p.WaitAck)
+	for _, rep := range replies {
+		r.Delivered += rep.Delivered
+		r.Dropped += rep.Dropped
+		r.Acked += rep.Acked
+	}
+	r.Unreached = missing
+	if missing > 0 {
+		b.unreached.Add(1)
+	}
+	return r, nil
+}
+
+// numberingArgs are the arguments of the numbering scripts: history size,
+// ttl, an epoch for new numberings, the message, the origin, whether the
+// origin gets the push too (yes: numbered pushes reach every node through
+// Redis), and the envelope's head.
+func (b *Broker) numberingArgs(st hub.Settings, e *envelope) []any {
+	self := "0"
+	if st.HistorySize > 0 {
+		self = "1"
+	}
+	return []any{st.HistorySize, st.HistoryTTL.Milliseconds(), newEpoch(), string(e.Msg), b.node, self, head(e)}
+}
+
+// deliverAlone delivers a push to this node's connections only, because
+// Redis cannot be reached: the receipt says other nodes were not
+// (Unreached -1) and nothing was stored. A push numbered here is noted, so
+// that the uid's numbering starts a new epoch once Redis is back.
+func (b *Broker) deliverAlone(ctx context.Context, p *hub.Publication, history bool) hub.Receipt {
+	b.unreached.Add(1)
+	r := b.local.Deliver(ctx, p, hub.DeliverOptions{})
+	r.Unreached = -1
+	if history {
+		b.divergedMu.Lock()
+		switch t := p.Target; {
+		case t.All:
+			b.divergedAll = true
+		case t.Group != "":
+			uids, _ := b.local.UIDs(t.Group, "", 0)
+			for _, u := range uids {
+				b.diverged[u] = struct{}{}
+			}
+		case t.UIDs != nil:
+			for _, u := range t.UIDs {
+				b.diverged[u] = struct{}{}
+			}
+		default:
+			b.diverged[t.UID] = struct{}{}
+		}
+		b.divergedMu.Unlock()
+	}
+	return r
+}
+
+// Kick closes uid's connections on every node.
+func (b *Broker) Kick(ctx context.Context, uid, reason string) (int, error) {
+	closed := b.local.Kick(uid, reason)
+	if !b.connected.Load() {
+		return closed, nil
+	}
+	id := b.nextID.Add(1)
+	w := b.await(id)
+	v, err := b.run(ctx, scriptToHolders, uid, string(marshal(&envelope{Kind: kindKick, ID: id, Origin: b.node, UID: uid, Reason: reason})), b.node)
+	if err != nil {
+		b.forget(id)
+		return closed, nil
+	}
+	replies, _ := b.collect(ctx, id, w, strings(v), b.cfg.ReplyTimeout)
+	for _, r := range replies {
+		closed += r.Delivered
+	}
+	return closed, nil
+}
+
+// Join adds an online uid to a group for the whole cluster: Redis keeps the
+// membership, and the nodes holding the uid are told, so that their
+// connections of the uid get the group's pushes.
+func (b *Broker) Join(ctx context.Context, uid, group string) error {
+	ev := string(marshal(&envelope{Kind: kindJoin, UID: uid, Group: group}))
+	v, err := b.run(ctx, scriptJoin, uid, group, ev, b.node)
+	if err != nil {
+		if b.local.Online(uid) > 0 {
+			return b.local.Join(uid, group) // on this node at least
+		}
+		return err
+	}
+	if n, ok := v.(int64); ok && n < 0 {
+		return hub.ErrOffline
+	}
+	if b.local.Online(uid) > 0 {
+		return b.local.Join(uid, group)
+	}
+	return nil
+}
+
+// Leave takes uid out of a group for the whole cluster.
+func (b *Broker) Leave(ctx context.Context, uid, group string) (bool, error) {
+	local := b.local.Leave(uid, group)
+	ev := string(marshal(&envelope{Kind: kindLeave, UID: uid, Group: group}))
+	v, err := b.run(ctx, scriptLeave, uid, group, ev, b.node)
+	if err != nil {
+		return local, err
+	}
+	l, _ := v.([]any)
+	was := local
+	if len(l) > 0 {
+		n, _ := l[0].(int64)
+		was = was || n == 1
+	}
+	return was, nil
+}

@@ -1,0 +1,351 @@
+package redisbroker
+
+import "github.com/redis/go-redis/v9"
+
+// The Lua scripts: each operation is one script, so one round trip, and
+// atomic. Every key of a hub shares the hub's hash tag (keys.go), so the
+// scripts also run on Redis Cluster, where a script's keys must live in one
+// slot. KEYS[1] is always the hub's node set, which routes the script to
+// that slot; ARGV[1] is the hub's key prefix, from which a script derives
+// the other keys.
+//
+// Keys (p = "<prefix>:{<hub>}:"):
+//
+//	p.."nodes"      ZSET  node id -> end of its lease (unix ms)
+//	p.."u:"..uid    HASH  node id -> connections of uid on that node
+//	p.."n:"..node   SET   uids the node holds (to clean up after it)
+//	p.."online"     ZSET  online uids (score 0), for paging
+//	p.."ug:"..uid   SET   the uid's groups
+//	p.."g:"..group  ZSET  the group's member uids (score 0), for paging
+//	p.."groups"     SET   groups with members
+//	p.."s:"..uid    HASH  the uid's numbering: seq, epoch
+//	p.."h:"..uid    ZSET  the uid's history: seq -> "<seq>:<unix ms>:<message>"
+//	p.."kept"       ZSET  offline uids whose history is kept -> its end (unix ms)
+//
+// Channels: p.."c:"..node (a node's inbox) and p.."c:all" (every node).
+
+// common defines the helpers every script starts with.
+const common = `
+local p = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function alive(node)
+	local e = redis.call('ZSCORE', p .. 'nodes', node)
+	return e and tonumber(e) > now
+end
+-- offline ends a uid's presence everywhere: its groups go, and its
+-- numbering and history expire after ttl (0: no history kept).
+local function offline(uid, ttl)
+	redis.call('ZREM', p .. 'online', uid)
+	local ug = p .. 'ug:' .. uid
+	for _, g in ipairs(redis.call('SMEMBERS', ug)) do
+		redis.call('ZREM', p .. 'g:' .. g, uid)
+		if redis.call('ZCARD', p .. 'g:' .. g) == 0 then redis.call('SREM', p .. 'groups', g) end
+	end
+	redis.call('DEL', ug)
+	if ttl > 0 then
+		redis.call('PEXPIRE', p .. 's:' .. uid, ttl)
+		redis.call('ZADD', p .. 'kept', now + ttl, uid)
+	else
+		redis.call('DEL', p .. 's:' .. uid, p .. 'h:' .. uid)
+	end
+end
+-- live nodes holding uid, with their connection counts
+local function holders(uid)
+	local h = redis.call('HGETALL', p .. 'u:' .. uid)
+	local out = {}
+	for i = 1, #h, 2 do
+		if alive(h[i]) then out[#out + 1] = {h[i], tonumber(h[i + 1])} end
+	end
+	return out
+end
+`
+
+// numbering defines number(uid): the next sequence number of uid's
+// numbering, with the message stored in its history. ARGV[2] is the
+// history size (0: off), ARGV[3] its ttl in ms, ARGV[4] an epoch for a new
+// numbering, ARGV[5] the message.
+const numbering = `
+local size, ttl, newEpoch, msg = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local function number(uid)
+	local s = p .. 's:' .. uid
+	local seq = redis.call('HINCRBY', s, 'seq', 1)
+	if seq == 1 then redis.call('HSETNX', s, 'epoch', newEpoch) end
+	local h = p .. 'h:' .. uid
+	redis.call('ZADD', h, seq, seq .. ':' .. now .. ':' .. msg)
+	redis.call('ZREMRANGEBYRANK', h, 0, -(size + 1))
+	redis.call('PEXPIRE', h, ttl)
+	if redis.call('EXISTS', p .. 'u:' .. uid) == 0 then
+		redis.call('PEXPIRE', s, ttl)
+		redis.call('ZADD', p .. 'kept', now + ttl, uid)
+	end
+	return seq
+end
+`
+
+// routing defines route(uid, seq) and publishAll(head, numbered): per-node
+// lists of targets, published to each node's inbox as head .. ',"u":[...]}';
+// publishAll returns how many uids were numbered, then the nodes.
+// ARGV[6] is the origin node; with ARGV[7] == "1" the origin is routed to as
+// well (numbered pushes, which every node delivers in Redis's order).
+const routing = `
+local origin, self = ARGV[6], ARGV[7] == '1'
+local perNode, nodes = {}, {}
+local function route(uid, seq)
+	for _, h in ipairs(holders(uid)) do
+		local node = h[1]
+		if self or node ~= origin then
+			if not perNode[node] then perNode[node] = {}; nodes[#nodes + 1] = node end
+			local l = perNode[node]
+			l[#l + 1] = {uid, seq}
+		end
+	end
+end
+local function publishAll(head, numbered)
+	local out = {numbered}
+	for _, node in ipairs(nodes) do
+		redis.call('PUBLISH', p .. 'c:' .. node, head .. ',"u":' .. cjson.encode(perNode[node]) .. '}')
+		out[#out + 1] = node
+	end
+	return out
+end
+`
+
+var (
+	// scriptPublishUIDs numbers (with history) and routes a push to uids:
+	// ARGV[8] is the envelope's head, ARGV[9..] the uids.
+	scriptPublishUIDs = redis.NewScript(common + numbering + routing + `
+local numbered = 0
+for i = 9, #ARGV do
+	local uid = ARGV[i]
+	local seq = 0
+	if size > 0 then seq = number(uid); numbered = numbered + 1 end
+	route(uid, seq)
+end
+return publishAll(ARGV[8], numbered)
+`)
+
+	// scriptPublishGroup numbers (with history) and routes a push to a
+	// group's members: ARGV[8] is the envelope's head, ARGV[9] the group.
+	scriptPublishGroup = redis.NewScript(common + numbering + routing + `
+local numbered = 0
+for _, uid in ipairs(redis.call('ZRANGE', p .. 'g:' .. ARGV[9], 0, -1)) do
+	route(uid, number(uid))
+	numbered = numbered + 1
+end
+return publishAll(ARGV[8], numbered)
+`)
+
+	// scriptPublishAll numbers a broadcast for every online uid and every
+	// offline one whose history is kept, and routes it: ARGV[8] is the
+	// envelope's head.
+	scriptPublishAll = redis.NewScript(common + numbering + routing + `
+redis.call('ZREMRANGEBYSCORE', p .. 'kept', '-inf', now)
+local numbered = 0
+for _, uid in ipairs(redis.call('ZRANGE', p .. 'online', 0, -1)) do
+	route(uid, number(uid))
+	numbered = numbered + 1
+end
+for _, uid in ipairs(redis.call('ZRANGE', p .. 'kept', 0, -1)) do
+	if redis.call('EXISTS', p .. 'u:' .. uid) == 0 then
+		number(uid)
+		numbered = numbered + 1
+	end
+end
+return publishAll(ARGV[8], numbered)
+`)
+
+	// scriptFanOut publishes an unnumbered push to every node (a broadcast
+	// or a group push without history): ARGV[2] is the envelope. It
+	// returns the live nodes but ARGV[3], the origin.
+	scriptFanOut = redis.NewScript(common + `
+redis.call('PUBLISH', p .. 'c:all', ARGV[2])
+local out = {}
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', p .. 'nodes', '(' .. now, '+inf')) do
+	if node ~= ARGV[3] then out[#out + 1] = node end
+end
+return out
+`)
+
+	// scriptToHolders publishes ARGV[3] to the live nodes holding uid
+	// ARGV[2], but ARGV[4], the origin; it returns those nodes.
+	scriptToHolders = redis.NewScript(common + `
+local out = {}
+for _, h in ipairs(holders(ARGV[2])) do
+	if h[1] ~= ARGV[4] then
+		redis.call('PUBLISH', p .. 'c:' .. h[1], ARGV[3])
+		out[#out + 1] = h[1]
+	end
+end
+return out
+`)
+
+	// scriptAttach records uid's first connection on node ARGV[2]
+	// (ARGV[3] connections) and returns its groups.
+	scriptAttach = redis.NewScript(common + `
+local uid, node = ARGV[4], ARGV[2]
+local u = p .. 'u:' .. uid
+redis.call('HSET', u, node, ARGV[3])
+redis.call('SADD', p .. 'n:' .. node, uid)
+redis.call('ZADD', p .. 'online', 0, uid)
+redis.call('PERSIST', p .. 's:' .. uid)
+redis.call('ZREM', p .. 'kept', uid)
+return redis.call('SMEMBERS', p .. 'ug:' .. uid)
+`)
+
+	// scriptCounts records how many connections node ARGV[2] holds of each
+	// uid: ARGV[3] is the history ttl (0: off), then uid, count pairs.
+	scriptCounts = redis.NewScript(common + `
+local node, ttl = ARGV[2], tonumber(ARGV[3])
+for i = 4, #ARGV, 2 do
+	local uid, n = ARGV[i], tonumber(ARGV[i + 1])
+	local u = p .. 'u:' .. uid
+	if n > 0 then
+		redis.call('HSET', u, node, n)
+		redis.call('SADD', p .. 'n:' .. node, uid)
+		redis.call('ZADD', p .. 'online', 0, uid)
+		redis.call('PERSIST', p .. 's:' .. uid)
+		redis.call('ZREM', p .. 'kept', uid)
+	elseif redis.call('HDEL', u, node) == 1 then
+		redis.call('SREM', p .. 'n:' .. node, uid)
+		if redis.call('HLEN', u) == 0 then offline(uid, ttl) end
+	end
+end
+return 0
+`)
+
+	// scriptHeartbeat renews node ARGV[2]'s lease of ARGV[3] ms; it
+	// returns 1 when the node was not known (a new node, or a store that
+	// lost its state), which must then announce its uids again.
+	scriptHeartbeat = redis.NewScript(common + `
+return redis.call('ZADD', p .. 'nodes', now + tonumber(ARGV[3]), ARGV[2])
+`)
+
+	// scriptReap cleans up after nodes whose lease has ended: at most
+	// ARGV[3] uids per call, the history ttl is ARGV[2]. It returns how many
+	// uids it handled (0: nothing left).
+	scriptReap = redis.NewScript(common + `
+local ttl, budget = tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', p .. 'kept', '-inf', now)
+local done = 0
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', p .. 'nodes', '-inf', now)) do
+	local n = p .. 'n:' .. node
+	for _, uid in ipairs(redis.call('SPOP', n, budget - done)) do
+		local u = p .. 'u:' .. uid
+		if redis.call('HDEL', u, node) == 1 and redis.call('HLEN', u) == 0 then offline(uid, ttl) end
+		done = done + 1
+	end
+	if redis.call('SCARD', n) == 0 then
+		redis.call('ZREM', p .. 'nodes', node)
+	end
+	if done >= budget then break end
+end
+return done
+`)
+
+	// scriptOnline returns the connections of uid ARGV[2] on live nodes.
+	scriptOnline = redis.NewScript(common + `
+local n = 0
+for _, h in ipairs(holders(ARGV[2])) do n = n + h[2] end
+return n
+`)
+
+	// scriptUIDs pages online uids (or a group's members, ARGV[2] non-empty)
+	// after ARGV[3], at most ARGV[4] of them plus one to tell whether more
+	// remain, skipping uids held only by nodes whose lease has ended.
+	scriptUIDs = redis.NewScript(common + `
+local key = p .. 'online'
+if ARGV[2] ~= '' then key = p .. 'g:' .. ARGV[2] end
+local limit = tonumber(ARGV[4])
+local from = '-'
+if ARGV[3] ~= '' then from = '(' .. ARGV[3] end
+local out = {}
+while #out <= limit do
+	local batch = redis.call('ZRANGEBYLEX', key, from, '+', 'LIMIT', 0, limit + 1)
+	if #batch == 0 then break end
+	for _, uid in ipairs(batch) do
+		if #holders(uid) > 0 then
+			out[#out + 1] = uid
+			if #out > limit then break end
+		end
+		from = '(' .. uid
+	end
+end
+return out
+`)
+
+	// scriptJoin adds uid ARGV[2] to group ARGV[3] when it is online
+	// anywhere, and tells the nodes holding it but ARGV[5] (ARGV[4] is the
+	// event). It returns -1 when the uid is offline, else the nodes told.
+	scriptJoin = redis.NewScript(common + `
+local uid, g = ARGV[2], ARGV[3]
+local hs = holders(uid)
+if #hs == 0 then return -1 end
+redis.call('SADD', p .. 'ug:' .. uid, g)
+redis.call('ZADD', p .. 'g:' .. g, 0, uid)
+redis.call('SADD', p .. 'groups', g)
+local out = {}
+for _, h in ipairs(hs) do
+	if h[1] ~= ARGV[5] then
+		redis.call('PUBLISH', p .. 'c:' .. h[1], ARGV[4])
+		out[#out + 1] = h[1]
+	end
+end
+return out
+`)
+
+	// scriptLeave removes uid ARGV[2] from group ARGV[3] and tells the nodes
+	// holding it but ARGV[5] (ARGV[4] is the event). It returns whether the
+	// uid was a member (1 or 0) first, then the nodes told.
+	scriptLeave = redis.NewScript(common + `
+local uid, g = ARGV[2], ARGV[3]
+local was = redis.call('ZREM', p .. 'g:' .. g, uid)
+redis.call('SREM', p .. 'ug:' .. uid, g)
+if redis.call('ZCARD', p .. 'g:' .. g) == 0 then redis.call('SREM', p .. 'groups', g) end
+local out = {was}
+for _, h in ipairs(holders(uid)) do
+	if h[1] ~= ARGV[5] then
+		redis.call('PUBLISH', p .. 'c:' .. h[1], ARGV[4])
+		out[#out + 1] = h[1]
+	end
+end
+return out
+`)
+
+	// scriptRecover returns uid ARGV[2]'s numbering {seq, epoch, now} and
+	// the stored messages after ARGV[3], or all of them when ARGV[4] (the
+	// client's epoch) is another numbering's. A uid without a numbering gets
+	// one (epoch ARGV[5]), kept for ARGV[6] ms unless the uid is online.
+	scriptRecover = redis.NewScript(common + `
+local uid = ARGV[2]
+local s = p .. 's:' .. uid
+local seq = redis.call('HGET', s, 'seq')
+local epoch = redis.call('HGET', s, 'epoch')
+if not epoch then
+	seq = 0
+	epoch = ARGV[5]
+	redis.call('HSET', s, 'seq', 0, 'epoch', epoch)
+	if redis.call('EXISTS', p .. 'u:' .. uid) == 0 then redis.call('PEXPIRE', s, tonumber(ARGV[6])) end
+end
+local from = tonumber(ARGV[3])
+if ARGV[4] ~= '' and ARGV[4] ~= epoch then from = 0 end
+local out = {tonumber(seq), epoch, now}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', p .. 'h:' .. uid, '(' .. from, '+inf')) do
+	out[#out + 1] = m
+end
+return out
+`)
+
+	// scriptDiverged starts a new epoch for uids this node numbered on its
+	// own while the store was unreachable: ARGV[2] is the new epoch, then
+	// uid, highest local seq pairs. The numbering goes on above what the
+	// node used, so live clients never see a number twice.
+	scriptDiverged = redis.NewScript(common + `
+for i = 3, #ARGV, 2 do
+	local s = p .. 's:' .. ARGV[i]
+	local seq = tonumber(redis.call('HGET', s, 'seq') or '0')
+	redis.call('HSET', s, 'seq', math.max(seq, tonumber(ARGV[i + 1])), 'epoch', ARGV[2])
+end
+return 0
+`)
+)
