@@ -16,7 +16,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
 	"github.com/pushhub/caddy-pushhub/hub"
@@ -330,7 +329,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyhttp.Error(http.StatusNotImplemented,
 			errors.New("WebSocket over HTTP/2 or HTTP/3 is not supported: connect over HTTP/1.1"))
 	}
-	if !websocket.IsWebSocketUpgrade(r) {
+	if !hub.IsUpgrade(r) {
 		return next.ServeHTTP(w, r)
 	}
 	if !h.checkOrigin(r) {
@@ -357,7 +356,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set("http.push_hub.uid", uid)
 
 	if err := h.hub.Upgrade(w, r, opts); err != nil {
-		// The handshake was refused and answered (400).
+		if errors.Is(err, hub.ErrHandshake) {
+			return caddyhttp.Error(http.StatusBadRequest, err)
+		}
 		h.logger.Debug("upgrade failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
 	}
 	return nil

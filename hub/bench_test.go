@@ -1,19 +1,14 @@
 package hub
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // The benchmarks measure the hub's own work: numbering, encoding and
@@ -46,39 +41,13 @@ func (c *sinkConn) SetWriteDeadline(time.Time) error {
 	return nil
 }
 
-// hijackRecorder lets gorilla's Upgrade take a sinkConn.
-type hijackRecorder struct {
-	*httptest.ResponseRecorder
-	conn net.Conn
-}
-
-func (h hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return h.conn, bufio.NewReadWriter(bufio.NewReaderSize(h.conn, 512), bufio.NewWriter(h.conn)), nil
-}
-
-var benchUpgrader = websocket.Upgrader{WriteBufferPool: &sync.Pool{}}
-
-// sinkWebSocket upgrades a sinkConn into a server-side WebSocket.
-func sinkWebSocket(b testing.TB) *websocket.Conn {
-	r := httptest.NewRequest(http.MethodGet, "/ws", nil)
-	r.Header.Set("Connection", "Upgrade")
-	r.Header.Set("Upgrade", "websocket")
-	r.Header.Set("Sec-WebSocket-Version", "13")
-	r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-	ws, err := benchUpgrader.Upgrade(hijackRecorder{httptest.NewRecorder(), newSinkConn()}, r, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return ws
-}
-
 // benchHub logs in n connections as uids u0..u(n-1) of the given protocol.
 func benchHub(b *testing.B, n int, p string) *Hub {
 	b.Helper()
 	h := New("bench", Options{Settings: Settings{SendQueue: 1 << 16, PingInterval: time.Hour, AuthTimeout: time.Hour}})
 	b.Cleanup(func() { h.Close("benchmark over") })
 	for i := range n {
-		h.serveWebSocket(sinkWebSocket(b), ConnOptions{Protocol: p, UID: "u" + strconv.Itoa(i)})
+		h.serveConn(newSinkConn(), ConnOptions{Protocol: p, UID: "u" + strconv.Itoa(i)})
 	}
 	if got := h.stats().Connections; got != int64(n) {
 		b.Fatalf("%d connections logged in, want %d", got, n)
@@ -179,19 +148,9 @@ func BenchmarkBroadcast(b *testing.B) {
 func BenchmarkLogin(b *testing.B) {
 	h := New("bench", Options{Settings: Settings{PingInterval: time.Hour, AuthTimeout: time.Hour}})
 	b.Cleanup(func() { h.Close("benchmark over") })
-	wss := make([]*websocket.Conn, 0, 1<<16)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		b.StopTimer()
-		if len(wss) == 0 {
-			for range cap(wss) {
-				wss = append(wss, sinkWebSocket(b))
-			}
-		}
-		ws := wss[len(wss)-1]
-		wss = wss[:len(wss)-1]
-		b.StartTimer()
-		c := h.serveWebSocket(ws, ConnOptions{Protocol: "json", UID: "u" + strconv.Itoa(i)})
+		c := h.serveConn(newSinkConn(), ConnOptions{Protocol: "json", UID: "u" + strconv.Itoa(i)})
 		c.teardown()
 	}
 }

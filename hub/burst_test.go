@@ -131,7 +131,7 @@ func TestBroadcastAcrossCores(t *testing.T) {
 	defer h.Close("test over")
 	n := parallelFrom + 100
 	for i := range n {
-		h.serveWebSocket(sinkWebSocket(t), ConnOptions{Protocol: []string{"json", "text"}[i%2], UID: "u" + strconv.Itoa(i)})
+		h.serveConn(newSinkConn(), ConnOptions{Protocol: []string{"json", "text"}[i%2], UID: "u" + strconv.Itoa(i)})
 	}
 	for round := 1; round <= 3; round++ {
 		if r := h.push(Target{All: true}, Message{Data: json.RawMessage(`"hi"`)}); r.Delivered != n || r.Dropped != 0 {

@@ -11,6 +11,7 @@ import (
 // (RFC 6455 leaves 4000-4999 to applications); PROTOCOL.md lists them.
 const (
 	CloseGoingAway          = 1001 // server shutting down or hub removed: reconnect later
+	CloseProtocolError      = 1002 // a frame that breaks RFC 6455
 	CloseUnsupportedData    = 1003 // a binary frame
 	CloseInvalidPayload     = 1007 // a text frame that is not UTF-8
 	CloseMessageTooBig      = 1009 // a frame over max_message_size

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // Conn is one WebSocket connection on a hub. Publishers never block on it
@@ -20,8 +18,8 @@ import (
 // are queued. A full queue cuts the connection off as a slow consumer.
 type Conn struct {
 	hub      *Hub
-	ws       *websocket.Conn
-	br       *bufio.Reader // the reader the WebSocket reads from, or nil (then a goroutine reads)
+	nc       net.Conn
+	br       *bufio.Reader // the hub's reader of nc (reader.go)
 	proto    *protocol
 	cell     *settingsCell // its endpoint's settings
 	pre      *preLogin     // how to log in; nil once logged in
@@ -41,7 +39,8 @@ type Conn struct {
 	loggedIn atomic.Bool
 	acked    atomic.Uint64 // highest sequence number the client acknowledged
 
-	bucket tokenBucket // rate_limit; only the reader uses it
+	bucket  tokenBucket     // rate_limit; only the reader uses it
+	partial *partialMessage // a fragmented message being read; only the reader uses it
 
 	catchup *catchup // what was held; guarded by the uid entry's mutex
 
@@ -85,16 +84,16 @@ type ConnOptions struct {
 	Endpoint *Endpoint
 }
 
-func newConn(h *Hub, ws *websocket.Conn, br *bufio.Reader, p *protocol, o ConnOptions) *Conn {
+func newConn(h *Hub, nc net.Conn, br *bufio.Reader, p *protocol, o ConnOptions) *Conn {
 	ep := o.Endpoint
 	if ep == nil {
 		ep = h.defaultEP
 	}
-	_, isTLS := ws.NetConn().(*tls.Conn)
+	_, isTLS := nc.(*tls.Conn)
 	now := time.Now().UnixNano()
 	c := &Conn{
 		hub:      h,
-		ws:       ws,
+		nc:       nc,
 		br:       br,
 		proto:    p,
 		cell:     ep.cell,
@@ -153,7 +152,7 @@ func (c *Conn) teardown() {
 // frame just sent before the peer reads it; so the socket is half-closed and
 // drained for a moment first (a lingering close), off the caller's goroutine.
 func (c *Conn) closeSocket(fd int) {
-	conn := c.ws.NetConn()
+	conn := c.nc
 	if fd >= 0 && unreadBytes(fd) == 0 {
 		_ = conn.Close()
 		return

@@ -1,9 +1,9 @@
 package hub
 
 import (
+	"bufio"
 	"context"
-
-	"github.com/gorilla/websocket"
+	"net"
 )
 
 // Helpers of the package's internal tests (benchmarks, bursts, fuzzing).
@@ -17,8 +17,8 @@ func (h *Hub) push(t Target, m Message) Receipt {
 // stats is Stats without a context.
 func (h *Hub) stats() Stats { return h.Stats(context.Background()) }
 
-// serveWebSocket hands the hub a WebSocket upgraded elsewhere, read by a
+// serveConn hands the hub a connection whose handshake is done, read by a
 // goroutine of its own.
-func (h *Hub) serveWebSocket(ws *websocket.Conn, o ConnOptions) *Conn {
-	return h.serve(ws, nil, lookupProtocol(o.Protocol), o)
+func (h *Hub) serveConn(nc net.Conn, o ConnOptions) *Conn {
+	return h.serve(nc, bufio.NewReaderSize(nc, readBufferSize), lookupProtocol(o.Protocol), o, false)
 }

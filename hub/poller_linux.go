@@ -72,7 +72,7 @@ func (p *poller) add(c *Conn) bool {
 	if p == nil {
 		return false
 	}
-	fd, ok := socketFD(c.ws.NetConn())
+	fd, ok := socketFD(c.nc)
 	if !ok {
 		return false
 	}

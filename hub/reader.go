@@ -1,29 +1,39 @@
 package hub
 
 import (
+	"encoding/binary"
 	"io"
 	"time"
 	"unicode/utf8"
-
-	"github.com/gorilla/websocket"
 )
 
-// The read path of a connection: where the poller runs (Linux), readReady
-// reads whatever has arrived when the socket is readable, so that an idle
-// connection holds no goroutine; elsewhere readLoop reads in a goroutine of
-// the connection's own. Each data message becomes a command of the
-// connection's protocol (session.go).
+// The read path of a connection: the hub parses client frames itself (RFC
+// 6455, section 5), so that every frame, whatever it is and wherever it
+// sits in a message, counts against rate_limit, and a frame that announces
+// more than max_message_size is refused as soon as its header is read.
+// Where the poller runs (Linux), readReady reads whatever has arrived when
+// the socket is readable, and a message that arrives in fragments is kept
+// on the connection between them, so an idle or slow connection holds no
+// goroutine; elsewhere readLoop reads in a goroutine of the connection's
+// own. Each text message becomes a command of the connection's protocol
+// (session.go).
+
+// partialMessage is a fragmented message whose final frame has not come.
+type partialMessage struct {
+	data []byte
+}
 
 // readLoop is the portable reader: one goroutine per connection.
 func (c *Conn) readLoop() {
-	for c.readMessage() {
+	for c.readFrame() {
 	}
 	c.readDone()
 }
 
 // readDone ends reading. A connection closed on purpose (a refused login,
-// a kick) is torn down once its queue, with the error frame and close
-// frame, is flushed; any other end of reading tears it down now.
+// a kick, a protocol error) is torn down once its queue, with the error
+// frame and close frame, is flushed; any other end of reading tears it
+// down now.
 func (c *Conn) readDone() {
 	c.mu.Lock()
 	closing := c.closing
@@ -35,24 +45,18 @@ func (c *Conn) readDone() {
 
 // readReady runs when the poller saw the socket readable: it reads every
 // frame that is already there, then hands the connection back to the
-// poller. Control frames between messages are consumed here, because
-// gorilla's NextReader would wait past them for a data frame.
+// poller.
 func (c *Conn) readReady() {
 	s := c.settings()
 	for {
 		// A frame that has begun must arrive whole within pong_timeout:
 		// a peer that stalls halfway is closed rather than holding a
 		// goroutine.
-		if c.ws.NetConn().SetReadDeadline(time.Now().Add(s.PongTimeout)) != nil {
+		if c.nc.SetReadDeadline(time.Now().Add(s.PongTimeout)) != nil {
 			c.teardown()
 			return
 		}
-		ok, err := c.readControl()
-		if err != nil {
-			c.readDone()
-			return
-		}
-		if !ok && !c.readMessage() {
+		if !c.readFrame() {
 			c.readDone()
 			return
 		}
@@ -60,51 +64,10 @@ func (c *Conn) readReady() {
 			break
 		}
 	}
-	if c.ws.NetConn().SetReadDeadline(time.Time{}) != nil || !c.hub.poller.rearm(c) {
+	if c.nc.SetReadDeadline(time.Time{}) != nil || !c.hub.poller.rearm(c) {
 		c.teardown()
 	}
 }
-
-// readControl consumes a whole ping or pong frame at the head of the
-// buffer; ok is false when the next frame is anything else, which gorilla
-// then reads. Frames that break the rules (unmasked, fragmented, too long)
-// are left to gorilla, which closes the connection for them.
-func (c *Conn) readControl() (ok bool, err error) {
-	br := c.br
-	h, err := br.Peek(2)
-	if err != nil {
-		return false, err
-	}
-	op := h[0] & opMask
-	n := int(h[1] &^ maskBit)
-	if h[0]&(finBit|rsvBits) != finBit || h[1]&maskBit == 0 || n > maxCtlLen || (op != opPing && op != opPong) {
-		return false, nil
-	}
-	frame, err := br.Peek(2 + 4 + n)
-	if err != nil {
-		return false, err
-	}
-	now := time.Now().UnixNano()
-	c.lastRead.Store(now)
-	if op == opPing {
-		c.hub.framesIn.Add(1)
-		if !c.bucket.take(c.settings(), now) {
-			c.abort(CloseRateLimited, "rate limit exceeded")
-			return false, errClosed
-		}
-		payload := make([]byte, n)
-		key := frame[2:6]
-		for i := range payload {
-			payload[i] = frame[6+i] ^ key[i&3]
-		}
-		c.enqueue(outFrame{wire: wireFrame(opPong, payload)})
-	}
-	_, err = br.Discard(len(frame))
-	return true, err
-}
-
-// errClosed ends a read after the connection was closed on purpose.
-var errClosed = &Error{Code: "closed", Message: "connection closed"}
 
 // buffered reports whether more of the peer's bytes are already in user
 // space: in the reader's buffer or, over TLS, decrypted or received by the
@@ -112,52 +75,201 @@ var errClosed = &Error{Code: "closed", Message: "connection closed"}
 // before the connection goes back to the poller. A read deadline in the
 // past makes the probe return at once when nothing is there.
 func (c *Conn) buffered() bool {
-	br := c.br
-	if br.Buffered() > 0 {
+	if c.br.Buffered() > 0 {
 		return true
 	}
 	if !c.tls {
 		return false // the socket's readiness covers the rest
 	}
-	if c.ws.NetConn().SetReadDeadline(time.Unix(1, 0)) != nil {
+	if c.nc.SetReadDeadline(time.Unix(1, 0)) != nil {
 		return false
 	}
-	_, err := br.Peek(1)
+	_, err := c.br.Peek(1)
 	return err == nil
 }
 
-// readMessage reads one data message with gorilla and handles it; false
-// means the connection is finished.
-func (c *Conn) readMessage() bool {
+// opContinuation continues a fragmented message.
+const opContinuation = 0x0
+
+// readFrame reads one frame and acts on it; false means the connection is
+// finished: the peer went away, or the frame closed it.
+func (c *Conn) readFrame() bool {
+	br := c.br
+	h, err := br.Peek(2)
+	if err != nil {
+		return false
+	}
+	b0, b1 := h[0], h[1]
+	fin, op, masked := b0&finBit != 0, b0&opMask, b1&maskBit != 0
+	size := int64(b1 &^ maskBit)
+	headerLen := 2
+	switch size {
+	case 126:
+		headerLen += 2
+	case 127:
+		headerLen += 8
+	}
+	if masked {
+		headerLen += 4
+	}
+	if h, err = br.Peek(headerLen); err != nil {
+		return false
+	}
+	switch size {
+	case 126:
+		size = int64(binary.BigEndian.Uint16(h[2:]))
+	case 127:
+		n := binary.BigEndian.Uint64(h[2:])
+		if n>>63 != 0 {
+			return c.refuse(CloseProtocolError, "invalid frame length")
+		}
+		size = int64(n)
+	}
+	var key [4]byte
+	if masked {
+		copy(key[:], h[headerLen-4:])
+	}
+
+	// Every frame counts, whatever it is and wherever it sits in a message.
 	s := c.settings()
-	mt, r, err := c.ws.NextReader()
-	if err != nil {
-		// A close frame was answered through the queue; gorilla has
-		// answered a protocol error with 1002.
-		return false
-	}
-	data, err := io.ReadAll(io.LimitReader(r, s.MaxMessageSize+1))
-	if err != nil {
-		return false
-	}
-	if int64(len(data)) > s.MaxMessageSize {
-		c.abort(CloseMessageTooBig, "message too big")
-		return false
-	}
 	now := time.Now().UnixNano()
 	c.lastRead.Store(now)
 	c.hub.framesIn.Add(1)
 	if !c.bucket.take(s, now) {
-		c.abort(CloseRateLimited, "rate limit exceeded")
+		return c.refuse(CloseRateLimited, "rate limit exceeded")
+	}
+	switch {
+	case b0&rsvBits != 0:
+		return c.refuse(CloseProtocolError, "reserved bits set")
+	case !masked:
+		return c.refuse(CloseProtocolError, "a client frame must be masked")
+	case op >= opClose:
+		if op != opClose && op != opPing && op != opPong {
+			return c.refuse(CloseProtocolError, "unknown opcode")
+		}
+		if !fin || size > maxCtlLen {
+			return c.refuse(CloseProtocolError, "a control frame must be whole and at most 125 bytes")
+		}
+	case op == opContinuation:
+		if c.partial == nil {
+			return c.refuse(CloseProtocolError, "a continuation frame outside a message")
+		}
+	case op == opText || op == opBinary:
+		if c.partial != nil {
+			return c.refuse(CloseProtocolError, "a new message inside a fragmented one")
+		}
+		if op == opBinary {
+			return c.refuse(CloseUnsupportedData, "binary frames are not accepted")
+		}
+	default:
+		return c.refuse(CloseProtocolError, "unknown opcode")
+	}
+	held := 0
+	if c.partial != nil {
+		held = len(c.partial.data)
+	}
+	if op < opClose && int64(held)+size > s.MaxMessageSize {
+		return c.refuse(CloseMessageTooBig, "message too big")
+	}
+	if _, err := br.Discard(headerLen); err != nil {
 		return false
 	}
-	if mt != websocket.TextMessage {
-		c.abort(CloseUnsupportedData, "binary frames are not accepted")
+
+	var payload []byte
+	switch {
+	case op >= opClose:
+		var buf [maxCtlLen]byte
+		payload = buf[:size]
+	case c.partial != nil:
+		payload = grow(c.partial.data, int(size))
+	case fin:
+		payload = make([]byte, size)
+	default:
+		payload = make([]byte, size, min(int64(2*size)+64, s.MaxMessageSize))
+	}
+	body := payload[len(payload)-int(size):]
+	if _, err := io.ReadFull(br, body); err != nil {
 		return false
 	}
-	if !utf8.Valid(data) {
-		c.abort(CloseInvalidPayload, "text frame is not valid UTF-8")
-		return false
+	unmask(body, key)
+
+	switch op {
+	case opPing:
+		c.enqueue(outFrame{wire: wireFrame(opPong, body)})
+		return true
+	case opPong:
+		return true
+	case opClose:
+		return c.peerClosed(body)
 	}
-	return c.handle(c.proto.Decode(data, c.loggedIn.Load()))
+	if !fin {
+		if c.partial == nil {
+			c.partial = &partialMessage{}
+		}
+		c.partial.data = payload
+		return true
+	}
+	c.partial = nil
+	if !utf8.Valid(payload) {
+		return c.refuse(CloseInvalidPayload, "text frame is not valid UTF-8")
+	}
+	return c.handle(c.proto.Decode(payload, c.loggedIn.Load()))
+}
+
+// grow extends b by n bytes.
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) < n {
+		nb := make([]byte, len(b), 2*cap(b)+n)
+		copy(nb, b)
+		b = nb
+	}
+	return b[:len(b)+n]
+}
+
+// unmask applies a client frame's masking key.
+func unmask(b []byte, key [4]byte) {
+	k := binary.LittleEndian.Uint32(key[:])
+	k64 := uint64(k) | uint64(k)<<32
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(b[i:])^k64)
+	}
+	for ; i < len(b); i++ {
+		b[i] ^= key[i&3]
+	}
+}
+
+// refuse closes the connection for what its peer sent.
+func (c *Conn) refuse(code int, reason string) bool {
+	c.abort(code, reason)
+	return false
+}
+
+// peerClosed answers the peer's close frame with the same code, once what
+// is queued is written.
+func (c *Conn) peerClosed(p []byte) bool {
+	code := 1005 // no status
+	switch {
+	case len(p) == 1:
+		return c.refuse(CloseProtocolError, "a close frame of one byte")
+	case len(p) >= 2:
+		code = int(binary.BigEndian.Uint16(p))
+		if !validCloseCode(code) {
+			return c.refuse(CloseProtocolError, "invalid close code")
+		}
+		if !utf8.Valid(p[2:]) {
+			return c.refuse(CloseInvalidPayload, "close reason is not valid UTF-8")
+		}
+	}
+	c.closeAfterFlush(code, "", time.Second)
+	return false
+}
+
+// validCloseCode reports whether a peer may send code (RFC 6455, 7.4).
+func validCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1011, code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
 }

@@ -70,7 +70,7 @@ func (c *Conn) login(uid string, since *Position) bool {
 	switch {
 	case err == nil:
 		if ce := h.logger().Check(zap.DebugLevel, "logged in"); ce != nil {
-			ce.Write(zap.String("conn", c.ID()), zap.String("uid", uid), zap.Stringer("remote", c.ws.RemoteAddr()))
+			ce.Write(zap.String("conn", c.ID()), zap.String("uid", uid), zap.Stringer("remote", c.nc.RemoteAddr()))
 		}
 		return true
 	case errors.Is(err, errTooManyConn):
@@ -90,7 +90,7 @@ func (c *Conn) authenticate(cmd Command) bool {
 	}
 	uid, err := pre.login(cmd.Credential)
 	if err != nil {
-		c.hub.logger().Info("login refused", zap.String("conn", c.ID()), zap.Stringer("remote", c.ws.RemoteAddr()), zap.Error(err))
+		c.hub.logger().Info("login refused", zap.String("conn", c.ID()), zap.Stringer("remote", c.nc.RemoteAddr()), zap.Error(err))
 		c.fail(CloseAuthFailed, &Error{Code: ErrorCode(err, "auth_failed"), Message: err.Error()})
 		return false
 	}

@@ -2,54 +2,47 @@ package hub
 
 import (
 	"bufio"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
-	"sync"
+	"strings"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
-// The upgrade, owned here and nowhere else: the handshake, and the reader
-// contract it rests on.
-//
-// gorilla performs the handshake and reads frames. The hub must see every
-// byte gorilla has buffered (the poller may only hand a connection back
-// once nothing is left in user space, and it reads ping and pong frames
-// itself), so gorilla must read through a reader the hub holds. gorilla
-// reuses the reader of the hijacked connection as its own exactly when its
-// Upgrader has no ReadBufferSize and that reader is larger than 256 bytes
-// (TestUpgradeReadsThroughTheHubsReader fails if that ever changes). The
-// hijack therefore hands gorilla a reader of the hub's own, of
-// readBufferSize bytes, instead of net/http's 4 KiB one, which every idle
-// connection would otherwise keep.
+// The upgrade, owned here and nowhere else: the hub performs the WebSocket
+// handshake itself (RFC 6455, section 4.2) and reads frames through a small
+// buffered reader of its own (reader.go), so that it sees every byte the
+// peer sent: the poller may only hand a connection back once nothing is
+// left in user space. An idle connection keeps only that reader, of
+// readBufferSize bytes, and its socket: no net/http buffers, no WebSocket
+// library state.
 
-// readBufferSize is each connection's read buffer: larger than gorilla's
-// reuse threshold (256) and than a whole ping or pong frame (131), small
-// because it lives as long as the connection.
+// readBufferSize is each connection's read buffer: larger than a whole
+// control frame (131 bytes), small because it lives as long as the
+// connection. Larger frames are read straight into their message.
 const readBufferSize = 320
 
-// writeBufferPool shares the handshake's write buffers: the hub writes
-// frames itself.
-var writeBufferPool sync.Pool
+// handshakeTimeout bounds writing the handshake's answer.
+const handshakeTimeout = 10 * time.Second
 
-var upgrader = websocket.Upgrader{
-	HandshakeTimeout: 10 * time.Second,
-	ReadBufferSize:   0, // read through the hijacker's reader: see above
-	WriteBufferSize:  4096,
-	WriteBufferPool:  &writeBufferPool,
-	// The caller has checked the origin before calling Upgrade.
-	CheckOrigin: func(*http.Request) bool { return true },
+// ErrHandshake wraps why a request is not a WebSocket handshake the hub
+// accepts; nothing has been written to the response yet, so the caller
+// answers it (400).
+var ErrHandshake = errors.New("not a valid WebSocket handshake")
+
+// IsUpgrade reports whether r asks for a WebSocket.
+func IsUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
 }
-
-// ErrHandshake is returned by Upgrade when the request was not a valid
-// WebSocket handshake; the response has been written.
-var ErrHandshake = errors.New("hub: WebSocket handshake failed")
 
 // Upgrade performs the WebSocket handshake of r and serves the connection
 // on the hub. The caller has authenticated what it can and checked the
-// origin; after Upgrade returns it must not touch w again.
+// origin. A request that is not a valid handshake is refused with an error
+// wrapping ErrHandshake before anything is written; otherwise the caller
+// must not touch w again.
 func (h *Hub) Upgrade(w http.ResponseWriter, r *http.Request, o ConnOptions) error {
 	return h.upgrade(w, r, o, true)
 }
@@ -59,37 +52,61 @@ func (h *Hub) Upgrade(w http.ResponseWriter, r *http.Request, o ConnOptions) err
 func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, o ConnOptions, poll bool) error {
 	p := lookupProtocol(o.Protocol)
 	if p == nil {
-		return errors.New("hub: unknown protocol " + o.Protocol)
+		return fmt.Errorf("hub: unknown protocol %q", o.Protocol)
 	}
-	ws, br, err := handshake(w, r)
+	key, err := checkHandshake(r)
 	if err != nil {
 		return err
 	}
-	if !poll {
-		br = nil
+	nc, br, err := hijack(w)
+	if err != nil {
+		return err
 	}
-	h.serve(ws, br, p, o)
+	if err := answerHandshake(nc, key); err != nil {
+		_ = nc.Close()
+		return err
+	}
+	h.serve(nc, br, p, o, poll)
 	return nil
 }
 
-// handshake upgrades r; br is the reader ws reads from, or nil when the
-// client sent data before the handshake ended (gorilla then refuses it).
-func handshake(w http.ResponseWriter, r *http.Request) (ws *websocket.Conn, br *bufio.Reader, err error) {
-	hj := &hijacker{ResponseWriter: w}
-	ws, err = upgrader.Upgrade(hj, r, nil)
-	if err != nil {
-		// gorilla has answered the request (400 for a bad handshake).
-		return nil, nil, errors.Join(ErrHandshake, err)
+// checkHandshake validates a client's opening handshake and returns its
+// key.
+func checkHandshake(r *http.Request) (string, error) {
+	switch {
+	case r.Method != http.MethodGet:
+		return "", fmt.Errorf("%w: method %s, want GET", ErrHandshake, r.Method)
+	case r.ProtoMajor != 1 || r.ProtoMinor < 1:
+		return "", fmt.Errorf("%w: %s, want HTTP/1.1", ErrHandshake, r.Proto)
+	case !IsUpgrade(r):
+		return "", fmt.Errorf("%w: no Connection: Upgrade and Upgrade: websocket headers", ErrHandshake)
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		return "", fmt.Errorf("%w: Sec-WebSocket-Version %q, want 13", ErrHandshake, r.Header.Get("Sec-WebSocket-Version"))
 	}
-	return ws, hj.br, nil
+	key := strings.TrimSpace(r.Header.Get("Sec-WebSocket-Key"))
+	if b, err := base64.StdEncoding.DecodeString(key); err != nil || len(b) != 16 {
+		return "", fmt.Errorf("%w: Sec-WebSocket-Key %q is not 16 bytes in base64", ErrHandshake, key)
+	}
+	return key, nil
 }
 
-// hijacker lets gorilla hijack the connection from under the response
-// writer's wrappers (a server's compression, headers and logging
-// middleware) and hands gorilla the hub's reader.
-type hijacker struct {
-	http.ResponseWriter
-	br *bufio.Reader
+// hijack takes the connection from under the response writer's wrappers
+// (a server's compression, headers and logging middleware) and gives it a
+// reader of the hub's.
+func hijack(w http.ResponseWriter) (net.Conn, *bufio.Reader, error) {
+	nc, brw, err := http.NewResponseController(innermost(w)).Hijack()
+	if err != nil {
+		return nil, nil, fmt.Errorf("hub: taking over the connection: %w", err)
+	}
+	if brw.Reader.Buffered() > 0 {
+		// A client must wait for the handshake's answer before it sends
+		// frames; bytes already here belong to no valid exchange.
+		// The request is answered here: the response writer is gone.
+		_, _ = nc.Write([]byte("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n"))
+		_ = nc.Close()
+		return nil, nil, errors.New("hub: the client sent data before the handshake ended; answered 400")
+	}
+	return nc, bufio.NewReaderSize(nc, readBufferSize), nil
 }
 
 // innermost unwraps w to net/http's own writer. Hijacking through a
@@ -107,22 +124,45 @@ func innermost(w http.ResponseWriter) http.ResponseWriter {
 	}
 }
 
-func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(innermost(h.ResponseWriter)).Hijack()
-	if err != nil || brw.Reader.Buffered() > 0 {
-		return conn, brw, err // gorilla refuses data sent before the handshake ended
+// acceptGUID is the RFC's magic string for Sec-WebSocket-Accept.
+const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// answerHandshake writes the 101 answer, and leaves the connection without
+// deadlines: net/http may have set some, and the hub sets its own.
+func answerHandshake(nc net.Conn, key string) error {
+	sum := sha1.Sum([]byte(key + acceptGUID))
+	resp := make([]byte, 0, 160)
+	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	resp = base64.StdEncoding.AppendEncode(resp, sum[:])
+	resp = append(resp, "\r\n\r\n"...)
+	if err := nc.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
+		return err
 	}
-	h.br = bufio.NewReaderSize(conn, readBufferSize)
-	return conn, bufio.NewReadWriter(h.br, bufio.NewWriterSize(conn, 256)), nil
+	if _, err := nc.Write(resp); err != nil {
+		return err
+	}
+	return nc.SetDeadline(time.Time{})
 }
 
-// serve takes over an upgraded WebSocket. It returns at once. With br (the
-// reader ws reads from) and the poller, the connection is read only when
-// readable and holds no goroutine while idle; otherwise a goroutine reads
-// it.
-func (h *Hub) serve(ws *websocket.Conn, br *bufio.Reader, p *protocol, o ConnOptions) *Conn {
+// headerHasToken reports whether a comma-separated header has token, in
+// any case.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// serve takes over an upgraded connection. It returns at once. With poll
+// and the poller, the connection is read only when readable and holds no
+// goroutine while idle; otherwise a goroutine reads it.
+func (h *Hub) serve(nc net.Conn, br *bufio.Reader, p *protocol, o ConnOptions, poll bool) *Conn {
 	h.live.add()
-	c := newConn(h, ws, br, p, o)
+	c := newConn(h, nc, br, p, o)
 	if h.closed.Load() {
 		c.abort(CloseGoingAway, "hub is shutting down")
 		return c
@@ -130,28 +170,11 @@ func (h *Hub) serve(ws *websocket.Conn, br *bufio.Reader, p *protocol, o ConnOpt
 	h.pendingMu.Lock()
 	h.pending[c] = struct{}{}
 	h.pendingMu.Unlock()
-	// The hub writes every frame itself (frame.go), so gorilla must not
-	// write on its own: its close and ping answers go through the queue, and
-	// the size limit is checked by the reader rather than by gorilla's read
-	// limit. (gorilla still answers a protocol violation with a 1002 close
-	// itself; that connection is finished anyway.)
-	ws.SetPongHandler(func(string) error {
-		c.lastRead.Store(time.Now().UnixNano())
-		return nil
-	})
-	ws.SetPingHandler(func(data string) error {
-		c.enqueue(outFrame{wire: wireFrame(opPong, []byte(data))})
-		return nil
-	})
-	ws.SetCloseHandler(func(code int, _ string) error {
-		c.closeAfterFlush(code, "", time.Second)
-		return nil
-	})
 	c.startTimer()
 	if o.UID != "" && !c.login(o.UID, o.Since) {
 		return c
 	}
-	if br == nil || !h.poller.add(c) {
+	if !poll || !h.poller.add(c) {
 		c.goConn("reader", c.readLoop)
 	}
 	return c

@@ -1,78 +1,78 @@
 package hub
 
 import (
+	"bufio"
+	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
-// TestUpgradeReadsThroughTheHubsReader guards the contract upgrade.go rests
-// on: after the handshake, gorilla reads frames through the reader the
-// hijack handed it, so the hub sees every byte gorilla will read. The hub
-// pulls a client's frame into that reader itself; gorilla must then read
-// the same frame from it. Were gorilla to read through a reader of its own,
-// the frame's bytes would already be gone from the socket and its read
-// would time out.
-func TestUpgradeReadsThroughTheHubsReader(t *testing.T) {
-	type upgraded struct {
-		ws  *websocket.Conn
-		err error
-		br  bool
-	}
-	done := make(chan upgraded, 1)
+// TestHandshake: the hub answers a valid opening handshake with 101 and the
+// accept key RFC 6455 computes for it (the RFC's own example), and refuses
+// an invalid one with ErrHandshake before writing anything, so that its
+// caller can answer 400.
+func TestHandshake(t *testing.T) {
+	h := New("handshake", Options{})
+	defer h.Close("test over")
+	refusals := make(chan error, 16)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, br, err := handshake(w, r)
-		if err != nil {
-			done <- upgraded{err: err}
-			return
+		if err := h.Upgrade(w, r, ConnOptions{UID: "u"}); err != nil {
+			refusals <- err
+			http.Error(w, err.Error(), http.StatusBadRequest)
 		}
-		if br == nil {
-			done <- upgraded{ws: ws}
-			return
-		}
-		// Pull the client's frame into the hub's reader, as the poller's
-		// reader does when it peeks for control frames.
-		_ = ws.NetConn().SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := br.Peek(2); err != nil {
-			done <- upgraded{ws: ws, err: err}
-			return
-		}
-		if br.Buffered() < len("hello")+6 {
-			_, _ = br.Peek(len("hello") + 6)
-		}
-		_ = ws.NetConn().SetReadDeadline(time.Now().Add(time.Second))
-		_, msg, err := ws.ReadMessage()
-		if err == nil && string(msg) != "hello" {
-			err = &Error{Code: "wrong_message", Message: "gorilla read " + string(msg)}
-		}
-		done <- upgraded{ws: ws, err: err, br: true}
 	}))
 	defer srv.Close()
-	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	if err := client.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case u := <-done:
-		if u.ws != nil {
-			defer u.ws.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+
+	exchange := func(request string) (string, *bufio.Reader) {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
 		}
-		switch {
-		case !u.br:
-			t.Fatalf("the handshake gave the hub no reader (error %v)", u.err)
-		case u.err != nil:
-			t.Fatalf("gorilla did not read the frame through the hub's reader: %v "+
-				"(has gorilla's reuse of the hijacked reader changed? see upgrade.go)", u.err)
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte(request)); err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the server never finished the handshake")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("reading the answer: %v", err)
+		}
+		return resp.Status + " " + resp.Header.Get("Sec-WebSocket-Accept"), br
+	}
+	const good = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	got, br := exchange(good)
+	if got != "101 Switching Protocols s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
+		t.Fatalf("answer %q", got)
+	}
+	// The connection is served: its welcome follows.
+	if b, err := br.Peek(2); err != nil || b[0] != finBit|opText {
+		t.Fatalf("no welcome frame after the handshake: %v %v", b, err)
+	}
+
+	for name, request := range map[string]string{
+		"wrong version": strings.Replace(good, "Version: 13", "Version: 8", 1),
+		"short key":     strings.Replace(good, "dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ=", 1),
+		"no upgrade":    strings.Replace(good, "Upgrade: websocket\r\n", "", 1),
+		"POST":          strings.Replace(good, "GET", "POST", 1),
+	} {
+		if got, _ := exchange(request); !strings.HasPrefix(got, "400") {
+			t.Errorf("%s: answer %q, want 400", name, got)
+		}
+		select {
+		case err := <-refusals:
+			if !errors.Is(err, ErrHandshake) {
+				t.Errorf("%s: refusal %v does not wrap ErrHandshake", name, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no refusal", name)
+		}
 	}
 }

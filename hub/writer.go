@@ -150,7 +150,7 @@ func (c *Conn) cutOff() {
 
 // writeLoop drains the queue, then exits; enqueue starts it again when needed.
 func (c *Conn) writeLoop() {
-	conn := c.ws.NetConn()
+	conn := c.nc
 	for {
 		c.mu.Lock()
 		if len(c.queue) == 0 {
