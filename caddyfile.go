@@ -53,6 +53,9 @@ func parseAPI(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		max_uid_length          <bytes>
 //		allow_client_publish
 //		allow_client_groups
+//		max_groups_per_uid      <n>
+//		max_groups              <n>
+//		max_stored_per_client   <size>
 //		history                 <size> <ttl> [<max total size>]
 //		rate_limit              <frames per second> [<burst>]
 //		reconnect_jitter        <duration>
@@ -101,6 +104,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = flag(d, &h.AllowClientPublish)
 		case "allow_client_groups":
 			err = flag(d, &h.AllowClientGroups)
+		case "max_groups_per_uid":
+			err = intArg(d, &h.MaxGroupsPerUID)
+		case "max_groups":
+			err = intArg(d, &h.MaxGroups)
+		case "max_stored_per_client":
+			err = sizeArg(d, &h.MaxStoredPerClient)
 		case "history":
 			err = parseHistory(d, h)
 		case "rate_limit":

@@ -91,6 +91,21 @@ type Handler struct {
 	// Default: false (groups are managed through push_api).
 	AllowClientGroups bool `json:"allow_client_groups,omitempty"`
 
+	// MaxGroupsPerUID caps the groups one uid belongs to; a join over it is
+	// refused with too_many_groups. Groups belong to the hub, which takes
+	// the largest cap any of its endpoints sets. Default: 64.
+	MaxGroupsPerUID int `json:"max_groups_per_uid,omitempty"`
+
+	// MaxGroups caps the groups of the whole hub; a join that would make
+	// one more is refused with too_many_groups. Default: 100000.
+	MaxGroups int `json:"max_groups,omitempty"`
+
+	// MaxStoredPerClient bounds, in bytes, the history one connection's
+	// publishes may hold for uids that are offline (with history on): past
+	// it, its publishes to offline uids are not stored, so that one client
+	// cannot spend the history budget of everyone. Default: 262144 (256 KiB).
+	MaxStoredPerClient int64 `json:"max_stored_per_client,omitempty"`
+
 	// HistorySize is how many messages per uid are kept for resume: a json
 	// client that reconnects with the last sequence number it saw gets what
 	// it missed, and a push to an offline uid is stored for it. Default: 0
@@ -244,6 +259,9 @@ func (h *Handler) settings() hub.Settings {
 		MaxUIDLength:         h.MaxUIDLength,
 		AllowClientPublish:   h.AllowClientPublish,
 		AllowClientGroups:    h.AllowClientGroups,
+		MaxGroupsPerUID:      h.MaxGroupsPerUID,
+		MaxGroups:            h.MaxGroups,
+		MaxStoredPerClient:   h.MaxStoredPerClient,
 		HistorySize:          h.HistorySize,
 		HistoryTTL:           time.Duration(h.HistoryTTL),
 		HistoryMaxBytes:      h.HistoryMaxBytes,
@@ -300,6 +318,7 @@ func (h *Handler) provisionAuth() error {
 // Validate checks combinations of settings.
 func (h *Handler) Validate() error {
 	if h.MaxMessageSize < 0 || h.SendQueue < 0 || h.MaxConnectionsPerUID < 0 || h.MaxUIDLength < 0 ||
+		h.MaxGroupsPerUID < 0 || h.MaxGroups < 0 || h.MaxStoredPerClient < 0 ||
 		h.HistorySize < 0 || h.HistoryMaxBytes < 0 || !(h.RateLimit >= 0 && h.RateLimit <= 1e6) || h.RateBurst < 0 {
 		return errors.New("sizes, counts and rates must not be negative")
 	}

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"time"
 )
 
@@ -57,6 +58,16 @@ type Publication struct {
 	// WaitAck, when positive, waits up to this long for the resuming
 	// connections reached to acknowledge the message (Receipt.Acked).
 	WaitAck time.Duration
+	// Account, for a client's publish, bounds what the push may store for
+	// offline uids on this node (Settings.MaxStoredPerClient); nil for the
+	// push API, which the hub-wide history budget bounds.
+	Account *StoreAccount
+}
+
+// StoreAccount counts the history one client's publishes hold for offline
+// uids, until it expires or is evicted.
+type StoreAccount struct {
+	bytes atomic.Int64
 }
 
 // Target names where a push goes: exactly one field is set.

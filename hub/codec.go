@@ -16,6 +16,9 @@ type Codec interface {
 	// Decode turns one text frame from a client into a command. loggedIn
 	// says whether the connection has logged in already.
 	Decode(frame []byte, loggedIn bool) Command
+	// CheckUID refuses, at login, a uid the protocol could not address
+	// (beyond the names every protocol refuses).
+	CheckUID(uid string) *Error
 	// Welcome answers a successful login.
 	Welcome(w Welcome) outFrame
 	// Message prepares a pushed message for this protocol once per push;

@@ -10,8 +10,9 @@ import (
 // "type" per frame, sequence numbers, acknowledgements and resume.
 type jsonCodec struct{}
 
-func (jsonCodec) Name() string  { return "json" }
-func (jsonCodec) Resumes() bool { return true }
+func (jsonCodec) Name() string           { return "json" }
+func (jsonCodec) CheckUID(string) *Error { return nil }
+func (jsonCodec) Resumes() bool          { return true }
 
 // jsonClientFrame is every frame a json client may send; Type says which
 // fields matter.

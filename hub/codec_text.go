@@ -3,6 +3,7 @@ package hub
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -13,7 +14,19 @@ import (
 // is ignored, as the recipe ignores it.
 type textCodec struct{}
 
-func (textCodec) Name() string  { return "text" }
+func (textCodec) Name() string { return "text" }
+
+// CheckUID refuses the uids "uid:message" cannot address: "all" (that is
+// everyone) and any uid with a colon (the message would start at it).
+func (textCodec) CheckUID(uid string) *Error {
+	switch {
+	case uid == textAll:
+		return newError("invalid_uid", `the text protocol cannot address the uid "all": it means everyone`)
+	case strings.Contains(uid, ":"):
+		return newError("invalid_uid", "the text protocol cannot address a uid with a colon")
+	}
+	return nil
+}
 func (textCodec) Resumes() bool { return false }
 
 // textAll is the recipe's name for everyone.

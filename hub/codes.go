@@ -39,9 +39,11 @@ func newError(code, format string, args ...any) *Error {
 
 // Errors returned by the hub's API.
 var (
-	ErrOffline     = &Error{Code: "uid_offline", Message: "the uid has no connection on this hub"}
-	ErrHubClosed   = &Error{Code: "hub_closed", Message: "the hub is shutting down"}
-	errTooManyConn = &Error{Code: "too_many_connections", Message: "the uid holds the maximum number of connections"}
+	ErrOffline   = &Error{Code: "uid_offline", Message: "the uid has no connection on this hub"}
+	ErrHubClosed = &Error{Code: "hub_closed", Message: "the hub is shutting down"}
+	// ErrTooManyGroups refuses a join over max_groups_per_uid or max_groups.
+	ErrTooManyGroups = &Error{Code: "too_many_groups", Message: "the uid, or the hub, holds the maximum number of groups"}
+	errTooManyConn   = &Error{Code: "too_many_connections", Message: "the uid holds the maximum number of connections"}
 )
 
 // ErrorCode returns err's stable code, or fallback when it has none.

@@ -41,6 +41,7 @@ type Conn struct {
 
 	bucket  tokenBucket     // rate_limit; only the reader uses it
 	partial *partialMessage // a fragmented message being read; only the reader uses it
+	account *StoreAccount   // what this client's publishes store for offline uids; made by its first publish
 
 	catchup *catchup // what was held; guarded by the uid entry's mutex
 
@@ -50,7 +51,10 @@ type Conn struct {
 	spare   []outFrame // the writer's previous batch, reused
 	writing bool
 	closing bool // a close is queued or done: nothing more is accepted
-	timer   *time.Timer
+	// partialHead: the queue's first frame is the rest of one the socket
+	// took only part of.
+	partialHead bool
+	timer       *time.Timer
 
 	torn atomic.Bool // resources released
 }

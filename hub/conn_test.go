@@ -25,11 +25,22 @@ func TestLoginText(t *testing.T) {
 		ts.hub.SendToUID("alice", msg(`"hello:world"`))
 		c.expectText("hello:world")
 
-		// A uid may contain anything but control characters, colons too.
+		// A uid may contain anything but control characters.
 		c2 := ts.dial("proto=text")
-		c2.loginText("user:42 ü")
-		ts.hub.SendToUID("user:42 ü", msg(`"x"`))
+		c2.loginText("user 42 ü")
+		ts.hub.SendToUID("user 42 ü", msg(`"x"`))
 		c2.expectText("x")
+
+		// But not what "<uid>:<message>" cannot address: "all" (everyone)
+		// and a colon; the json protocol can address both.
+		for _, uid := range []string{"all", "user:42"} {
+			refused := ts.dial("proto=text")
+			refused.send(uid)
+			if reason := refused.expectClose(hub.CloseAuthFailed); !strings.HasPrefix(reason, "invalid_uid: the text protocol cannot address") {
+				t.Fatalf("login as %q closed with reason %q", uid, reason)
+			}
+			ts.dial("").loginJSON(uid)
+		}
 	})
 }
 

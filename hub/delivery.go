@@ -15,6 +15,7 @@ import (
 // protocol share one frame.
 type delivery struct {
 	msg      *Message
+	acct     *StoreAccount // who pays for what is stored for offline uids
 	prepared [maxProtocols]atomic.Pointer[preparedBox]
 	// acks, when set, collects the resuming connections reached, for
 	// waiting on their acknowledgements.
@@ -83,7 +84,7 @@ func (l Local) DeliverAndReport(p *Publication, o DeliverOptions, report func(Re
 // connections to wait for when p.WaitAck is set.
 func (l Local) queue(p *Publication, o DeliverOptions) (Receipt, []ackTarget) {
 	h := l.h
-	d := &delivery{msg: &p.Message}
+	d := &delivery{msg: &p.Message, acct: p.Account}
 	var acks []ackTarget
 	if p.WaitAck > 0 {
 		d.acks = &acks
@@ -126,7 +127,7 @@ func (h *Hub) deliver(e *uidEntry, uid string, d *delivery, o DeliverOptions, st
 		e.seq++
 		seq = e.seq
 		if o.Store && st.HistorySize > 0 {
-			r.Stored = h.store(e, StoredMessage{Seq: seq, Message: d.msg}, st)
+			r.Stored = h.store(e, StoredMessage{Seq: seq, Message: d.msg}, st, d.acct)
 		}
 	} else {
 		var ok bool
@@ -220,7 +221,10 @@ func (h *Hub) sendToUID(uid string, d *delivery, o DeliverOptions, storeOffline 
 		return h.deliver(e, uid, d, o, st)
 	}
 	s.mu.RUnlock()
-	if !o.Store || !storeOffline || st.HistorySize == 0 || h.histBytes.Load() >= st.HistoryMaxBytes || h.closed.Load() {
+	// A new offline uid costs the budget its entry and the message.
+	cost := entryCost(uid) + storedSize(d.msg)
+	if !o.Store || !storeOffline || st.HistorySize == 0 || h.histBytes.Load()+cost > st.HistoryMaxBytes || h.closed.Load() ||
+		(d.acct != nil && d.acct.bytes.Load()+storedSize(d.msg) > st.MaxStoredPerClient) {
 		return Receipt{}
 	}
 	s.mu.Lock()
@@ -229,6 +233,7 @@ func (h *Hub) sendToUID(uid string, d *delivery, o DeliverOptions, storeOffline 
 	if e == nil {
 		e = newEntry()
 		e.offlineAt = time.Now().UnixNano()
+		h.charge(e, uid)
 		s.m[uid] = e
 		h.kept.Add(1)
 	}

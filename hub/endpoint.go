@@ -54,8 +54,8 @@ func (e *Endpoint) Staged() Settings { return e.staged }
 func (e *Endpoint) Settings() Settings { return *e.cell.load() }
 
 // Apply makes the staged settings of eps live, and sets the hub-wide
-// settings from them: the largest history and uid length any of them asks
-// for (history is kept per uid for the whole hub). eps are every endpoint
+// settings from them: the largest history, name length and group caps any
+// of them asks for (history and groups are kept per uid for the whole hub). eps are every endpoint
 // of one configuration on this hub; with none, the hub-wide settings stay.
 // undo puts back what Apply replaced.
 func (h *Hub) Apply(eps ...*Endpoint) (undo func()) {
@@ -74,12 +74,14 @@ func (h *Hub) Apply(eps ...*Endpoint) (undo func()) {
 	oldHub := h.settings.Load()
 	if len(eps) > 0 {
 		hs := *oldHub
-		hs.HistorySize, hs.MaxUIDLength = 0, 0
+		hs.HistorySize, hs.MaxUIDLength, hs.MaxGroupsPerUID, hs.MaxGroups = 0, 0, 0, 0
 		for _, e := range eps {
 			if e.staged.HistorySize > hs.HistorySize {
 				hs.HistorySize, hs.HistoryTTL, hs.HistoryMaxBytes = e.staged.HistorySize, e.staged.HistoryTTL, e.staged.HistoryMaxBytes
 			}
 			hs.MaxUIDLength = max(hs.MaxUIDLength, e.staged.MaxUIDLength)
+			hs.MaxGroupsPerUID = max(hs.MaxGroupsPerUID, e.staged.MaxGroupsPerUID)
+			hs.MaxGroups = max(hs.MaxGroups, e.staged.MaxGroups)
 		}
 		h.settings.Store(&hs)
 	}

@@ -460,7 +460,7 @@ func fzTextExpect(frames [][]byte, s Settings) (want []string, code int, read []
 		case !utf8.Valid(f):
 			return want, CloseInvalidPayload, read
 		case i == 0:
-			if _, err := fzLogin(string(f)); err != nil || ValidName("uid", string(f), s.MaxUIDLength) != nil {
+			if _, err := fzLogin(string(f)); err != nil || ValidName("uid", string(f), s.MaxUIDLength) != nil || (textCodec{}).CheckUID(string(f)) != nil {
 				return want, CloseAuthFailed, read
 			}
 			uid = string(f)

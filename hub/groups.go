@@ -15,7 +15,8 @@ type groupShard struct {
 // Join adds uid, online on this node, to a group.
 func (l Local) Join(uid, group string) error {
 	h := l.h
-	if err := ValidName("group", group, h.Settings().MaxUIDLength); err != nil {
+	st := h.Settings()
+	if err := ValidName("group", group, st.MaxUIDLength); err != nil {
 		return err
 	}
 	s := h.uidShard(uid)
@@ -25,20 +26,31 @@ func (l Local) Join(uid, group string) error {
 	if e == nil || !e.online() {
 		return ErrOffline
 	}
-	if e.groups == nil {
-		e.groups = make(map[string]struct{})
+	if _, member := e.groups[group]; member {
+		return nil
 	}
-	e.groups[group] = struct{}{}
+	if len(e.groups) >= st.MaxGroupsPerUID {
+		return ErrTooManyGroups
+	}
 	// Adding under the uid's lock orders Join against the uid going offline.
 	gs := h.groupShard(group)
 	gs.mu.Lock()
 	members := gs.m[group]
 	if members == nil {
+		if h.groupCount.Load() >= int64(st.MaxGroups) {
+			gs.mu.Unlock()
+			return ErrTooManyGroups
+		}
 		members = make(map[string]struct{})
 		gs.m[group] = members
+		h.groupCount.Add(1)
 	}
 	members[uid] = struct{}{}
 	gs.mu.Unlock()
+	if e.groups == nil {
+		e.groups = make(map[string]struct{})
+	}
+	e.groups[group] = struct{}{}
 	return nil
 }
 
@@ -68,6 +80,7 @@ func (h *Hub) dropMember(group, uid string) {
 		delete(members, uid)
 		if len(members) == 0 {
 			delete(gs.m, group)
+			h.groupCount.Add(-1)
 		}
 	}
 	gs.mu.Unlock()

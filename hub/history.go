@@ -11,11 +11,34 @@ type storedMsg struct {
 	StoredMessage
 	at   int64 // unix nanoseconds
 	size int64
+	acct *StoreAccount // the client whose publish stored it for an offline uid, or nil
 }
 
 // storedOverhead is what one stored message costs beyond its data (the
 // slot, the message and its strings' headers), for the history budget.
 const storedOverhead = 160
+
+// entryOverhead is what an offline uid kept for its history costs beyond
+// its name (the map slot, the entry, its mutex and slices), for the budget.
+const entryOverhead = 256
+
+// entryCost is what keeping uid's entry costs the history budget.
+func entryCost(uid string) int64 { return entryOverhead + int64(len(uid)) }
+
+// charge counts an offline uid's entry in the history budget; e.mu is held.
+func (h *Hub) charge(e *uidEntry, uid string) {
+	if e.charged == 0 {
+		e.charged = entryCost(uid)
+		h.histBytes.Add(e.charged)
+	}
+}
+
+// uncharge takes an entry out of the history budget: its uid is online
+// again, or the entry goes away; e.mu is held.
+func (h *Hub) uncharge(e *uidEntry) {
+	h.histBytes.Add(-e.charged)
+	e.charged = 0
+}
 
 // history is a uid's replay buffer, oldest first, guarded by the uid
 // entry's mutex. Evicted slots are zeroed so their messages can be freed.
@@ -42,7 +65,11 @@ func (hs *history) expire(cutoff int64) (freed int64, expired int) {
 // their slots so their messages can be freed.
 func (hs *history) dropOldest(drop func(*storedMsg) bool) (freed int64, dropped int) {
 	for hs.len() > 0 && drop(&hs.msgs[hs.start]) {
-		freed += hs.msgs[hs.start].size
+		m := &hs.msgs[hs.start]
+		freed += m.size
+		if m.acct != nil {
+			m.acct.bytes.Add(-m.size)
+		}
 		dropped++
 		hs.msgs[hs.start] = storedMsg{}
 		hs.start++
@@ -70,14 +97,28 @@ func (hs *history) compact() {
 	}
 }
 
-// store keeps m in e's history unless the hub's budget is spent; e.mu is
-// held.
-func (h *Hub) store(e *uidEntry, m StoredMessage, st *Settings) bool {
-	size := int64(len(m.Message.Data)+len(m.Message.From)+len(m.Message.Group)) + storedOverhead
+// storedSize is what storing m costs the history budget.
+func storedSize(m *Message) int64 {
+	return int64(len(m.Data)+len(m.From)+len(m.Group)) + storedOverhead
+}
+
+// store keeps m in e's history unless the hub's budget is spent or, for an
+// offline uid, the publishing client's (acct); e.mu is held.
+func (h *Hub) store(e *uidEntry, m StoredMessage, st *Settings, acct *StoreAccount) bool {
+	size := storedSize(m.Message)
 	if h.histBytes.Load()+size > st.HistoryMaxBytes {
 		return false
 	}
-	freed, evicted := e.hist.push(storedMsg{StoredMessage: m, at: time.Now().UnixNano(), size: size}, st.HistorySize)
+	if e.online() {
+		acct = nil // history for resume, bounded per uid
+	}
+	if acct != nil {
+		if acct.bytes.Add(size) > st.MaxStoredPerClient {
+			acct.bytes.Add(-size)
+			return false
+		}
+	}
+	freed, evicted := e.hist.push(storedMsg{StoredMessage: m, at: time.Now().UnixNano(), size: size, acct: acct}, st.HistorySize)
 	h.histBytes.Add(size - freed)
 	h.histMessages.Add(1 - int64(evicted))
 	return true

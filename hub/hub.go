@@ -46,6 +46,7 @@ type Hub struct {
 	histBytes    atomic.Int64
 	histMessages atomic.Int64
 	kept         atomic.Int64 // offline uids kept for history
+	groupCount   atomic.Int64 // groups with a member on this node
 
 	connections   atomic.Int64 // logged-in connections
 	framesIn      atomic.Uint64

@@ -44,6 +44,7 @@ func (h *Hub) reapOnce(now time.Time) {
 				h.histMessages.Add(-int64(n))
 			}
 			if !e.online() && e.hist.len() == 0 && (st.HistorySize == 0 || e.offlineAt < cutoff) {
+				h.uncharge(e)
 				delete(s.m, uid)
 				h.kept.Add(-1)
 			}

@@ -15,6 +15,8 @@ type SendOptions struct {
 	// resuming connections it reached to acknowledge the message
 	// (Receipt.Acked).
 	WaitAck time.Duration
+	// Account bounds what a client's publish may store for offline uids.
+	Account *StoreAccount
 }
 
 // Send pushes m to t. It never blocks on a connection; with o.WaitAck it
@@ -24,7 +26,7 @@ func (h *Hub) Send(ctx context.Context, t Target, m Message, o SendOptions) (Rec
 	if t.Group != "" {
 		m.Group = t.Group
 	}
-	return h.Broker().Publish(ctx, &Publication{Target: t, Message: m, WaitAck: o.WaitAck})
+	return h.Broker().Publish(ctx, &Publication{Target: t, Message: m, WaitAck: o.WaitAck, Account: o.Account})
 }
 
 // Join adds an online uid to a group. Membership lasts until Leave or until

@@ -28,6 +28,7 @@ type uidEntry struct {
 	conns     []*Conn
 	hist      history
 	offlineAt int64               // unix nanoseconds the last connection left
+	charged   int64               // what the entry itself costs the history budget while offline
 	groups    map[string]struct{} // guarded by the uid's shard lock
 }
 
@@ -133,6 +134,7 @@ func (h *Hub) bind(c *Conn, uid string) (first bool, err error) {
 	}
 	e.mu.Lock()
 	first = !e.online()
+	h.uncharge(e)
 	c.uid = uid
 	c.loggedIn.Store(true)
 	c.catchingUp = true
@@ -224,7 +226,9 @@ func (h *Hub) remove(c *Conn) {
 	last := len(e.conns) == 0
 	if last {
 		e.offlineAt = time.Now().UnixNano()
-		if !keep {
+		if keep {
+			h.charge(e, c.uid)
+		} else {
 			h.forget(e)
 		}
 	}

@@ -52,7 +52,7 @@ func (c *Conn) handle(cmd Command) bool {
 			c.replyError(cmd.ID, newError("groups_forbidden", "clients may not join or leave groups on this endpoint"))
 			return true
 		}
-		c.membership(cmd, s)
+		c.membership(cmd)
 	}
 	return true
 }
@@ -63,6 +63,10 @@ func (c *Conn) login(uid string, since *Position) bool {
 	h := c.hub
 	c.pre = nil
 	if err := ValidName("uid", uid, c.settings().MaxUIDLength); err != nil {
+		c.fail(CloseAuthFailed, err)
+		return false
+	}
+	if err := c.proto.CheckUID(uid); err != nil {
 		c.fail(CloseAuthFailed, err)
 		return false
 	}
@@ -146,8 +150,26 @@ func (c *Conn) publish(cmd Command) {
 		c.replyError(cmd.ID, newError("bad_frame", `a send frame carries "data"`))
 		return
 	}
+	// A name from a client is checked as the push API checks it, before
+	// anything is looked up or kept for it.
+	max := c.hub.Settings().MaxUIDLength
+	if cmd.To != "" {
+		if err := ValidName("uid", cmd.To, max); err != nil {
+			c.replyError(cmd.ID, err.(*Error))
+			return
+		}
+	}
+	if cmd.Group != "" {
+		if err := ValidName("group", cmd.Group, max); err != nil {
+			c.replyError(cmd.ID, err.(*Error))
+			return
+		}
+	}
 	t := Target{UID: cmd.To, Group: cmd.Group, All: cmd.All}
-	r, err := c.hub.Send(context.Background(), t, Message{Data: cmd.Data, From: c.uid}, SendOptions{})
+	if c.account == nil {
+		c.account = &StoreAccount{}
+	}
+	r, err := c.hub.Send(context.Background(), t, Message{Data: cmd.Data, From: c.uid}, SendOptions{Account: c.account})
 	if err != nil {
 		c.replyError(cmd.ID, &Error{Code: ErrorCode(err, "send_failed"), Message: err.Error()})
 		return
@@ -158,8 +180,8 @@ func (c *Conn) publish(cmd Command) {
 }
 
 // membership runs a client's join or leave command.
-func (c *Conn) membership(cmd Command, s *Settings) {
-	if err := ValidName("group", cmd.Group, s.MaxUIDLength); err != nil {
+func (c *Conn) membership(cmd Command) {
+	if err := ValidName("group", cmd.Group, c.hub.Settings().MaxUIDLength); err != nil {
 		c.replyError(cmd.ID, &Error{Code: ErrorCode(err, "invalid_group"), Message: err.Error()})
 		return
 	}

@@ -17,6 +17,17 @@ type Settings struct {
 	AllowClientPublish   bool          // clients may send to a uid, a group or everyone
 	AllowClientGroups    bool          // json clients may join and leave groups themselves
 
+	// MaxGroupsPerUID caps the groups one uid belongs to; MaxGroups the
+	// groups of the whole hub. A join over either is refused.
+	MaxGroupsPerUID int
+	MaxGroups       int
+
+	// MaxStoredPerClient bounds the history one connection's publishes may
+	// hold for uids that are offline, in bytes: past it, its publishes to
+	// offline uids are delivered to nobody and not stored, so one client
+	// cannot spend the hub's history budget for everyone.
+	MaxStoredPerClient int64
+
 	// History keeps the last HistorySize messages of each uid for
 	// HistoryTTL so that a json client can resume after a reconnect; 0
 	// turns it off. HistoryMaxBytes bounds the memory of all of a hub's
@@ -46,6 +57,9 @@ var DefaultSettings = Settings{
 	SendQueue:            64,
 	MaxConnectionsPerUID: 16,
 	MaxUIDLength:         128,
+	MaxGroupsPerUID:      64,
+	MaxGroups:            100000,
+	MaxStoredPerClient:   256 << 10,
 	HistoryTTL:           2 * time.Minute,
 	HistoryMaxBytes:      64 << 20,
 	RateLimit:            100,
@@ -79,6 +93,15 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.MaxUIDLength <= 0 {
 		s.MaxUIDLength = d.MaxUIDLength
+	}
+	if s.MaxGroupsPerUID <= 0 {
+		s.MaxGroupsPerUID = d.MaxGroupsPerUID
+	}
+	if s.MaxGroups <= 0 {
+		s.MaxGroups = d.MaxGroups
+	}
+	if s.MaxStoredPerClient <= 0 {
+		s.MaxStoredPerClient = d.MaxStoredPerClient
 	}
 	if s.HistoryTTL <= 0 {
 		s.HistoryTTL = d.HistoryTTL

@@ -53,6 +53,7 @@ func (c *Conn) enqueue(f outFrame) queueResult {
 			}
 			return queued
 		}
+		c.partialHead = true // what the socket did not take must follow what it did
 	}
 	c.queue = append(c.queue, f)
 	c.startWriter()
@@ -125,7 +126,14 @@ func (c *Conn) abort(code int, reason string) {
 		return
 	}
 	c.closing = true
-	c.queue, c.exempt = append(c.queue[:0], f), 0
+	if c.partialHead && len(c.queue) > 0 {
+		// The rest of a frame the socket took only part of must go first,
+		// or the close frame would land inside it.
+		c.queue = append(c.queue[:1], f)
+	} else {
+		c.queue = append(c.queue[:0], f)
+	}
+	c.exempt = 0
 	if !c.writing && c.inlineFD >= 0 {
 		done, ok := c.writeInline(&c.queue[0])
 		if done || !ok {
@@ -160,7 +168,7 @@ func (c *Conn) writeLoop() {
 			return
 		}
 		batch := c.queue
-		c.queue, c.exempt = c.spare[:0], 0
+		c.queue, c.exempt, c.partialHead = c.spare[:0], 0, false
 		c.mu.Unlock()
 
 		// One deadline per batch: re-arming it costs a runtime timer update.

@@ -145,16 +145,20 @@ func (b *Broker) Kick(ctx context.Context, uid, reason string) (int, error) {
 // membership, and the nodes holding the uid are told, so that their
 // connections of the uid get the group's pushes.
 func (b *Broker) Join(ctx context.Context, uid, group string) error {
+	st := b.local.Settings()
 	ev := string(marshal(&envelope{Kind: kindJoin, UID: uid, Group: group}))
-	v, err := b.run(ctx, scriptJoin, uid, group, ev, b.node)
+	v, err := b.run(ctx, scriptJoin, uid, group, ev, b.node, st.MaxGroupsPerUID, st.MaxGroups)
 	if err != nil {
 		if b.local.Online(uid) > 0 {
 			return b.local.Join(uid, group) // on this node at least
 		}
 		return err
 	}
-	if n, ok := v.(int64); ok && n < 0 {
+	switch n, _ := v.(int64); n {
+	case -1:
 		return hub.ErrOffline
+	case -2:
+		return hub.ErrTooManyGroups
 	}
 	if b.local.Online(uid) > 0 {
 		return b.local.Join(uid, group)

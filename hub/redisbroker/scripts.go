@@ -276,11 +276,17 @@ return out
 
 	// scriptJoin adds uid ARGV[2] to group ARGV[3] when it is online
 	// anywhere, and tells the nodes holding it but ARGV[5] (ARGV[4] is the
-	// event). It returns -1 when the uid is offline, else the nodes told.
+	// event). ARGV[6] and ARGV[7] cap the uid's groups and the hub's. It
+	// returns -1 when the uid is offline, -2 over a cap, else the nodes
+	// told.
 	scriptJoin = redis.NewScript(common + `
 local uid, g = ARGV[2], ARGV[3]
 local hs = holders(uid)
 if #hs == 0 then return -1 end
+if redis.call('SISMEMBER', p .. 'ug:' .. uid, g) == 0 then
+	if redis.call('SCARD', p .. 'ug:' .. uid) >= tonumber(ARGV[6]) then return -2 end
+	if redis.call('SISMEMBER', p .. 'groups', g) == 0 and redis.call('SCARD', p .. 'groups') >= tonumber(ARGV[7]) then return -2 end
+end
 redis.call('SADD', p .. 'ug:' .. uid, g)
 redis.call('ZADD', p .. 'g:' .. g, 0, uid)
 redis.call('SADD', p .. 'groups', g)
