@@ -40,6 +40,11 @@ type API struct {
 	// with 413. Default: 1048576 (1 MiB).
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
+	// IdempotencyWindow is how long an idempotency_key of POST /send is
+	// remembered: a repeat within it delivers nothing and gets the first
+	// push's receipt. Default: 5m; at most 24h.
+	IdempotencyWindow caddy.Duration `json:"idempotency_window,omitempty"`
+
 	hub    *hub.Hub
 	key    [sha256.Size]byte
 	hasKey bool
@@ -86,6 +91,9 @@ func (a *API) Validate() error {
 	if a.MaxBodySize < 0 {
 		return errors.New("push_api: max_body_size must not be negative")
 	}
+	if a.IdempotencyWindow < 0 || time.Duration(a.IdempotencyWindow) > maxIdempotencyWindow {
+		return fmt.Errorf("push_api: idempotency_window must be between 0 and %s", maxIdempotencyWindow)
+	}
 	return nil
 }
 
@@ -108,7 +116,7 @@ func badRequest(code, format string, args ...any) *apiError {
 // call is one API call: its method and what it does.
 type call struct {
 	method string
-	serve  func(a *API, r *http.Request) (any, *apiError)
+	serve  func(a *API, w http.ResponseWriter, r *http.Request) (any, *apiError)
 }
 
 var calls = map[string]call{
@@ -161,7 +169,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) (any, *apiError) {
 	if c.method == http.MethodPost {
 		r.Body = http.MaxBytesReader(w, r.Body, a.MaxBodySize)
 	}
-	return c.serve(a, r)
+	return c.serve(a, w, r)
 }
 
 // authorize checks the Bearer key, or with no key that the caller is on a
@@ -229,12 +237,18 @@ type SendRequest struct {
 	// WaitAck makes the call wait, at most this long (e.g. "2s"), for the
 	// json connections reached to acknowledge the message.
 	WaitAck caddy.Duration `json:"wait_ack,omitempty"`
+	// IdempotencyKey makes a retry safe: a second request with the same key
+	// within the push_api's idempotency_window delivers nothing and gets
+	// the first request's receipt (with the Idempotency-Replayed header).
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
 }
 
 // Caps of one send.
 const (
-	maxUIDsPerSend = 10000
-	maxWaitAck     = 30 * time.Second
+	maxUIDsPerSend       = 10000
+	maxWaitAck           = 30 * time.Second
+	maxIdempotencyKey    = 256
+	maxIdempotencyWindow = 24 * time.Hour
 )
 
 // validateSend checks a send request; it is the API's decoding contract,
@@ -262,6 +276,9 @@ func (a *API) validateSend(req *SendRequest) *apiError {
 	if len(req.Data) == 0 || string(req.Data) == "null" {
 		return badRequest("missing_data", `"data" is required: any JSON value but null`)
 	}
+	if k := req.IdempotencyKey; k != "" && (len(k) > maxIdempotencyKey || hub.ValidName("key", k, maxIdempotencyKey) != nil) {
+		return badRequest("bad_idempotency_key", "idempotency_key must be 1 to %d bytes of UTF-8 without control characters", maxIdempotencyKey)
+	}
 	max := a.hub.Settings().MaxUIDLength
 	if len(req.UIDs) > maxUIDsPerSend {
 		return badRequest("bad_target", "at most %d uids per send", maxUIDsPerSend)
@@ -286,7 +303,7 @@ func (a *API) validateSend(req *SendRequest) *apiError {
 	return nil
 }
 
-func (a *API) send(r *http.Request) (any, *apiError) {
+func (a *API) send(w http.ResponseWriter, r *http.Request) (any, *apiError) {
 	var req SendRequest
 	if aerr := decode(r, &req); aerr != nil {
 		return nil, aerr
@@ -295,10 +312,17 @@ func (a *API) send(r *http.Request) (any, *apiError) {
 		return nil, aerr
 	}
 	target := hub.Target{UID: req.UID, UIDs: req.UIDs, Group: req.Group, All: req.All}
-	opts := hub.SendOptions{WaitAck: time.Duration(req.WaitAck)}
+	opts := hub.SendOptions{
+		WaitAck:           time.Duration(req.WaitAck),
+		IdempotencyKey:    req.IdempotencyKey,
+		IdempotencyWindow: time.Duration(a.IdempotencyWindow),
+	}
 	rc, err := a.hub.Send(r.Context(), target, hub.Message{Data: req.Data}, opts)
 	if err != nil {
 		return nil, unavailable(err)
+	}
+	if rc.Duplicate {
+		w.Header().Set("Idempotency-Replayed", "true")
 	}
 	out := pushapi.SendReceipt{Delivered: rc.Delivered, Dropped: rc.Dropped, Stored: rc.Stored}
 	if rc.Unreached < 0 {
@@ -333,7 +357,7 @@ func (a *API) membership(r *http.Request) (*MembershipRequest, *apiError) {
 	return &req, nil
 }
 
-func (a *API) join(r *http.Request) (any, *apiError) {
+func (a *API) join(_ http.ResponseWriter, r *http.Request) (any, *apiError) {
 	req, aerr := a.membership(r)
 	if aerr != nil {
 		return nil, aerr
@@ -351,7 +375,7 @@ func (a *API) join(r *http.Request) (any, *apiError) {
 	return map[string]bool{"ok": true}, nil
 }
 
-func (a *API) leave(r *http.Request) (any, *apiError) {
+func (a *API) leave(_ http.ResponseWriter, r *http.Request) (any, *apiError) {
 	req, aerr := a.membership(r)
 	if aerr != nil {
 		return nil, aerr
@@ -369,7 +393,7 @@ type KickRequest struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-func (a *API) kick(r *http.Request) (any, *apiError) {
+func (a *API) kick(_ http.ResponseWriter, r *http.Request) (any, *apiError) {
 	var req KickRequest
 	if aerr := decode(r, &req); aerr != nil {
 		return nil, aerr
@@ -387,7 +411,7 @@ func (a *API) kick(r *http.Request) (any, *apiError) {
 	return map[string]any{"uid": req.UID, "closed": closed}, nil
 }
 
-func (a *API) online(r *http.Request) (any, *apiError) {
+func (a *API) online(_ http.ResponseWriter, r *http.Request) (any, *apiError) {
 	uid := r.URL.Query().Get("uid")
 	if err := hub.ValidName("uid", uid, a.hub.Settings().MaxUIDLength); err != nil {
 		return nil, badRequest(hub.ErrorCode(err, "invalid_uid"), "%v (pass ?uid=)", err)
@@ -405,7 +429,7 @@ const (
 	maxUIDsLimit     = 10000
 )
 
-func (a *API) uids(r *http.Request) (any, *apiError) {
+func (a *API) uids(_ http.ResponseWriter, r *http.Request) (any, *apiError) {
 	q := r.URL.Query()
 	limit := defaultUIDsLimit
 	if s := q.Get("limit"); s != "" {
@@ -433,7 +457,7 @@ func (a *API) uids(r *http.Request) (any, *apiError) {
 	return out, nil
 }
 
-func (a *API) stats(r *http.Request) (any, *apiError) {
+func (a *API) stats(_ http.ResponseWriter, r *http.Request) (any, *apiError) {
 	return wireStats(a.hub.Stats(r.Context())), nil
 }
 

@@ -268,9 +268,10 @@ func parseRateLimit(d *caddyfile.Dispenser, h *Handler) error {
 // UnmarshalCaddyfile sets up the API from Caddyfile tokens. Syntax:
 //
 //	push_api [<matcher>] {
-//		hub           <name>
-//		key           <bearer key>
-//		max_body_size <size>
+//		hub                <name>
+//		key                <bearer key>
+//		max_body_size      <size>
+//		idempotency_window <duration>
 //	}
 func (a *API) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return directiveBlock(d, func(sub string) error {
@@ -281,6 +282,8 @@ func (a *API) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return oneArg(d, &a.Key)
 		case "max_body_size":
 			return sizeArg(d, &a.MaxBodySize)
+		case "idempotency_window":
+			return durationArg(d, &a.IdempotencyWindow)
 		}
 		return d.Errf("unrecognized subdirective %s", sub)
 	})

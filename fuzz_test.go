@@ -119,7 +119,7 @@ func fuzzMembershipBody(t *testing.T, a *API, body []byte) {
 
 func fuzzKickBody(t *testing.T, a *API, body []byte) {
 	t.Helper()
-	out, aerr := a.kick(fuzzPost("kick", body))
+	out, aerr := a.kick(nil, fuzzPost("kick", body))
 	if aerr != nil {
 		fuzzRefusal(t, "kick", aerr)
 		return

@@ -30,8 +30,10 @@ type Broker interface {
 	// UIDs lists online uids in byte order after `after`, at most limit;
 	// with group set, only its members. more tells whether uids remain.
 	UIDs(ctx context.Context, group, after string, limit int) (uids []string, more bool, err error)
-	// Recover returns uid's current position and, when since is set, what a
-	// client that has seen since missed.
+	// Recover returns uid's current position and what a client that has
+	// seen since missed; without since, the uid's mailbox: what was stored
+	// while it had no connection anywhere, once, to the first login
+	// without since.
 	Recover(ctx context.Context, uid string, since *Position) (Recovery, error)
 	// Attached tells the broker that uid's first connection on this node
 	// has logged in. It is called before the connection's welcome is sent,
@@ -45,6 +47,12 @@ type Broker interface {
 	// LocalHistory tells whether the hub keeps history in this process
 	// (Local numbers and stores pushes) rather than the broker elsewhere.
 	LocalHistory() bool
+	// Claim makes the caller the first push of an idempotency key within
+	// window (first true), or returns the receipt of the push that was,
+	// waiting for it if it is still under way. Settle records that receipt
+	// (or, with err, that the push failed, so that a retry may go).
+	Claim(ctx context.Context, key string, window time.Duration) (prior Receipt, first bool, err error)
+	Settle(key string, r Receipt, err error)
 	// Stats adds what the broker knows beyond this node to st.
 	Stats(ctx context.Context, st *Stats)
 	// Close stops the broker.
@@ -108,6 +116,9 @@ type Receipt struct {
 	// push but did not answer in time; -1 when the cluster's broker could
 	// not be reached at all and only this node delivered.
 	Unreached int
+	// Duplicate is set when the push repeated an idempotency key: nothing
+	// was delivered again, and the receipt is the first push's.
+	Duplicate bool
 }
 
 // Add counts o into r.

@@ -1,6 +1,9 @@
 package hub
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // memoryBroker is the in-process broker, the default: a hub on one node.
 // Everything it does is local; history lives in the uid entries of this
@@ -39,6 +42,12 @@ func (b memoryBroker) UIDs(_ context.Context, group, after string, limit int) ([
 func (b memoryBroker) Recover(_ context.Context, uid string, since *Position) (Recovery, error) {
 	return b.local.Recover(uid, since), nil
 }
+
+func (b memoryBroker) Claim(ctx context.Context, key string, window time.Duration) (Receipt, bool, error) {
+	return b.local.Claim(ctx, key, window)
+}
+
+func (b memoryBroker) Settle(key string, r Receipt, err error) { b.local.Settle(key, r, err) }
 
 func (memoryBroker) Attached(context.Context, string) error { return nil }
 func (memoryBroker) Changed(string)                         {}

@@ -233,6 +233,7 @@ func (h *Hub) sendToUID(uid string, d *delivery, o DeliverOptions, storeOffline 
 	if e == nil {
 		e = newEntry()
 		e.offlineAt = time.Now().UnixNano()
+		e.mailbox = true
 		h.charge(e, uid)
 		s.m[uid] = e
 		h.kept.Add(1)

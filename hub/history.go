@@ -131,8 +131,10 @@ func (h *Hub) forget(e *uidEntry) {
 	h.histMessages.Add(-int64(n))
 }
 
-// Recover returns uid's position on this node and, when since is set, what
-// a client that has seen since missed, from this node's history.
+// Recover returns uid's position on this node and what a client that has
+// seen since missed, from this node's history. Without since, it is the
+// uid's mailbox: what was stored while the uid had no connection, unless a
+// login without since has taken it already.
 func (l Local) Recover(uid string, since *Position) Recovery {
 	h := l.h
 	st := h.settings.Load()
@@ -146,6 +148,12 @@ func (l Local) Recover(uid string, since *Position) Recovery {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rec := Recovery{Position: e.position()}
+	if since == nil && e.mailbox {
+		e.mailbox = false
+		if e.seq > e.offSeq {
+			since = &Position{Epoch: rec.Position.Epoch, Offset: e.offSeq}
+		}
+	}
 	if since != nil {
 		var r Resume
 		rec.Messages, r = e.replay(*since, rec.Position, st, time.Now())

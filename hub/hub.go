@@ -35,13 +35,14 @@ type Hub struct {
 	pendingMu sync.Mutex
 	pending   map[*Conn]struct{} // connections that have not logged in
 
-	closed     atomic.Bool
-	done       chan struct{} // closed by Close: stops the reaper
-	nextConnID atomic.Uint64
-	live       tally // connections not yet torn down, logged in or not
-	routines   routines
-	poller     *poller
-	acks       notifier // wakes waiters for acknowledgements
+	closed      atomic.Bool
+	done        chan struct{} // closed by Close: stops the reaper
+	nextConnID  atomic.Uint64
+	live        tally // connections not yet torn down, logged in or not
+	routines    routines
+	poller      *poller
+	acks        notifier // wakes waiters for acknowledgements
+	idempotency idempotencyStore
 
 	histBytes    atomic.Int64
 	histMessages atomic.Int64

@@ -21,6 +21,7 @@ func (h *Hub) reap() {
 			return
 		case now := <-t.C:
 			h.reapOnce(now)
+			h.idempotency.expire(now.UnixNano())
 		}
 	}
 }

@@ -17,16 +17,45 @@ type SendOptions struct {
 	WaitAck time.Duration
 	// Account bounds what a client's publish may store for offline uids.
 	Account *StoreAccount
+	// IdempotencyKey, when set, makes the push happen once per key within
+	// IdempotencyWindow: a repeat delivers nothing and gets the first
+	// push's receipt (marked Duplicate).
+	IdempotencyKey    string
+	IdempotencyWindow time.Duration
 }
+
+// DefaultIdempotencyWindow is how long an idempotency key is remembered
+// when SendOptions names no window.
+const DefaultIdempotencyWindow = 5 * time.Minute
 
 // Send pushes m to t. It never blocks on a connection; with o.WaitAck it
 // waits for acknowledgements, at most that long or until ctx ends.
 func (h *Hub) Send(ctx context.Context, t Target, m Message, o SendOptions) (Receipt, error) {
-	h.pushes.Add(1)
 	if t.Group != "" {
 		m.Group = t.Group
 	}
-	return h.Broker().Publish(ctx, &Publication{Target: t, Message: m, WaitAck: o.WaitAck, Account: o.Account})
+	b := h.Broker()
+	p := &Publication{Target: t, Message: m, WaitAck: o.WaitAck, Account: o.Account}
+	if o.IdempotencyKey == "" {
+		h.pushes.Add(1)
+		return b.Publish(ctx, p)
+	}
+	window := o.IdempotencyWindow
+	if window <= 0 {
+		window = DefaultIdempotencyWindow
+	}
+	prior, first, err := b.Claim(ctx, o.IdempotencyKey, window)
+	if err != nil {
+		return Receipt{}, err
+	}
+	if !first {
+		prior.Duplicate = true
+		return prior, nil
+	}
+	h.pushes.Add(1)
+	r, err := b.Publish(ctx, p)
+	b.Settle(o.IdempotencyKey, r, err)
+	return r, err
 }
 
 // Join adds an online uid to a group. Membership lasts until Leave or until

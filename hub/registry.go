@@ -29,6 +29,8 @@ type uidEntry struct {
 	hist      history
 	offlineAt int64               // unix nanoseconds the last connection left
 	charged   int64               // what the entry itself costs the history budget while offline
+	offSeq    uint64              // seq when the uid last went offline: its mailbox is what came after
+	mailbox   bool                // messages stored while offline wait for the next login without since
 	groups    map[string]struct{} // guarded by the uid's shard lock
 }
 
@@ -228,6 +230,7 @@ func (h *Hub) remove(c *Conn) {
 		e.offlineAt = time.Now().UnixNano()
 		if keep {
 			h.charge(e, c.uid)
+			e.offSeq, e.mailbox = e.seq, true
 		} else {
 			h.forget(e)
 		}

@@ -19,10 +19,13 @@ package pushapi
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -35,7 +38,16 @@ type Client struct {
 	base string // without a trailing slash; calls are base + "/" + name
 	auth string // the Authorization header value, or ""
 	hc   *http.Client
+
+	// Retries is how many times Send tries again after a connection error
+	// (the connection refused, reset or closed before the answer: during a
+	// server's reload, say). Each push carries an idempotency key, so a
+	// retry of a push that did land delivers nothing twice. Default: 4.
+	Retries int
 }
+
+// DefaultRetries is Client.Retries of a new Client.
+const DefaultRetries = 4
 
 // New returns a client of the push API at baseURL, the address the push_api
 // handler answers at: "http://127.0.0.1:7070", or "https://host/push" when
@@ -49,7 +61,7 @@ func New(baseURL, key string, hc *http.Client) *Client {
 		// The timeout bounds calls whose context has no deadline.
 		hc = &http.Client{Transport: NewTransport(256), Timeout: time.Minute}
 	}
-	c := &Client{base: strings.TrimRight(baseURL, "/"), hc: hc}
+	c := &Client{base: strings.TrimRight(baseURL, "/"), hc: hc, Retries: DefaultRetries}
 	if key != "" {
 		c.auth = "Bearer " + key
 	}
@@ -101,6 +113,11 @@ type SendRequest struct {
 	// message; the receipt's Acked counts those that did. It travels as
 	// nanoseconds, which the API accepts like a duration string.
 	WaitAck time.Duration `json:"wait_ack,omitempty"`
+	// IdempotencyKey makes the push happen once however often it is sent
+	// within the API's idempotency window (5 minutes by default). Send
+	// makes one when it is empty, so that its own retries are safe; set it
+	// to make your own retries (after a crash, say) safe too.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
 }
 
 // SendReceipt tells what a push reached.
@@ -122,6 +139,10 @@ type SendReceipt struct {
 	// could not be reached: only the instance that took the push delivered
 	// it, and nothing was stored.
 	ClusterUnavailable bool `json:"cluster_unavailable,omitempty"`
+	// Duplicate is true when the push repeated an idempotency key: nothing
+	// was delivered again, and the figures are the first push's (the API
+	// says so with its Idempotency-Replayed header).
+	Duplicate bool `json:"-"`
 }
 
 // Online is the answer of GET /online: whether a uid is connected, and by
@@ -201,11 +222,59 @@ type NodeStats struct {
 	Goroutines    int    `json:"goroutines"`
 }
 
-// Send pushes req and returns the receipt.
+// Send pushes req and returns the receipt. After a connection error it
+// tries again, up to c.Retries times with a growing pause, with the same
+// idempotency key (made here when req has none), so the push lands once.
 func (c *Client) Send(ctx context.Context, req SendRequest) (SendReceipt, error) {
-	var rc SendReceipt
-	err := c.post(ctx, "send", req, &rc)
-	return rc, err
+	if req.IdempotencyKey == "" {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return SendReceipt{}, err
+		}
+		req.IdempotencyKey = hex.EncodeToString(b[:])
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return SendReceipt{}, fmt.Errorf("push API send: encoding the request: %w", err)
+	}
+	pause := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		var rc SendReceipt
+		hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/send", bytes.NewReader(body))
+		if err != nil {
+			return rc, err
+		}
+		hreq.Header.Set("Content-Type", "application/json")
+		resp, err := c.do(hreq, "send", &rc)
+		if err == nil {
+			rc.Duplicate = resp.Header.Get("Idempotency-Replayed") == "true"
+			return rc, nil
+		}
+		if attempt >= c.Retries || !connectionError(ctx, err) {
+			return rc, err
+		}
+		select {
+		case <-time.After(pause/2 + mrand.N(pause)):
+		case <-ctx.Done():
+			return rc, err
+		}
+		pause *= 2
+	}
+}
+
+// connectionError reports whether err is the connection failing before an
+// answer came (refused, reset, closed): the request may or may not have
+// reached the API, and a retry with the same idempotency key is safe.
+func connectionError(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	var apiErr *Error
+	if errors.As(err, &apiErr) {
+		return false // the API answered
+	}
+	var ue *url.Error
+	return errors.As(err, &ue)
 }
 
 // SendUID pushes data to every connection of uid.
@@ -323,7 +392,8 @@ func (c *Client) post(ctx context.Context, name string, in, out any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	return c.do(req, name, out)
+	_, err = c.do(req, name, out)
+	return err
 }
 
 func (c *Client) get(ctx context.Context, name string, q url.Values, out any) error {
@@ -335,7 +405,8 @@ func (c *Client) get(ctx context.Context, name string, q url.Values, out any) er
 	if err != nil {
 		return err
 	}
-	return c.do(req, name, out)
+	_, err = c.do(req, name, out)
+	return err
 }
 
 // maxAnswer bounds how much of an answer is read. The largest real answer
@@ -343,14 +414,14 @@ func (c *Client) get(ctx context.Context, name string, q url.Values, out any) er
 // guards against a misdirected URL, it is not a limit of the API.
 const maxAnswer = 64 << 20
 
-func (c *Client) do(req *http.Request, name string, out any) error {
+func (c *Client) do(req *http.Request, name string, out any) (*http.Response, error) {
 	req.Header.Set("Accept", "application/json")
 	if c.auth != "" {
 		req.Header.Set("Authorization", c.auth)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		// Reading to the end lets the transport reuse the connection.
@@ -359,18 +430,18 @@ func (c *Client) do(req *http.Request, name string, out any) error {
 	}()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
-		return fmt.Errorf("push API %s: reading the answer: %w", name, err)
+		return resp, fmt.Errorf("push API %s: reading the answer: %w", name, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return errorFrom(resp.StatusCode, body)
+		return resp, errorFrom(resp.StatusCode, body)
 	}
 	if out == nil {
-		return nil
+		return resp, nil
 	}
 	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("push API %s: the answer is not the expected JSON: %w", name, err)
+		return resp, fmt.Errorf("push API %s: the answer is not the expected JSON: %w", name, err)
 	}
-	return nil
+	return resp, nil
 }
 
 // errorFrom makes the *Error of a non-2xx answer.

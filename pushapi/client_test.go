@@ -168,6 +168,11 @@ func TestSendTargets(t *testing.T) {
 			if got.method != http.MethodPost || got.path != "/push/send" {
 				t.Errorf("called %s %s, want POST /push/send", got.method, got.path)
 			}
+			// Every push carries an idempotency key of its own.
+			if k, _ := got.body["idempotency_key"].(string); len(k) != 32 {
+				t.Errorf("idempotency_key %v, want 32 hex digits", got.body["idempotency_key"])
+			}
+			delete(got.body, "idempotency_key")
 			if !reflect.DeepEqual(got.body, tc.want) {
 				t.Errorf("body %v, want %v", got.body, tc.want)
 			}

@@ -12,7 +12,9 @@
  * carrying the same `id`, pings at the application level to notice dead
  * connections, and reconnects by itself with exponential backoff and jitter.
  * On reconnect it logs in with `since` set to the last sequence number it
- * saw, and joins again the groups it had joined.
+ * saw (and its `epoch`), and joins again the groups it had joined. The
+ * position is kept in sessionStorage per uid, so a reloaded page resumes
+ * where it was too.
  *
  * @module pushhub
  */
@@ -49,6 +51,8 @@ export class PushHubError extends Error {
  * @property {number} [minDelay]        first reconnect delay in ms (default 500)
  * @property {number} [maxDelay]        reconnect delay cap in ms (default 30000)
  * @property {boolean} [reconnect]      reconnect after an unexpected close (default true)
+ * @property {Storage|null} [storage]   where the last position is kept across page reloads,
+ *                                      per uid (default sessionStorage; null keeps it in memory only)
  */
 
 /**
@@ -82,6 +86,7 @@ export class PushHub extends EventTarget {
       minDelay: 500,
       maxDelay: 30000,
       reconnect: true,
+      storage: typeof sessionStorage === "undefined" ? null : sessionStorage,
       ...options,
     };
     /** @type {"connecting"|"online"|"reconnecting"|"closed"} */
@@ -96,6 +101,8 @@ export class PushHub extends EventTarget {
     this.epoch = null;
     /** The groups joined through this client, joined again on reconnect. */
     this.groups = new Set();
+
+    this._loadPosition(this.options.uid ?? this._lastUID());
 
     this._ws = null;
     this._nextId = 1;
@@ -172,6 +179,46 @@ export class PushHub extends EventTarget {
 
   // ---- internals ----
 
+  // The position (last seq and its epoch) is kept in storage per URL and
+  // uid, so that a reloaded page resumes where it was. A position of another
+  // uid is harmless: its epoch is not the new uid's, so the hub replays
+  // what it holds and says the gap could not be filled.
+  _key(what, uid) {
+    return `pushhub:${what}:${this.url}` + (uid === undefined ? "" : `:${uid}`);
+  }
+
+  _lastUID() {
+    try {
+      return this.options.storage?.getItem(this._key("uid")) ?? undefined;
+    } catch {
+      return undefined; // storage refused (privacy settings): memory only
+    }
+  }
+
+  _loadPosition(uid) {
+    if (uid === undefined || !this.options.storage) return;
+    try {
+      const pos = JSON.parse(this.options.storage.getItem(this._key("pos", uid)) ?? "null");
+      if (pos && Number.isSafeInteger(pos.seq)) {
+        this.lastSeq = pos.seq;
+        this.epoch = typeof pos.epoch === "string" ? pos.epoch : null;
+        this._posUID = uid;
+      }
+    } catch {
+      // a damaged entry: start without a position
+    }
+  }
+
+  _savePosition() {
+    if (!this.options.storage || this.uid === null || this.lastSeq === null) return;
+    try {
+      this.options.storage.setItem(this._key("uid"), this.uid);
+      this.options.storage.setItem(this._key("pos", this.uid), JSON.stringify({ seq: this.lastSeq, epoch: this.epoch }));
+    } catch {
+      // storage full or refused: the position lives in memory only
+    }
+  }
+
   _connect() {
     const ws = new WebSocket(this.url);
     this._ws = ws;
@@ -201,6 +248,12 @@ export class PushHub extends EventTarget {
     switch (f.type) {
       case "welcome":
         this._attempt = 0;
+        if (this._posUID !== undefined && this._posUID !== f.uid) {
+          // The position loaded was another uid's: this one starts afresh.
+          this.lastSeq = null;
+          this.epoch = null;
+        }
+        this._posUID = f.uid;
         this.uid = f.uid;
         this.connId = f.conn_id;
         if (f.epoch !== undefined && f.epoch !== this.epoch) {
@@ -210,6 +263,7 @@ export class PushHub extends EventTarget {
         } else if (this.lastSeq === null) {
           this.lastSeq = f.seq;
         }
+        this._savePosition();
         this._setState("online");
         this._startPing();
         for (const g of this.groups) {
@@ -219,6 +273,7 @@ export class PushHub extends EventTarget {
         break;
       case "message":
         this.lastSeq = f.seq;
+        this._savePosition();
         this._emit("message", f);
         break;
       case "error":

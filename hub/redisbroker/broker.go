@@ -187,8 +187,8 @@ func (b *Broker) Close() error {
 	return b.rdb.Close()
 }
 
-// strings converts a script's list reply.
-func strings(v any) []string {
+// stringList converts a script's list reply.
+func stringList(v any) []string {
 	l, _ := v.([]any)
 	out := make([]string, 0, len(l))
 	for _, x := range l {

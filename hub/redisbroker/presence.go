@@ -18,7 +18,7 @@ func (b *Broker) Attached(ctx context.Context, uid string) error {
 		b.Changed(uid) // recorded once Redis is back
 		return err
 	}
-	for _, g := range strings(v) {
+	for _, g := range stringList(v) {
 		_ = b.local.Join(uid, g)
 	}
 	return nil
@@ -119,7 +119,7 @@ func (b *Broker) UIDs(ctx context.Context, group, after string, limit int) ([]st
 	if err != nil {
 		return nil, false, err
 	}
-	uids := strings(v)
+	uids := stringList(v)
 	if len(uids) > limit {
 		return uids[:limit], true, nil
 	}
@@ -239,11 +239,11 @@ func (b *Broker) reap(ctx context.Context) {
 	}
 }
 
-// Recover returns uid's position in Redis and, with since, what the client
-// missed, from Redis's history.
+// Recover returns uid's position in Redis and what the client missed,
+// from Redis's history: after since, or without it the uid's mailbox.
 func (b *Broker) Recover(ctx context.Context, uid string, since *hub.Position) (hub.Recovery, error) {
 	st := b.local.Settings()
-	from, epoch := "1e300", ""
+	from, epoch := "", ""
 	if since != nil {
 		from, epoch = formatUint(since.Offset), since.Epoch
 	}
@@ -252,18 +252,22 @@ func (b *Broker) Recover(ctx context.Context, uid string, since *hub.Position) (
 		return hub.Recovery{}, err
 	}
 	l, _ := v.([]any)
-	if len(l) < 3 {
+	if len(l) < 4 {
 		return hub.Recovery{}, errBadReply
 	}
 	seq, _ := l[0].(int64)
 	cur, _ := l[1].(string)
 	now, _ := l[2].(int64)
+	start, _ := l[3].(int64)
 	rec := hub.Recovery{Position: hub.Position{Epoch: cur, Offset: uint64(seq)}}
 	if since == nil {
-		return rec, nil
+		if start < 0 || uint64(start) >= rec.Position.Offset {
+			return rec, nil // no mailbox, or an empty one
+		}
+		since = &hub.Position{Epoch: cur, Offset: uint64(start)}
 	}
 	cutoff := now - st.HistoryTTL.Milliseconds()
-	for _, x := range l[3:] {
+	for _, x := range l[4:] {
 		s, _ := x.(string)
 		m, ok := parseStored(s)
 		if ok && m.at >= cutoff {

@@ -55,7 +55,7 @@ func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, 
 		return b.deliverAlone(ctx, p, history), nil
 	}
 	var r hub.Receipt
-	nodes := strings(v)
+	nodes := stringList(v)
 	if history {
 		// The reply leads with how many uids were numbered and stored.
 		if l, ok := v.([]any); ok && len(l) > 0 {
@@ -134,7 +134,7 @@ func (b *Broker) Kick(ctx context.Context, uid, reason string) (int, error) {
 		b.forget(id)
 		return closed, nil
 	}
-	replies, _ := b.collect(ctx, id, w, strings(v), b.cfg.ReplyTimeout)
+	replies, _ := b.collect(ctx, id, w, stringList(v), b.cfg.ReplyTimeout)
 	for _, r := range replies {
 		closed += r.Delivered
 	}

@@ -44,7 +44,10 @@ local function offline(uid, ttl)
 	end
 	redis.call('DEL', ug)
 	if ttl > 0 then
-		redis.call('PEXPIRE', p .. 's:' .. uid, ttl)
+		local s = p .. 's:' .. uid
+		-- its mailbox: what comes after this
+		redis.call('HSET', s, 'off', redis.call('HGET', s, 'seq') or 0)
+		redis.call('PEXPIRE', s, ttl)
 		redis.call('ZADD', p .. 'kept', now + ttl, uid)
 	else
 		redis.call('DEL', p .. 's:' .. uid, p .. 'h:' .. uid)
@@ -76,6 +79,7 @@ local function number(uid)
 	redis.call('ZREMRANGEBYRANK', h, 0, -(size + 1))
 	redis.call('PEXPIRE', h, ttl)
 	if redis.call('EXISTS', p .. 'u:' .. uid) == 0 then
+		if redis.call('HEXISTS', s, 'off') == 0 then redis.call('HSET', s, 'off', seq - 1) end
 		redis.call('PEXPIRE', s, ttl)
 		redis.call('ZADD', p .. 'kept', now + ttl, uid)
 	end
@@ -318,10 +322,12 @@ end
 return out
 `)
 
-	// scriptRecover returns uid ARGV[2]'s numbering {seq, epoch, now} and
-	// the stored messages after ARGV[3], or all of them when ARGV[4] (the
-	// client's epoch) is another numbering's. A uid without a numbering gets
-	// one (epoch ARGV[5]), kept for ARGV[6] ms unless the uid is online.
+	// scriptRecover returns uid ARGV[2]'s numbering {seq, epoch, now,
+	// from} and the stored messages after from: ARGV[3], or 0 when ARGV[4]
+	// (the client's epoch) is another numbering's; with ARGV[3] empty, the
+	// uid's mailbox (what came after it last went offline, taken once), or
+	// nothing (from -1). A uid without a numbering gets one (epoch ARGV[5]),
+	// kept for ARGV[6] ms unless the uid is online.
 	scriptRecover = redis.NewScript(common + `
 local uid = ARGV[2]
 local s = p .. 's:' .. uid
@@ -333,11 +339,23 @@ if not epoch then
 	redis.call('HSET', s, 'seq', 0, 'epoch', epoch)
 	if redis.call('EXISTS', p .. 'u:' .. uid) == 0 then redis.call('PEXPIRE', s, tonumber(ARGV[6])) end
 end
-local from = tonumber(ARGV[3])
-if ARGV[4] ~= '' and ARGV[4] ~= epoch then from = 0 end
-local out = {tonumber(seq), epoch, now}
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', p .. 'h:' .. uid, '(' .. from, '+inf')) do
-	out[#out + 1] = m
+local from = -1
+if ARGV[3] == '' then
+	local off = redis.call('HGET', s, 'off')
+	if off then
+		redis.call('HDEL', s, 'off')
+		from = tonumber(off)
+	end
+elseif ARGV[4] ~= '' and ARGV[4] ~= epoch then
+	from = 0
+else
+	from = tonumber(ARGV[3])
+end
+local out = {tonumber(seq), epoch, now, from}
+if from >= 0 then
+	for _, m in ipairs(redis.call('ZRANGEBYSCORE', p .. 'h:' .. uid, '(' .. from, '+inf')) do
+		out[#out + 1] = m
+	end
 end
 return out
 `)
@@ -355,3 +373,23 @@ end
 return 0
 `)
 )
+
+// scriptClaim makes the caller the first push of idempotency key ARGV[2]
+// for ARGV[3] ms ("first"), or returns what the key holds: "p:<ms>" while
+// the first push is under way, "r:<receipt>" once it settled. A push that
+// failed ("f"), or whose node has not settled it within ARGV[4] ms, is
+// taken over.
+var scriptClaim = redis.NewScript(common + `
+local k = p .. 'idem:' .. ARGV[2]
+if redis.call('SET', k, 'p:' .. now, 'NX', 'PX', ARGV[3]) then return 'first' end
+local v = redis.call('GET', k)
+if not v then
+	redis.call('SET', k, 'p:' .. now, 'PX', ARGV[3])
+	return 'first'
+end
+if v == 'f' or (string.sub(v, 1, 2) == 'p:' and now - tonumber(string.sub(v, 3)) > tonumber(ARGV[4])) then
+	redis.call('SET', k, 'p:' .. now, 'KEEPTTL')
+	return 'first'
+end
+return v
+`)

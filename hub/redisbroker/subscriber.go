@@ -129,6 +129,6 @@ func (b *Broker) requestStats(ctx context.Context) ([]reply, int, error) {
 		b.forget(id)
 		return nil, 0, err
 	}
-	replies, missing := b.collect(ctx, id, w, strings(v), b.cfg.ReplyTimeout)
+	replies, missing := b.collect(ctx, id, w, stringList(v), b.cfg.ReplyTimeout)
 	return replies, missing, nil
 }
