@@ -4,7 +4,6 @@ import (
 	"context"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -16,26 +15,21 @@ import (
 type delivery struct {
 	msg      *Message
 	acct     *StoreAccount // who pays for what is stored for offline uids
-	prepared [maxProtocols]atomic.Pointer[preparedBox]
+	prepared [maxProtocols]struct {
+		once sync.Once
+		p    PreparedMessage
+	}
 	// acks, when set, collects the resuming connections reached, for
 	// waiting on their acknowledgements.
 	acks *[]ackTarget
 }
 
-type preparedBox struct{ PreparedMessage }
-
 // prepare is the message encoded for p, made once per push even when a
 // broadcast runs on several cores.
 func (d *delivery) prepare(p *protocol) PreparedMessage {
 	slot := &d.prepared[p.id]
-	if b := slot.Load(); b != nil {
-		return b.PreparedMessage
-	}
-	b := &preparedBox{p.Message(d.msg)}
-	if slot.CompareAndSwap(nil, b) {
-		return b.PreparedMessage
-	}
-	return slot.Load().PreparedMessage
+	slot.once.Do(func() { slot.p = p.Message(d.msg) })
+	return slot.p
 }
 
 // Numbering gives the sequence number of a push for uid, when a store

@@ -190,7 +190,8 @@ func (p *poller) run() {
 			c := s.m[id]
 			s.mu.Unlock()
 			if c != nil {
-				c.goConn("reader", c.readReady)
+				p.hub.routines.add()
+				go c.runReader()
 			}
 		}
 	}

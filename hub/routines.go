@@ -76,6 +76,10 @@ func (r *routines) goWith(name string, onPanic func(), fn func()) {
 // goFn runs fn in a goroutine of the hub.
 func (r *routines) goFn(name string, fn func()) { r.goWith(name, nil, fn) }
 
+// The hot goroutines of a connection (its writer, its reader on the
+// poller) start without a closure: they are counted in with add, and
+// count themselves out (Conn.runWriter, Conn.runReader).
+
 // afterFunc is time.AfterFunc for the hub: the callback runs as one of its
 // goroutines.
 func (r *routines) afterFunc(d time.Duration, name string, onPanic func(), fn func()) *time.Timer {
@@ -87,14 +91,20 @@ func (r *routines) afterFunc(d time.Duration, name string, onPanic func(), fn fu
 	})
 }
 
+// recoverAs, deferred, recovers a panic of the goroutine: it is logged and
+// onPanic runs.
 func (r *routines) recoverAs(name string, onPanic func()) {
 	v := recover()
 	if v == nil {
 		return
 	}
-	r.log().Error("panic in the hub's "+name+" goroutine; the hub keeps serving",
-		zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+	r.logPanic(name, v)
 	if onPanic != nil {
 		onPanic()
 	}
+}
+
+func (r *routines) logPanic(name string, v any) {
+	r.log().Error("panic in the hub's "+name+" goroutine; the hub keeps serving",
+		zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
 }

@@ -66,7 +66,8 @@ func (c *Conn) startWriter() {
 	c.writing = true
 	c.mu.Unlock()
 	if start {
-		c.goConn("writer", c.writeLoop)
+		c.hub.routines.add()
+		go c.runWriter()
 	}
 }
 
