@@ -478,6 +478,9 @@ func wireStats(st hub.Stats) pushapi.Stats {
 		HistoryBytes:   st.HistoryBytes,
 		HistoryMaxSize: st.HistoryMaxSize,
 		Goroutines:     st.Goroutines,
+		EventsSent:     st.EventsSent,
+		EventsFailed:   st.EventsFailed,
+		EventsDropped:  st.EventsDropped,
 		Cluster:        wireCluster(st.Cluster),
 	}
 }

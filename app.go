@@ -30,6 +30,7 @@ type App struct {
 	endpoints map[*hub.Hub][]*hub.Endpoint     // this configuration's, by hub
 	clusters  map[*hub.Hub]*redisbroker.Config // the cluster each hub's endpoints name
 	order     []*hub.Hub                       // hubs in the order handlers named them
+	hooks     map[*hub.Endpoint]string         // each endpoint's events and login hook, to compare
 	undo      []func()
 	logger    *zap.Logger
 	ctx       caddy.Context
@@ -79,15 +80,19 @@ func appOf(ctx caddy.Context) (app *App, err error) {
 // Endpoints of one hub that share a key share their settings, so they must
 // agree; and the cluster belongs to the hub, so all its endpoints must name
 // the same one.
-func (a *App) stage(h *hub.Hub, ep *hub.Endpoint, cluster *redisbroker.Config) error {
+func (a *App) stage(h *hub.Hub, ep *hub.Endpoint, cluster *redisbroker.Config, hooks string) error {
 	eps, known := a.endpoints[h]
 	if len(eps) > 0 && !sameCluster(a.clusters[h], cluster) {
 		return fmt.Errorf("push_hub: the endpoints of hub %q name different clusters; "+
 			"the cluster belongs to the hub, so every push_hub of one hub must have the same cluster setting (or none)", h.Name())
 	}
 	a.clusters[h] = cluster
+	if a.hooks == nil {
+		a.hooks = map[*hub.Endpoint]string{}
+	}
+	a.hooks[ep] = hooks
 	for _, other := range eps {
-		if other.Key() == ep.Key() && other.Staged() != ep.Staged() {
+		if other.Key() == ep.Key() && (other.Staged() != ep.Staged() || a.hooks[other] != hooks) {
 			return fmt.Errorf("push_hub: two endpoints of hub %q speak %s and differ in their settings; "+
 				"endpoints of one hub with the same protocol and auth mode share their settings, so give them the same settings or different hubs",
 				h.Name(), ep.Key())

@@ -41,6 +41,7 @@ func parseAPI(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //			uid_claim <claim>   # jwt and jwt_key only
 //			issuer    <iss>
 //			audience  <aud>
+//			cookie    <name>  # a cookie that carries the token
 //		}
 //		origins                 <origin...>
 //		ping_interval           <duration>
@@ -59,6 +60,20 @@ func parseAPI(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		history                 <size> <ttl> [<max total size>]
 //		rate_limit              <frames per second> [<burst>]
 //		reconnect_jitter        <duration>
+//		events                  <url> {
+//			secret        <key>
+//			kinds         login|close|message...
+//			text_messages route|app
+//			queue_size    <n>
+//			retries       <n>
+//			timeout       <duration>
+//		}
+//		login_hook              <url> {
+//			secret   <key>
+//			timeout  <duration>
+//			on_error refuse|allow
+//			headers  <header name...>
+//		}
 //		cluster                 <redis url...> {
 //			password      <password>
 //			master        <sentinel master name>
@@ -118,6 +133,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &h.ReconnectJitter)
 		case "cluster":
 			h.Cluster, err = parseCluster(d)
+		case "events":
+			h.Events, err = parseEvents(d)
+		case "login_hook":
+			h.LoginHook, err = parseLoginHook(d)
 		default:
 			err = d.Errf("unrecognized subdirective %s", sub)
 		}
@@ -173,6 +192,8 @@ func parseAuth(d *caddyfile.Dispenser) (*Auth, error) {
 				return oneArg(d, &a.Issuer)
 			case "audience":
 				return oneArg(d, &a.Audience)
+			case "cookie":
+				return oneArg(d, &a.Cookie)
 			}
 			return d.Errf("unrecognized auth subdirective %s", sub)
 		})
@@ -193,6 +214,62 @@ func parseAuth(d *caddyfile.Dispenser) (*Auth, error) {
 		return nil, d.Errf("unknown auth mode %q: want jwt, jwt_key, placeholder or first_message", mode)
 	}
 	return a, nil
+}
+
+// parseEvents reads "events <url> [{ ... }]".
+func parseEvents(d *caddyfile.Dispenser) (*Events, error) {
+	e := &Events{}
+	if err := oneArg(d, &e.URL); err != nil {
+		return nil, err
+	}
+	err := eachSubdirective(d, func(sub string) error {
+		switch sub {
+		case "secret":
+			return oneArg(d, &e.Secret)
+		case "kinds":
+			e.Kinds = d.RemainingArgs()
+			if len(e.Kinds) == 0 {
+				return d.ArgErr()
+			}
+			return nil
+		case "text_messages":
+			return oneArg(d, &e.TextMessages)
+		case "queue_size":
+			return intArg(d, &e.QueueSize)
+		case "retries":
+			return intArg(d, &e.Retries)
+		case "timeout":
+			return durationArg(d, &e.Timeout)
+		}
+		return d.Errf("unrecognized events subdirective %s", sub)
+	})
+	return e, err
+}
+
+// parseLoginHook reads "login_hook <url> [{ ... }]".
+func parseLoginHook(d *caddyfile.Dispenser) (*LoginHook, error) {
+	l := &LoginHook{}
+	if err := oneArg(d, &l.URL); err != nil {
+		return nil, err
+	}
+	err := eachSubdirective(d, func(sub string) error {
+		switch sub {
+		case "secret":
+			return oneArg(d, &l.Secret)
+		case "timeout":
+			return durationArg(d, &l.Timeout)
+		case "on_error":
+			return oneArg(d, &l.OnError)
+		case "headers":
+			l.Headers = d.RemainingArgs()
+			if len(l.Headers) == 0 {
+				return d.ArgErr()
+			}
+			return nil
+		}
+		return d.Errf("unrecognized login_hook subdirective %s", sub)
+	})
+	return l, err
 }
 
 // parseCluster reads "cluster <url...> [{ ... }]".

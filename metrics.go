@@ -28,6 +28,10 @@ var (
 	descSlowConsumers = metricDesc("slow_consumers_total", "Connections cut off because their send queue was full.")
 	descHistoryBytes  = metricDesc("history_bytes", "Memory held by resume history.")
 
+	descEventsSent    = metricDesc("events_sent_total", "Events the application took.")
+	descEventsFailed  = metricDesc("events_failed_total", "Events given up after retries.")
+	descEventsDropped = metricDesc("events_dropped_total", "Events never sent: their queue was full.")
+
 	descClusterConnected = metricDesc("cluster_connected", "Cluster mode: 1 while this instance reaches the cluster's Redis, 0 while it delivers to its own connections only.")
 	descClusterErrors    = metricDesc("cluster_store_errors_total", "Cluster mode: operations on Redis that failed.")
 	descClusterReconnect = metricDesc("cluster_reconnects_total", "Cluster mode: times this instance got Redis back after losing it.")
@@ -37,6 +41,7 @@ var (
 func (hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descPending, descUIDs, descGroups,
 		descMessagesIn, descMessagesOut, descPushes, descSlowConsumers, descHistoryBytes,
+		descEventsSent, descEventsFailed, descEventsDropped,
 		descClusterConnected, descClusterErrors, descClusterReconnect, descClusterUnreached} {
 		ch <- d
 	}
@@ -60,6 +65,9 @@ func (hubCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descMessagesOut, st.MessagesOut)
 		counter(descPushes, st.Pushes)
 		counter(descSlowConsumers, st.SlowConsumers)
+		counter(descEventsSent, st.EventsSent)
+		counter(descEventsFailed, st.EventsFailed)
+		counter(descEventsDropped, st.EventsDropped)
 		if c, ok := v.(pooledHub).Broker().(hub.ClusterReporter); ok {
 			cs := c.ClusterState()
 			connected := 0.0

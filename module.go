@@ -20,6 +20,7 @@ import (
 
 	"github.com/pushhub/caddy-pushhub/hub"
 	"github.com/pushhub/caddy-pushhub/hub/redisbroker"
+	"github.com/pushhub/caddy-pushhub/hub/webhook"
 	"github.com/pushhub/caddy-pushhub/internal/jwtauth"
 )
 
@@ -134,6 +135,14 @@ type Handler struct {
 	// 500ms plus a random part of this. Default: 5s.
 	ReconnectJitter caddy.Duration `json:"reconnect_jitter,omitempty"`
 
+	// Events sends what happens on this endpoint's connections to the
+	// application. Default: none.
+	Events *Events `json:"events,omitempty"`
+
+	// LoginHook asks the application about every login on this endpoint.
+	// Default: none.
+	LoginHook *LoginHook `json:"login_hook,omitempty"`
+
 	// Cluster makes the hub span several Caddy instances through Redis.
 	// It belongs to the hub: every push_hub endpoint of one hub must name
 	// the same cluster. Default: none, the hub lives in this process.
@@ -142,6 +151,7 @@ type Handler struct {
 	hub      *hub.Hub
 	endpoint *hub.Endpoint
 	cluster  *redisbroker.Config
+	events   *webhook.Events
 	verifier *jwtauth.Verifier
 	origins  map[string]bool
 	anyOrig  bool
@@ -184,6 +194,10 @@ type Auth struct {
 	// Placeholder is the placeholder of mode placeholder, resolved for each
 	// upgrade request; an empty value refuses the request with 401.
 	Placeholder string `json:"placeholder,omitempty"`
+
+	// Cookie names a cookie that carries the token in mode jwt, for
+	// browsers that cannot set a header (EventSource). Default: none.
+	Cookie string `json:"cookie,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -241,7 +255,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// Endpoints of one hub with the same protocol and auth mode share their
 	// settings; a reload reconfigures them under the same key.
 	h.endpoint = h.hub.Endpoint(h.Protocol+" "+h.Auth.Mode, h.settings())
-	if err := app.stage(h.hub, h.endpoint, h.cluster); err != nil {
+	hooks, err := h.provisionHooks()
+	if err != nil {
+		return err
+	}
+	h.endpoint.StageHooks(hooks)
+	if err := app.stage(h.hub, h.endpoint, h.cluster, hooksKey(h.Events, h.LoginHook)); err != nil {
 		return err
 	}
 	return registerMetrics(ctx)
@@ -335,6 +354,7 @@ func (h *Handler) Validate() error {
 // Cleanup releases the handler's hold on its hub; the hub closes when no
 // config holds it any more.
 func (h *Handler) Cleanup() error {
+	h.closeHooks()
 	if h.endpoint != nil {
 		h.hub.ReleaseEndpoint(h.endpoint)
 	}
@@ -354,12 +374,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !h.checkOrigin(r) {
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q is not allowed", r.Header.Get("Origin")))
 	}
-	opts := hub.ConnOptions{Protocol: h.Protocol, Endpoint: h.endpoint}
-	uid, err := h.uidAtUpgrade(r)
+	opts := hub.ConnOptions{Protocol: h.Protocol, Endpoint: h.endpoint, Headers: h.hookHeaders(r)}
+	id, err := h.identityAtUpgrade(r)
 	if err != nil {
 		return caddyhttp.Error(http.StatusUnauthorized, err)
 	}
-	opts.UID = uid
+	uid := id.UID
+	opts.UID, opts.Claims = uid, id.Claims
 	if uid == "" {
 		opts.Login = h.login
 	}
@@ -383,10 +404,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return nil
 }
 
-// uidAtUpgrade authenticates at the upgrade where the credential is in the
-// request: a placeholder, or a token in the Authorization header or the
-// token query parameter. "" with no error means: log in with the first frame.
-func (h *Handler) uidAtUpgrade(r *http.Request) (string, error) {
+// identityAtUpgrade authenticates at the upgrade where the credential is
+// in the request: a placeholder, or a token in the token query parameter,
+// the Authorization header or the cookie Auth.Cookie names. No uid and no
+// error means: log in with the first frame.
+func (h *Handler) identityAtUpgrade(r *http.Request) (hub.Identity, error) {
 	switch h.Auth.Mode {
 	case AuthPlaceholder:
 		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
@@ -394,41 +416,46 @@ func (h *Handler) uidAtUpgrade(r *http.Request) (string, error) {
 		// must become empty, not stay as its literal text.
 		uid := repl.ReplaceAll(h.Auth.Placeholder, "")
 		if uid == "" {
-			return "", fmt.Errorf("placeholder %s is empty for this request", h.Auth.Placeholder)
+			return hub.Identity{}, fmt.Errorf("placeholder %s is empty for this request", h.Auth.Placeholder)
 		}
-		return uid, nil
+		return hub.Identity{UID: uid}, nil
 	case AuthJWT:
 		token := r.URL.Query().Get("token")
 		if auth := r.Header.Get("Authorization"); token == "" && auth != "" {
 			scheme, t, ok := strings.Cut(auth, " ")
 			if !ok || !strings.EqualFold(scheme, "Bearer") {
-				return "", errors.New("the Authorization header is not a Bearer token")
+				return hub.Identity{}, errors.New("the Authorization header is not a Bearer token")
 			}
 			token = strings.TrimSpace(t)
 		}
+		if token == "" && h.Auth.Cookie != "" {
+			if c, err := r.Cookie(h.Auth.Cookie); err == nil {
+				token = c.Value
+			}
+		}
 		if token == "" {
-			return "", nil
+			return hub.Identity{}, nil
 		}
-		uid, err := h.verifier.Verify(token)
+		uid, claims, err := h.verifier.VerifyClaims(token)
 		if err != nil {
-			return "", fmt.Errorf("token refused: %v", err)
+			return hub.Identity{}, fmt.Errorf("token refused: %v", err)
 		}
-		return uid, nil
+		return hub.Identity{UID: uid, Claims: claims}, nil
 	}
-	return "", nil
+	return hub.Identity{}, nil
 }
 
 // login verifies a first-frame credential.
-func (h *Handler) login(credential string) (string, error) {
+func (h *Handler) login(credential string) (hub.Identity, error) {
 	if h.Auth.Mode == AuthJWT {
-		uid, err := h.verifier.Verify(credential)
+		uid, claims, err := h.verifier.VerifyClaims(credential)
 		var je *jwtauth.Error
 		if errors.As(err, &je) {
-			return "", &hub.Error{Code: je.Code, Message: je.Error()}
+			return hub.Identity{}, &hub.Error{Code: je.Code, Message: je.Error()}
 		}
-		return uid, err
+		return hub.Identity{UID: uid, Claims: claims}, err
 	}
-	return credential, nil // first_message: the frame is the uid
+	return hub.Identity{UID: credential}, nil // first_message: the frame is the uid
 }
 
 // checkOrigin allows requests without an Origin header, and browsers from

@@ -13,9 +13,8 @@ import (
 type Codec interface {
 	// Name is the protocol's name in the configuration.
 	Name() string
-	// Decode turns one text frame from a client into a command. loggedIn
-	// says whether the connection has logged in already.
-	Decode(frame []byte, loggedIn bool) Command
+	// Decode turns one text frame from a client into a command.
+	Decode(frame []byte, o DecodeOptions) Command
 	// CheckUID refuses, at login, a uid the protocol could not address
 	// (beyond the names every protocol refuses).
 	CheckUID(uid string) *Error
@@ -101,6 +100,15 @@ func lookupProtocol(name string) *protocol {
 	return protocolByName[name]
 }
 
+// DecodeOptions is what decoding a frame depends on.
+type DecodeOptions struct {
+	LoggedIn bool // the connection has logged in already
+	// ToApp: the endpoint hands client frames to the application (Hooks.
+	// TextToApp) rather than routing them, where the protocol has no frame
+	// type of its own for that.
+	ToApp bool
+}
+
 // CommandKind says what a client asked for.
 type CommandKind uint8
 
@@ -115,6 +123,7 @@ const (
 	CmdSend                         // publish Data to To, Group or All
 	CmdJoin                         // join Group
 	CmdLeave                        // leave Group
+	CmdApp                          // hand Data to the application (a message event)
 )
 
 // Command is one decoded client frame.
@@ -160,6 +169,7 @@ const (
 	ReplySent
 	ReplyJoined
 	ReplyLeft
+	ReplyQueued // an app message was queued for the application
 )
 
 // Reply answers a command that succeeded.

@@ -30,7 +30,7 @@ type jsonClientFrame struct {
 	Seq   *uint64         `json:"seq,omitempty"`
 }
 
-func (jsonCodec) Decode(frame []byte, _ bool) Command {
+func (jsonCodec) Decode(frame []byte, _ DecodeOptions) Command {
 	var f jsonClientFrame
 	if err := json.Unmarshal(frame, &f); err != nil {
 		return Command{Kind: CmdMalformed, Err: newError("bad_frame", "frame is not a JSON object: %v", err)}
@@ -55,6 +55,8 @@ func (jsonCodec) Decode(frame []byte, _ bool) Command {
 		cmd.Kind, cmd.Group = CmdJoin, f.Group
 	case "leave":
 		cmd.Kind, cmd.Group = CmdLeave, f.Group
+	case "app":
+		cmd.Kind, cmd.Data = CmdApp, f.Data
 	case "":
 		return Command{Kind: CmdInvalid, ID: f.ID, Err: newError("bad_frame", "frame has no type")}
 	default:
@@ -110,6 +112,8 @@ func (jsonCodec) Reply(r Reply) (outFrame, bool) {
 		f.Type, f.Group = "joined", r.Group
 	case ReplyLeft:
 		f.Type, f.Group = "left", r.Group
+	case ReplyQueued:
+		f.Type = "queued"
 	}
 	return jsonFrame(f), true
 }

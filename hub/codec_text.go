@@ -32,9 +32,12 @@ func (textCodec) Resumes() bool { return false }
 // textAll is the recipe's name for everyone.
 const textAll = "all"
 
-func (textCodec) Decode(frame []byte, loggedIn bool) Command {
-	if !loggedIn {
+func (textCodec) Decode(frame []byte, o DecodeOptions) Command {
+	if !o.LoggedIn {
 		return Command{Kind: CmdLogin, Credential: string(frame)}
+	}
+	if o.ToApp {
+		return Command{Kind: CmdApp, Data: jsonString(string(frame))}
 	}
 	// Split at the first colon only, so that messages may contain colons.
 	to, text, ok := bytes.Cut(frame, []byte{':'})

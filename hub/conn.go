@@ -56,18 +56,34 @@ type Conn struct {
 	partialHead bool
 	timer       *time.Timer
 
-	torn atomic.Bool // resources released
+	closed *closeInfo  // why the connection closed; guarded by mu
+	torn   atomic.Bool // resources released
+}
+
+// closeInfo is how a connection ended, for its close event.
+type closeInfo struct {
+	code   int
+	reason string
+}
+
+// closingWith records the first reason the connection closes for; c.mu is
+// held.
+func (c *Conn) closingWith(code int, reason string) {
+	if c.closed == nil {
+		c.closed = &closeInfo{code, reason}
+	}
 }
 
 // preLogin is what a connection needs until it logs in.
 type preLogin struct {
-	login LoginFunc
-	since *Position
+	login   LoginFunc
+	since   *Position
+	headers map[string]string
 }
 
 // LoginFunc verifies the credential a client logs in with (a uid, or a
-// token whose subject is the uid) and returns the uid.
-type LoginFunc func(credential string) (uid string, err error)
+// token whose subject is the uid) and returns who it is.
+type LoginFunc func(credential string) (Identity, error)
 
 // ConnOptions say how a new connection logs in and what it speaks.
 type ConnOptions struct {
@@ -76,8 +92,9 @@ type ConnOptions struct {
 	Protocol string
 	// UID is set when the connection was authenticated at the upgrade (a
 	// placeholder, or a token in a header or query parameter); the connection
-	// is then logged in at once.
-	UID string
+	// is then logged in at once. Claims are the token's.
+	UID    string
+	Claims map[string]any
 	// Login verifies the first frame's credential when UID is empty.
 	Login LoginFunc
 	// Since is the last position a resuming client has seen (the since and
@@ -86,6 +103,8 @@ type ConnOptions struct {
 	// Endpoint holds the settings of the endpoint the connection came
 	// through; nil means the hub's default endpoint.
 	Endpoint *Endpoint
+	// Headers are the upgrade request's headers a login hook is told of.
+	Headers map[string]string
 }
 
 func newConn(h *Hub, nc net.Conn, br *bufio.Reader, p *protocol, o ConnOptions) *Conn {
@@ -107,9 +126,7 @@ func newConn(h *Hub, nc net.Conn, br *bufio.Reader, p *protocol, o ConnOptions) 
 		pollFD:   -1,
 		inlineFD: -1,
 	}
-	if o.UID == "" {
-		c.pre = &preLogin{login: o.Login, since: o.Since}
-	}
+	c.pre = &preLogin{login: o.Login, since: o.Since, headers: o.Headers}
 	c.lastRead.Store(now)
 	return c
 }
@@ -169,7 +186,16 @@ func (c *Conn) teardown() {
 	}
 	c.hub.poller.remove(c)
 	fd := c.pollFD
+	why := c.closed
 	c.mu.Unlock()
+	if c.loggedIn.Load() {
+		if why == nil {
+			why = &closeInfo{1006, "connection lost"}
+		}
+		c.emit(EventClose, func(e *Event) {
+			e.Code, e.Reason, e.Duration = why.code, why.reason, time.Since(time.Unix(0, c.openedAt))
+		})
+	}
 	c.hub.remove(c)
 	c.closeSocket(fd)
 	c.hub.live.done()

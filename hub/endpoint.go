@@ -16,13 +16,15 @@ type Endpoint struct {
 	key    string
 	cell   *settingsCell
 	staged Settings
+	hooks  Hooks
 }
 
 // settingsCell holds the live settings of one endpoint key. Connections
 // read through it, so applying new settings reaches them.
 type settingsCell struct {
-	s    atomic.Pointer[Settings]
-	refs int // endpoints holding it; guarded by Hub.endpointsMu
+	s     atomic.Pointer[Settings]
+	hooks atomic.Pointer[Hooks]
+	refs  int // endpoints holding it; guarded by Hub.endpointsMu
 }
 
 func (c *settingsCell) load() *Settings { return c.s.Load() }
@@ -38,11 +40,16 @@ func (h *Hub) Endpoint(key string, s Settings) *Endpoint {
 	if cell == nil {
 		cell = &settingsCell{}
 		cell.s.Store(&s)
+		cell.hooks.Store(&Hooks{})
 		h.endpoints[key] = cell
 	}
 	cell.refs++
 	return &Endpoint{hub: h, key: key, cell: cell, staged: s}
 }
+
+// StageHooks sets the hooks the endpoint's configuration asks for; like
+// its settings, they go live with Apply.
+func (e *Endpoint) StageHooks(hk Hooks) { e.hooks = hk }
 
 // Key is the endpoint's name within its hub.
 func (e *Endpoint) Key() string { return e.key }
@@ -62,14 +69,16 @@ func (h *Hub) Apply(eps ...*Endpoint) (undo func()) {
 	h.endpointsMu.Lock()
 	defer h.endpointsMu.Unlock()
 	type saved struct {
-		cell *settingsCell
-		s    *Settings
+		cell  *settingsCell
+		s     *Settings
+		hooks *Hooks
 	}
 	var old []saved
 	for _, e := range eps {
-		old = append(old, saved{e.cell, e.cell.load()})
-		s := e.staged
+		old = append(old, saved{e.cell, e.cell.load(), e.cell.hooks.Load()})
+		s, hk := e.staged, e.hooks
 		e.cell.s.Store(&s)
+		e.cell.hooks.Store(&hk)
 	}
 	oldHub := h.settings.Load()
 	if len(eps) > 0 {
@@ -90,6 +99,7 @@ func (h *Hub) Apply(eps ...*Endpoint) (undo func()) {
 		defer h.endpointsMu.Unlock()
 		for i := len(old) - 1; i >= 0; i-- {
 			old[i].cell.s.Store(old[i].s)
+			old[i].cell.hooks.Store(old[i].hooks)
 		}
 		h.settings.Store(oldHub)
 	}

@@ -118,11 +118,11 @@ func newFzHub(tb testing.TB, s Settings) *fzHub {
 
 // fzLogin is auth first_message (the credential is the uid), except that
 // it refuses credentials starting with "deny", as a bad token is refused.
-func fzLogin(credential string) (string, error) {
+func fzLogin(credential string) (Identity, error) {
 	if strings.HasPrefix(credential, "deny") {
-		return "", &Error{Code: "auth_failed", Message: "refused by the fuzz harness"}
+		return Identity{}, &Error{Code: "auth_failed", Message: "refused by the fuzz harness"}
 	}
-	return credential, nil
+	return Identity{UID: credential}, nil
 }
 
 // fzBystander is a connection that only listens. It is logged in at the

@@ -184,11 +184,11 @@ func (h *testHub) Configure(s hub.Settings) {
 
 // testLogin trusts the credential as the uid, except that one starting with
 // "deny" is refused with the code "denied".
-func testLogin(credential string) (string, error) {
+func testLogin(credential string) (hub.Identity, error) {
 	if strings.HasPrefix(credential, "deny") {
-		return "", &hub.Error{Code: "denied", Message: "denied by the test"}
+		return hub.Identity{}, &hub.Error{Code: "denied", Message: "denied by the test"}
 	}
-	return credential, nil
+	return hub.Identity{UID: credential}, nil
 }
 
 // client is the other end of one connection: a gorilla client.

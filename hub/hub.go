@@ -42,6 +42,7 @@ type Hub struct {
 	routines    routines
 	poller      *poller
 	acks        notifier // wakes waiters for acknowledgements
+	events      EventCounters
 	idempotency idempotencyStore
 
 	histBytes    atomic.Int64

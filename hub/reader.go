@@ -213,7 +213,7 @@ func (c *Conn) readFrame() bool {
 	if !utf8.Valid(payload) {
 		return c.refuse(CloseInvalidPayload, "text frame is not valid UTF-8")
 	}
-	return c.handle(c.proto.Decode(payload, c.loggedIn.Load()))
+	return c.handle(c.proto.Decode(payload, DecodeOptions{LoggedIn: c.loggedIn.Load(), ToApp: c.hooks().TextToApp}))
 }
 
 // grow extends b by n bytes.

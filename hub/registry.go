@@ -66,7 +66,7 @@ const loginTimeout = 5 * time.Second
 // for a protocol that resumes with history on, asked for the uid's position
 // and what the client missed; then the welcome, the replay and what was held
 // are queued in order, without duplicates.
-func (h *Hub) register(c *Conn, uid string, since *Position) error {
+func (h *Hub) register(c *Conn, uid string, since *Position, groups []string) error {
 	first, err := h.bind(c, uid)
 	if err != nil {
 		return err
@@ -78,10 +78,18 @@ func (h *Hub) register(c *Conn, uid string, since *Position) error {
 		if err := b.Attached(ctx, uid); err != nil {
 			// The connection is served here all the same; the broker
 			// announces it again once it can.
-			h.logger().Warn("the broker could not announce a uid", zap.String("uid", uid), zap.Error(err))
+			h.logger().Debug("the broker could not announce a uid", zap.String("uid", uid), zap.Error(err))
 		}
 	} else {
 		b.Changed(uid)
+	}
+	// Groups the login hook named, joined before the welcome: what is sent
+	// to them from now on reaches the connection.
+	for _, g := range groups {
+		if err := h.Join(ctx, uid, g); err != nil {
+			h.logger().Warn("could not join a group the login hook named", zap.String("uid", uid),
+				zap.String("group", g), zap.Error(err))
+		}
 	}
 	history := h.settings.Load().HistorySize > 0
 	switch {

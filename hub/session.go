@@ -53,15 +53,42 @@ func (c *Conn) handle(cmd Command) bool {
 			return true
 		}
 		c.membership(cmd)
+	case CmdApp:
+		c.toApp(cmd)
 	}
 	return true
 }
 
-// login binds the connection to uid, already authenticated, and reports
-// whether it is logged in.
-func (c *Conn) login(uid string, since *Position) bool {
+// toApp hands a client's message to the application as a message event.
+func (c *Conn) toApp(cmd Command) {
+	if len(cmd.Data) == 0 {
+		c.replyError(cmd.ID, newError("bad_frame", `an app frame carries "data"`))
+		return
+	}
+	sink := c.hooks().Events
+	if sink == nil || !sink.Wants(EventMessage) {
+		c.replyError(cmd.ID, newError("app_unavailable", "this endpoint sends no messages to the application"))
+		return
+	}
+	if !c.emit(EventMessage, func(e *Event) { e.Data = cmd.Data }) {
+		c.replyError(cmd.ID, newError("app_busy", "the queue of events to the application is full: the message was dropped"))
+		return
+	}
+	if len(cmd.ID) > 0 {
+		c.reply(Reply{Kind: ReplyQueued, ID: cmd.ID})
+	}
+}
+
+// login binds the connection to the uid it authenticated as, once the
+// login hook (if any) allowed it, and reports whether it is logged in.
+func (c *Conn) login(id Identity, since *Position) bool {
 	h := c.hub
+	var headers map[string]string
+	if c.pre != nil {
+		headers = c.pre.headers
+	}
 	c.pre = nil
+	uid := id.UID
 	if err := ValidName("uid", uid, c.settings().MaxUIDLength); err != nil {
 		c.fail(CloseAuthFailed, err)
 		return false
@@ -70,12 +97,37 @@ func (c *Conn) login(uid string, since *Position) bool {
 		c.fail(CloseAuthFailed, err)
 		return false
 	}
-	err := h.register(c, uid, since)
+	var groups []string
+	if hook := c.hooks().Login; hook != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), loginTimeout)
+		answer, err := hook.Check(ctx, LoginRequest{
+			UID: uid, ConnID: c.ID(), Remote: c.nc.RemoteAddr().String(), Protocol: c.proto.Name(),
+			Claims: id.Claims, Headers: headers,
+		})
+		cancel()
+		if err != nil {
+			h.logger().Warn("the login hook did not answer", zap.String("conn", c.ID()), zap.String("uid", uid),
+				zap.Bool("allowed", answer.Allow), zap.Error(err))
+		}
+		if !answer.Allow {
+			reason := answer.Reason
+			if reason == "" {
+				reason = "the application refused the login"
+			}
+			h.logger().Info("login refused by the login hook", zap.String("conn", c.ID()), zap.String("uid", uid),
+				zap.String("reason", reason), zap.Error(err))
+			c.fail(CloseAuthFailed, newError("login_refused", "%s", reason))
+			return false
+		}
+		groups = answer.Groups
+	}
+	err := h.register(c, uid, since, groups)
 	switch {
 	case err == nil:
 		if ce := h.logger().Check(zap.DebugLevel, "logged in"); ce != nil {
 			ce.Write(zap.String("conn", c.ID()), zap.String("uid", uid), zap.Stringer("remote", c.nc.RemoteAddr()))
 		}
+		c.emit(EventLogin, func(e *Event) { e.Claims = id.Claims })
 		return true
 	case errors.Is(err, errTooManyConn):
 		c.fail(CloseTooManyConnections, err)
@@ -92,7 +144,7 @@ func (c *Conn) authenticate(cmd Command) bool {
 		c.fail(CloseAuthFailed, newError("auth_failed", "this endpoint does not accept logins in frames"))
 		return false
 	}
-	uid, err := pre.login(cmd.Credential)
+	id, err := pre.login(cmd.Credential)
 	if err != nil {
 		c.hub.logger().Info("login refused", zap.String("conn", c.ID()), zap.Stringer("remote", c.nc.RemoteAddr()), zap.Error(err))
 		c.fail(CloseAuthFailed, &Error{Code: ErrorCode(err, "auth_failed"), Message: err.Error()})
@@ -102,7 +154,7 @@ func (c *Conn) authenticate(cmd Command) bool {
 	if cmd.Since != nil {
 		since = &Position{Epoch: cmd.Epoch, Offset: *cmd.Since}
 	}
-	return c.login(uid, since)
+	return c.login(id, since)
 }
 
 // welcome is the frame answering a login at position pos.

@@ -21,6 +21,9 @@ type Stats struct {
 	HistoryBytes   int64  // their memory
 	HistoryMaxSize int64  // the history budget
 	Goroutines     int    // of the whole process
+	EventsSent     uint64 // events the application took
+	EventsFailed   uint64 // events given up after retries
+	EventsDropped  uint64 // events never sent: their queue was full
 	// Cluster is what a cluster broker adds; nil on one node. With it, the
 	// counters above are the whole cluster's.
 	Cluster *ClusterStats
@@ -75,6 +78,9 @@ func (l Local) Stats() Stats {
 		HistoryBytes:   h.histBytes.Load(),
 		HistoryMaxSize: h.settings.Load().HistoryMaxBytes,
 		Goroutines:     runtime.NumGoroutine(),
+		EventsSent:     h.events.Sent.Load(),
+		EventsFailed:   h.events.Failed.Load(),
+		EventsDropped:  h.events.Dropped.Load(),
 	}
 	for i := range h.uids {
 		s := &h.uids[i]

@@ -171,7 +171,7 @@ func (h *Hub) serve(nc net.Conn, br *bufio.Reader, p *protocol, o ConnOptions, p
 	h.pending[c] = struct{}{}
 	h.pendingMu.Unlock()
 	c.startTimer()
-	if o.UID != "" && !c.login(o.UID, o.Since) {
+	if o.UID != "" && !c.login(Identity{UID: o.UID, Claims: o.Claims}, o.Since) {
 		return c
 	}
 	if !poll || !h.poller.add(c) {

@@ -104,6 +104,9 @@ func (c *Conn) enqueueAll(first outFrame, frames [][]byte) {
 // closeAfterFlush queues a close frame behind everything already queued and
 // bounds how long flushing may take.
 func (c *Conn) closeAfterFlush(code int, reason string, within time.Duration) {
+	c.mu.Lock()
+	c.closingWith(code, reason)
+	c.mu.Unlock()
 	if c.enqueue(closeFrame(code, reason)) == queued {
 		c.hub.routines.afterFunc(within, "close", nil, c.teardown)
 	}
@@ -121,6 +124,7 @@ const abortWithin = time.Second
 func (c *Conn) abort(code int, reason string) {
 	f := closeFrame(code, reason)
 	c.mu.Lock()
+	c.closingWith(code, reason)
 	if c.torn.Load() || (c.closing && len(c.queue) == 0 && !c.writing) {
 		c.mu.Unlock()
 		c.goConn("teardown", c.teardown)

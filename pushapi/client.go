@@ -191,6 +191,9 @@ type Stats struct {
 	HistoryBytes   int64  `json:"history_bytes"`     // their memory
 	HistoryMaxSize int64  `json:"history_max_bytes"` // the history budget
 	Goroutines     int    `json:"goroutines"`        // of the server process
+	EventsSent     uint64 `json:"events_sent"`       // events the application took
+	EventsFailed   uint64 `json:"events_failed"`     // events given up after retries
+	EventsDropped  uint64 `json:"events_dropped"`    // events never sent: their queue was full
 	// Cluster is set in cluster mode; the counters above are then the
 	// whole cluster's.
 	Cluster *ClusterStats `json:"cluster,omitempty"`

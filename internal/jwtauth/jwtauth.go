@@ -182,27 +182,33 @@ var errCrit = errors.New(`unsupported "crit" header`)
 // Verify checks token and returns its uid. On failure uid is "" and err is
 // an *Error.
 func (v *Verifier) Verify(token string) (uid string, err error) {
+	uid, _, err = v.VerifyClaims(token)
+	return uid, err
+}
+
+// VerifyClaims is Verify that also returns the token's claims.
+func (v *Verifier) VerifyClaims(token string) (uid string, claims map[string]any, err error) {
 	if len(token) > MaxTokenLength {
-		return "", newErr(CodeMalformed, fmt.Sprintf("token is longer than %d bytes", MaxTokenLength), nil)
+		return "", nil, newErr(CodeMalformed, fmt.Sprintf("token is longer than %d bytes", MaxTokenLength), nil)
 	}
 	tok, perr := v.parser.Parse(token, v.keyFunc)
 	if perr != nil {
-		return "", v.classify(tok, perr)
+		return "", nil, v.classify(tok, perr)
 	}
 	// Belt and braces: golang-jwt already enforced both through
 	// WithValidMethods and the key function.
 	if !tok.Valid || tok.Method == nil || tok.Method.Alg() != v.alg {
-		return "", newErr(CodeAlgorithmRefused, "token algorithm is not accepted", nil)
+		return "", nil, newErr(CodeAlgorithmRefused, "token algorithm is not accepted", nil)
 	}
-	claims, ok := tok.Claims.(jwt.MapClaims)
+	mc, ok := tok.Claims.(jwt.MapClaims)
 	if !ok {
-		return "", newErr(CodeClaimsInvalid, "token claims are invalid", nil)
+		return "", nil, newErr(CodeClaimsInvalid, "token claims are invalid", nil)
 	}
-	uid, err = v.uidFrom(claims)
+	uid, err = v.uidFrom(mc)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return uid, nil
+	return uid, map[string]any(mc), nil
 }
 
 // keyFunc hands golang-jwt the configured key, re-checking the algorithm so
