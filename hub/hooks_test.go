@@ -300,7 +300,7 @@ func TestLoginHookFailures(t *testing.T) {
 		setup func()
 	}{
 		{"down", func() { app.down, app.delay, app.answer = true, 0, nil }},
-		{"slow", func() { app.down, app.delay, app.answer = false, 2 * time.Second, nil }},
+		{"slow", func() { app.down, app.delay, app.answer = false, 2*time.Second, nil }},
 		{"garbage", func() {
 			app.down, app.delay = false, 0
 			app.answer = func(map[string]any) (int, string) { return http.StatusOK, `<html>not JSON</html>` }
