@@ -368,6 +368,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyhttp.Error(http.StatusNotImplemented,
 			errors.New("WebSocket over HTTP/2 or HTTP/3 is not supported: connect over HTTP/1.1"))
 	}
+	if hub.IsEventStream(r) && !hub.IsUpgrade(r) {
+		return h.serveEvents(w, r)
+	}
 	if !hub.IsUpgrade(r) {
 		return next.ServeHTTP(w, r)
 	}
@@ -402,6 +405,37 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.logger.Debug("upgrade failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
 	}
 	return nil
+}
+
+// serveEvents streams Server-Sent Events to a client that only listens:
+// authenticated as at an upgrade (with auth first_message, the uid is the
+// uid query parameter), resuming from Last-Event-ID or ?since=.
+func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) error {
+	if !h.checkOrigin(r) {
+		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q is not allowed", r.Header.Get("Origin")))
+	}
+	id, err := h.identityAtUpgrade(r)
+	if err != nil {
+		return caddyhttp.Error(http.StatusUnauthorized, err)
+	}
+	q := r.URL.Query()
+	if id.UID == "" && h.Auth.Mode == AuthFirstMessage {
+		id.UID = q.Get("uid")
+	}
+	if id.UID == "" {
+		return caddyhttp.Error(http.StatusUnauthorized, errors.New("an event stream authenticates in its request: a token (query, header or cookie), a placeholder, or with first_message the uid query parameter"))
+	}
+	opts := hub.ConnOptions{Endpoint: h.endpoint, UID: id.UID, Claims: id.Claims, Headers: h.hookHeaders(r)}
+	if v := q.Get("since"); v != "" {
+		since, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("since=%q is not a sequence number", v))
+		}
+		opts.Since = &hub.Position{Epoch: q.Get("epoch"), Offset: since}
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("http.push_hub.uid", id.UID)
+	return h.hub.ServeSSE(w, r, opts)
 }
 
 // identityAtUpgrade authenticates at the upgrade where the credential is

@@ -35,7 +35,19 @@ type Codec interface {
 	// GoingAway tells the client, before the close frame, that the hub is
 	// closing and when to come back; ok is false when the protocol cannot.
 	GoingAway(reason string, retry time.Duration) (f outFrame, ok bool)
+	// Ping keeps a quiet connection alive and finds dead peers.
+	Ping() outFrame
+	// Close ends the connection with a code and a reason; nothing is
+	// written after it.
+	Close(code int, reason string) outFrame
 }
+
+// wsFraming is the WebSocket's own ping and close frames, for the codecs
+// of WebSocket protocols.
+type wsFraming struct{}
+
+func (wsFraming) Ping() outFrame                         { return outFrame{wire: pingWire} }
+func (wsFraming) Close(code int, reason string) outFrame { return closeFrame(code, reason) }
 
 // PreparedMessage is a pushed message encoded once for a protocol.
 type PreparedMessage interface {

@@ -8,7 +8,7 @@ import (
 
 // jsonCodec is the json protocol (PROTOCOL.md): one JSON object with a
 // "type" per frame, sequence numbers, acknowledgements and resume.
-type jsonCodec struct{}
+type jsonCodec struct{ wsFraming }
 
 func (jsonCodec) Name() string           { return "json" }
 func (jsonCodec) CheckUID(string) *Error { return nil }

@@ -12,7 +12,7 @@ import (
 // goes to a uid and "all:<text>" to everyone; pushes arrive as bare text.
 // It has no error frames, sequence numbers or replies: what it cannot do
 // is ignored, as the recipe ignores it.
-type textCodec struct{}
+type textCodec struct{ wsFraming }
 
 func (textCodec) Name() string { return "text" }
 

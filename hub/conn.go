@@ -28,6 +28,7 @@ type Conn struct {
 	// catchingUp holds pushes in catchup until the login is done; guarded
 	// by the uid entry's mutex.
 	catchingUp bool
+	oneWay     bool // an event stream: nothing is read, silence is no sign of death
 	pollID     uint64
 	pollFD     int  // the socket, once polled (valid until the socket is closed), or -1
 	polled     bool // registered with the poller; guarded by mu

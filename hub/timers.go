@@ -29,6 +29,17 @@ func (c *Conn) tick() {
 		}
 		next = min(next, left)
 	}
+	if c.oneWay {
+		// Nothing comes back on an event stream: ping to keep proxies from
+		// closing it; a dead peer shows in a failed write.
+		c.enqueue(c.proto.Ping())
+		c.mu.Lock()
+		if !c.closing {
+			c.timer.Reset(s.PingInterval)
+		}
+		c.mu.Unlock()
+		return
+	}
 	silent := now.Sub(time.Unix(0, c.lastRead.Load()))
 	deadline := s.PingInterval + s.PongTimeout
 	switch {
@@ -37,7 +48,7 @@ func (c *Conn) tick() {
 		return
 	case silent >= s.PingInterval-s.PingInterval/10:
 		// Due: ping, and look again when the pong is overdue.
-		c.enqueue(outFrame{wire: pingWire})
+		c.enqueue(c.proto.Ping())
 		next = min(next, deadline-silent)
 	default:
 		next = min(next, s.PingInterval-silent)

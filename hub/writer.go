@@ -107,7 +107,7 @@ func (c *Conn) closeAfterFlush(code int, reason string, within time.Duration) {
 	c.mu.Lock()
 	c.closingWith(code, reason)
 	c.mu.Unlock()
-	if c.enqueue(closeFrame(code, reason)) == queued {
+	if c.enqueue(c.proto.Close(code, reason)) == queued {
 		c.hub.routines.afterFunc(within, "close", nil, c.teardown)
 	}
 }
@@ -122,7 +122,7 @@ const abortWithin = time.Second
 // takes no lock but c's, so a publisher holding a uid's lock may call it;
 // the teardown runs on a goroutine of its own.
 func (c *Conn) abort(code int, reason string) {
-	f := closeFrame(code, reason)
+	f := c.proto.Close(code, reason)
 	c.mu.Lock()
 	c.closingWith(code, reason)
 	if c.torn.Load() || (c.closing && len(c.queue) == 0 && !c.writing) {
