@@ -17,6 +17,10 @@ var httpClient = &http.Client{
 	Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 32},
 }
 
+// CloseIdleConnections closes the idle keep-alive connections of the
+// harness's HTTP client, so that a goroutine count does not include them.
+func CloseIdleConnections() { httpClient.CloseIdleConnections() }
+
 // API calls the push API at URL (a site's root, or a prefix under it),
 // with Authorization: Bearer Key when Key is set.
 type API struct {

@@ -22,6 +22,7 @@ import (
 type Node struct {
 	Sites
 	t      testing.TB
+	bin    string
 	dir    string
 	config string // the full Caddyfile last loaded
 	out    *output
@@ -65,13 +66,20 @@ func Binary(t testing.TB) string {
 	return out
 }
 
-// StartNode starts a Caddy process with a Caddyfile's sites (the harness
-// adds the global options), waits until its admin endpoint answers, which
-// is once the config runs, and fails t if it does not.
+// StartNode starts a Caddy process from Binary with a Caddyfile's sites
+// (the harness adds the global options), waits until its admin endpoint
+// answers, which is once the config runs, and fails t if it does not.
 func StartNode(t testing.TB, caddyfile string) *Node {
 	t.Helper()
-	bin := Binary(t)
+	return StartNodeFrom(t, Binary(t), caddyfile)
+}
+
+// StartNodeFrom is StartNode with another Caddy binary, such as one that
+// xcaddy built.
+func StartNodeFrom(t testing.TB, bin, caddyfile string) *Node {
+	t.Helper()
 	n := &Node{
+		bin:   bin,
 		Sites: newSites(t, Port(t), Port(t), Port(t), Port(t), Port(t)),
 		t:     t,
 		dir:   t.TempDir(),
@@ -86,7 +94,7 @@ func StartNode(t testing.TB, caddyfile string) *Node {
 			t.Logf("output of the Caddy process on admin port %d:\n%s", n.AdminPort, n.Output())
 		}
 	})
-	n.start(bin)
+	n.start()
 	return n
 }
 
@@ -97,22 +105,22 @@ func (n *Node) Restart() {
 	if n.running() {
 		n.t.Fatalf("the Caddy process %d still runs", n.PID())
 	}
-	n.start(Binary(n.t))
+	n.start()
 }
 
-func (n *Node) start(bin string) {
+func (n *Node) start() {
 	n.t.Helper()
 	file := filepath.Join(n.dir, "Caddyfile")
 	if err := os.WriteFile(file, []byte(n.config), 0o600); err != nil {
 		n.t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
+	cmd := exec.Command(n.bin, "run", "--config", file, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(),
 		"XDG_DATA_HOME="+filepath.Join(n.dir, "data"),
 		"XDG_CONFIG_HOME="+filepath.Join(n.dir, "config"))
 	cmd.Stdout, cmd.Stderr = n.out, n.out
 	if err := cmd.Start(); err != nil {
-		n.t.Fatalf("starting %s: %v", bin, err)
+		n.t.Fatalf("starting %s: %v", n.bin, err)
 	}
 	exited := make(chan struct{})
 	n.mu.Lock()
