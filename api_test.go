@@ -7,40 +7,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/pushhub/caddy-pushhub/internal/harness"
 	"github.com/pushhub/caddy-pushhub/internal/testenv"
 )
 
 // TestAPICalls: every call of push_api with its exact answer, at the site's
-// root and under handle_path /push/*.
+// root and under a prefix (handle_path /HUB/*).
 func TestAPICalls(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(`
-{$WS_SITE} {
-	push_hub /ws {
-		hub {$HUB}
-		auth first_message
-	}
-	push_hub /ws-text {
-		hub {$HUB}
-		protocol text
-		auth first_message
-	}
-}
-
-{$API_SITE} {
-	handle_path /push/* {
-		push_api {
-			hub {$HUB}
-		}
-	}
-	handle {
-		push_api {
-			hub {$HUB}
-		}
-	}
-}`)
-	api, push := h.API(), h.API().Under("/push")
+	h := harness.Start(t, harness.BothProtocols())
+	api, push := h.API(), h.API().Under("/HUB")
 
 	for _, a := range []harness.API{api, push} {
 		r := a.Get(t, "/stats")
@@ -59,14 +36,12 @@ func TestAPICalls(t *testing.T) {
 		t.Fatalf("HEAD /stats: HTTP %d", r.Status)
 	}
 
-	a1 := harness.Dial(t, "a (1)", h.WS+"/ws", nil)
+	a1 := harness.Dial(t, "a (json)", h.WS+"/ws", nil)
 	a1.Login("a")
-	a2 := harness.Dial(t, "a (2, text)", h.WS+"/ws-text", nil)
+	a2 := harness.Dial(t, "a (text)", h.WS+"/text", nil)
 	a2.LoginText("a")
-	b := harness.Dial(t, "b", h.WS+"/ws", nil)
-	b.Login("b")
-	c := harness.Dial(t, "c", h.WS+"/ws", nil)
-	c.Login("c")
+	b := harness.LoggedIn(t, h.WS+"/ws", "b")
+	c := harness.LoggedIn(t, h.WS+"/ws", "c")
 
 	// online
 	api.Get(t, "/online?uid=a").ExpectJSON(http.StatusOK, harness.OnlineJSON("a", 2))
@@ -100,8 +75,8 @@ func TestAPICalls(t *testing.T) {
 	c.Expect(`{"type":"message","seq":2,"data":"everyone"}`)
 
 	// uids, paged.
-	harness.Dial(t, "d", h.WS+"/ws", nil).Login("d")
-	harness.Dial(t, "e", h.WS+"/ws", nil).Login("e")
+	harness.LoggedIn(t, h.WS+"/ws", "d")
+	harness.LoggedIn(t, h.WS+"/ws", "e")
 	api.Get(t, "/uids").ExpectJSON(http.StatusOK, `{"uids":["a","b","c","d","e"]}`)
 	api.Get(t, "/uids?limit=2").ExpectJSON(http.StatusOK, `{"next":"b","uids":["a","b"]}`)
 	push.Get(t, "/uids?limit=2&after=b").ExpectJSON(http.StatusOK, `{"next":"d","uids":["c","d"]}`)
@@ -131,31 +106,119 @@ func TestAPICalls(t *testing.T) {
 	b.Expect(`{"type":"message","seq":5,"data":"after the kick"}`)
 }
 
+// TestReceipts: what POST /send answers: connections reached, and with
+// wait_ack the json connections that acknowledged in time. (Slow consumers
+// dropped: TestSlowConsumer.)
+func TestReceipts(t *testing.T) {
+	h := harness.Start(t, harness.BothProtocols())
+	api := h.API()
+	send := func(body, want string) {
+		t.Helper()
+		api.Post(t, "/send", body).ExpectJSON(http.StatusOK, want)
+	}
+
+	// One uid on two json connections and a text one: three deliveries.
+	j1 := harness.Dial(t, "multi-json#1", h.WS+"/ws", nil)
+	j1.Login("multi")
+	j2 := harness.Dial(t, "multi-json#2", h.WS+"/ws", nil)
+	j2.Login("multi")
+	tx := harness.LoggedInText(t, h.WS+"/text", "multi")
+	send(`{"uid":"multi","data":"x"}`, harness.ReceiptJSON(3, 0))
+	j1.ExpectMessage(`"x"`)
+	j2.ExpectMessage(`"x"`)
+	tx.Expect("x")
+
+	// wait_ack: a json client that acks and one that does not.
+	acker := harness.Dial(t, "acker", h.WS+"/ws", nil)
+	acker.Login("ack")
+	silent := harness.Dial(t, "silent", h.WS+"/ws", nil)
+	silent.Login("ack")
+	ackDone := ackOnce(acker.Conn, 0)
+	send(`{"uid":"ack","data":"please ack","wait_ack":"2s"}`, `{"delivered":2,"dropped":0,"stored":false,"acked":1}`)
+	if err := <-ackDone; err != nil {
+		t.Fatal(err)
+	}
+	silent.ExpectMessage(`"please ack"`)
+
+	// Both ack: 2. Acknowledgements are cumulative: an ack of a later seq
+	// covers the message.
+	both := harness.Dial(t, "both#1", h.WS+"/ws", nil)
+	both.Login("both")
+	both2 := harness.Dial(t, "both#2", h.WS+"/ws", nil)
+	both2.Login("both")
+	ack1, ack2 := ackOnce(both.Conn, 5), ackOnce(both2.Conn, 5)
+	send(`{"uid":"both","data":1,"wait_ack":"10s"}`, `{"delivered":2,"dropped":0,"stored":false,"acked":2}`)
+	for _, done := range []chan error{ack1, ack2} {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A text connection is never counted in acked, even if it sends what
+	// looks like an ack.
+	mj := harness.Dial(t, "mixed-json", h.WS+"/ws", nil)
+	mj.Login("mixed")
+	mt := harness.LoggedInText(t, h.WS+"/text", "mixed")
+	textDone := make(chan error, 1)
+	go func() {
+		_, _, err := mt.ReadMessage()
+		if err == nil {
+			err = mt.WriteMessage(websocket.TextMessage, []byte(`{"type":"ack","seq":99999999999}`))
+		}
+		textDone <- err
+	}()
+	jsonDone := ackOnce(mj.Conn, 0)
+	send(`{"uid":"mixed","data":"m","wait_ack":"2s"}`, `{"delivered":2,"dropped":0,"stored":false,"acked":1}`)
+	for _, done := range []chan error{textDone, jsonDone} {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Broadcast: every connection.
+	send(`{"all":true,"data":"all"}`, harness.ReceiptJSON(9, 0))
+}
+
+// ackOnce reads one message on ws's own goroutine and acknowledges its seq
+// plus ahead.
+func ackOnce(ws *websocket.Conn, ahead uint64) chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, b, err := ws.ReadMessage()
+		if err == nil {
+			var f harness.Frame
+			if f, err = harness.DecodeFrame(b); err == nil {
+				err = ws.WriteJSON(map[string]any{"type": "ack", "seq": f.Seq + ahead})
+			}
+		}
+		done <- err
+	}()
+	return done
+}
+
 // TestAPIRefusals: every refusal of push_api is a 4xx with a JSON error
 // body (README's hostile-input table), and a client of the hub keeps
 // receiving through all of them.
 func TestAPIRefusals(t *testing.T) {
 	const key = "api-key-0123456789"
-	h := harness.InProcess(t)
-	h.Load(`
+	h := harness.Start(t, `
+{$API_SITE} {
+	push_api {
+		hub {$HUB}
+		key `+key+`
+		max_body_size 1KiB
+	}
+}
+
 {$WS_SITE} {
 	push_hub /ws {
 		hub {$HUB}
 		auth first_message
 		max_uid_length 16
 	}
-}
-
-{$API_SITE} {
-	push_api {
-		hub {$HUB}
-		key ` + key + `
-		max_body_size 1KiB
-	}
 }`)
 	api := h.API().WithKey(key)
-	observer := harness.Dial(t, "observer", h.WS+"/ws", nil)
-	observer.Login("observer")
+	observer := harness.LoggedIn(t, h.WS+"/ws", "observer")
 
 	long := strings.Repeat("u", 17)
 	authz := func(v string) http.Header { return http.Header{"Authorization": {v}} }

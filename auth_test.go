@@ -27,8 +27,7 @@ const jwtSecret = "jwt-secret-of-at-least-16-bytes"
 // TestHostileInput).
 func TestAuthJWTSecret(t *testing.T) {
 	t.Setenv("PUSH_JWT_SECRET", jwtSecret)
-	h := harness.InProcess(t)
-	h.Load(`
+	h := harness.Start(t, `
 {$WS_SITE} {
 	push_hub /ws {
 		hub {$HUB}
@@ -89,7 +88,7 @@ func TestAuthJWTSecret(t *testing.T) {
 	}
 
 	// Refused in the header or the query: HTTP 401 on the upgrade.
-	for _, token := range []string{hs(harness.ExpiredClaims("mallory")), harness.NoneToken(harness.Claims("mallory"))} {
+	for _, token := range []string{hs(harness.ExpiredClaims("mallory")), harness.NoneToken(t, harness.Claims("mallory"))} {
 		harness.DialRefused(t, h.WS+"/ws", harness.Bearer(token), http.StatusUnauthorized)
 		harness.DialRefused(t, h.WS+"/ws?token="+url.QueryEscape(token), nil, http.StatusUnauthorized)
 	}
@@ -113,8 +112,7 @@ func TestAuthJWTKeys(t *testing.T) {
 	rsaPEM := harness.WritePublicKey(t, rsaFile, &rsaKey.PublicKey)
 	ecPEM := harness.WritePublicKey(t, ecFile, &ecKey.PublicKey)
 
-	h := harness.InProcess(t)
-	h.Load(fmt.Sprintf(`
+	h := harness.Start(t, fmt.Sprintf(`
 {$WS_SITE} {
 	push_hub /ws-rs {
 		hub {$HUB}
@@ -146,7 +144,7 @@ func TestAuthJWTKeys(t *testing.T) {
 		// The classic confusion: HS256 keyed with the public key's PEM.
 		{"HS256 keyed with the RSA public key", "/ws-rs", sign(jwt.SigningMethodHS256, rsaPEM, harness.Claims("x")), "token_algorithm_refused"},
 		{"HS256 keyed with the EC public key", "/ws-es", sign(jwt.SigningMethodHS256, ecPEM, jwt.MapClaims{"uid": "x"}), "token_algorithm_refused"},
-		{"alg none", "/ws-es", harness.NoneToken(jwt.MapClaims{"uid": "x"}), "token_algorithm_refused"},
+		{"alg none", "/ws-es", harness.NoneToken(t, jwt.MapClaims{"uid": "x"}), "token_algorithm_refused"},
 		{"expired RS256", "/ws-rs", sign(jwt.SigningMethodRS256, rsaKey, harness.ExpiredClaims("x")), "token_expired"},
 		{"ES256 without the uid claim", "/ws-es", sign(jwt.SigningMethodES256, ecKey, harness.Claims("x")), "token_claims_invalid"},
 	} {
@@ -166,11 +164,10 @@ func TestAuthPlaceholder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := harness.InProcess(t)
-	h.Load(`
+	h := harness.Start(t, `
 {$WS_SITE} {
 	basic_auth /ws {
-		alice ` + string(hash) + `
+		alice `+string(hash)+`
 	}
 	push_hub /ws {
 		hub {$HUB}
@@ -212,35 +209,13 @@ func TestAuthPlaceholder(t *testing.T) {
 // is closed with 4002 and let go of, in both protocols, even if it pings;
 // logged-in connections stay and receive.
 func TestAuthTimeout(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(`
-{$WS_SITE} {
-	push_hub /ws {
-		hub {$HUB}
-		auth first_message
-		auth_timeout 1s
-	}
-	push_hub /ws-text {
-		hub {$HUB}
-		protocol text
-		auth first_message
-		auth_timeout 1s
-	}
-}
-
-{$API_SITE} {
-	push_api {
-		hub {$HUB}
-	}
-}`)
+	h := harness.Start(t, harness.BothProtocols("auth_timeout 1s"))
 	api := h.API()
-	ok := harness.Dial(t, "logged in", h.WS+"/ws", nil)
-	ok.Login("ok")
-	okText := harness.Dial(t, "logged in (text)", h.WS+"/ws-text", nil)
-	okText.LoginText("ok-text")
+	ok := harness.LoggedIn(t, h.WS+"/ws", "ok")
+	okText := harness.LoggedInText(t, h.WS+"/text", "ok-text")
 
 	silent := harness.Dial(t, "silent", h.WS+"/ws", nil)
-	silentText := harness.Dial(t, "silent (text)", h.WS+"/ws-text", nil)
+	silentText := harness.Dial(t, "silent (text)", h.WS+"/text", nil)
 	pinger := harness.Dial(t, "pings but never logs in", h.WS+"/ws", nil)
 	pinger.Send(`{"type":"ping","id":1}`)
 	pinger.Expect(`{"type":"pong","id":1}`)
@@ -258,36 +233,27 @@ func TestAuthTimeout(t *testing.T) {
 }
 
 // TestOrigins: same-origin by default; an origins list allows exactly the
-// listed origins. Clients without an Origin header always pass.
+// listed origins, and a reload that sets one applies it. Clients without an
+// Origin header always pass.
 func TestOrigins(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(`
-{$WS_SITE} {
-	push_hub /ws {
-		hub {$HUB}
-		auth first_message
-	}
-	push_hub /ws-app {
-		hub {$HUB}
-		auth first_message
-		origins https://app.example.com
-	}
-}`)
+	h := harness.Start(t, harness.OneHub())
 	origin := func(o string) http.Header { return http.Header{"Origin": {o}} }
+	url := h.WS + "/ws"
 
 	// Default: same origin only.
-	harness.DialRefused(t, h.WS+"/ws", origin("http://evil.example.com"), http.StatusForbidden)
-	harness.DialRefused(t, h.WS+"/ws", origin(fmt.Sprintf("http://localhost:%d", h.WSPort+1)), http.StatusForbidden)
-	harness.DialRefused(t, h.WS+"/ws", origin("null"), http.StatusForbidden)
-	harness.Dial(t, "same origin", h.WS+"/ws", origin(h.HTTP)).Login("a")
-	harness.Dial(t, "no origin", h.WS+"/ws", nil).Login("b")
+	harness.DialRefused(t, url, origin("http://evil.example.com"), http.StatusForbidden)
+	harness.DialRefused(t, url, origin(fmt.Sprintf("http://localhost:%d", h.APIPort)), http.StatusForbidden)
+	harness.DialRefused(t, url, origin("null"), http.StatusForbidden)
+	harness.Dial(t, "same origin", url, origin(h.HTTP)).Login("a")
+	harness.Dial(t, "no origin", url, nil).Login("b")
 
 	// A list: the listed origin (case does not matter), nothing else, not
 	// even the site's own.
-	harness.Dial(t, "listed origin", h.WS+"/ws-app", origin("https://app.example.com")).Login("c")
-	harness.Dial(t, "listed origin, upper case", h.WS+"/ws-app", origin("HTTPS://APP.EXAMPLE.COM")).Login("d")
-	harness.DialRefused(t, h.WS+"/ws-app", origin("http://app.example.com"), http.StatusForbidden)
-	harness.DialRefused(t, h.WS+"/ws-app", origin("https://app.example.com.evil.net"), http.StatusForbidden)
-	harness.DialRefused(t, h.WS+"/ws-app", origin(h.HTTP), http.StatusForbidden)
-	harness.Dial(t, "no origin (list)", h.WS+"/ws-app", nil).Login("e")
+	h.Load(harness.OneHub("origins https://app.example.com"))
+	harness.Dial(t, "listed origin", url, origin("https://app.example.com")).Login("c")
+	harness.Dial(t, "listed origin, upper case", url, origin("HTTPS://APP.EXAMPLE.COM")).Login("d")
+	harness.DialRefused(t, url, origin("http://app.example.com"), http.StatusForbidden)
+	harness.DialRefused(t, url, origin("https://app.example.com.evil.net"), http.StatusForbidden)
+	harness.DialRefused(t, url, origin(h.HTTP), http.StatusForbidden)
+	harness.Dial(t, "no origin (list)", url, nil).Login("e")
 }

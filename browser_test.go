@@ -60,8 +60,7 @@ func TestBrowserDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h := harness.InProcess(t)
-	h.Load(fmt.Sprintf(browserConfig, www))
+	h := harness.Start(t, fmt.Sprintf(browserConfig, www))
 	api := h.API()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -15,8 +15,7 @@ import (
 // a request that is no upgrade goes on to the next handler.
 func TestCaddyCitizenship(t *testing.T) {
 	page := strings.Repeat("p", 2048)
-	h := harness.InProcess(t)
-	h.Load(`
+	h := harness.Start(t, `
 {$WS_SITE} {
 	log {
 		output discard
@@ -28,7 +27,7 @@ func TestCaddyCitizenship(t *testing.T) {
 		auth first_message
 	}
 	respond /ws "not a websocket" 200
-	respond "` + page + `" 200
+	respond "`+page+`" 200
 }
 
 {$API_SITE} {
@@ -81,8 +80,7 @@ func TestCaddyCitizenship(t *testing.T) {
 // handler, a CONNECT is refused with 501; HTTP/1.1 WebSockets keep working
 // on the same site.
 func TestHTTP2(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(`
+	h := harness.Start(t, `
 {$HTTPS_SITE} {
 	tls internal
 	push_hub {

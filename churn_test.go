@@ -99,20 +99,7 @@ func churn(ws string, api harness.API, from, to, workers int) error {
 // five ending in a TCP reset) leave no goroutine, memory or hub entry
 // behind.
 func TestChurnNoLeaks(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(`
-{$WS_SITE} {
-	push_hub /ws {
-		hub {$HUB}
-		auth first_message
-	}
-}
-
-{$API_SITE} {
-	push_api {
-		hub {$HUB}
-	}
-}`)
+	h := harness.Start(t, harness.OneHub())
 	api := h.API()
 	const (
 		warmup  = 200

@@ -23,8 +23,7 @@ import (
 // TestRecipeTranscript, the push API in TestAPIRefusals.
 func TestHostileInput(t *testing.T) {
 	const secret = "hostile-jwt-secret-0123456789"
-	h := harness.InProcess(t)
-	h.Load(`
+	h := harness.Start(t, `
 {$WS_SITE} {
 	push_hub /ws {
 		hub {$HUB}
@@ -42,27 +41,15 @@ func TestHostileInput(t *testing.T) {
 	}
 	push_hub /jwt {
 		hub {$HUB2}
-		auth jwt ` + secret + `
+		auth jwt `+secret+`
 	}
 }
 
-{$API_SITE} {
-	handle_path /jwt/* {
-		push_api {
-			hub {$HUB2}
-		}
-	}
-	handle {
-		push_api {
-			hub {$HUB}
-		}
-	}
-}`)
-	api, jwtAPI := h.API(), h.API().Under("/jwt")
+`+harness.APISite("HUB", "HUB2"))
+	api, jwtAPI := h.API(), h.API().Under("/HUB2")
 
 	// The well-behaved clients, one per hub, reading all the time.
-	obs := harness.Dial(t, "observer", h.WS+"/ws", nil)
-	obs.Login("observer")
+	obs := harness.LoggedIn(t, h.WS+"/ws", "observer")
 	obsR := obs.StartReader()
 	token := func(method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
 		return harness.Token(t, method, key, claims)
@@ -94,15 +81,6 @@ func TestHostileInput(t *testing.T) {
 		c.Login(uid)
 		return c
 	}
-	loggedInText := func(t *testing.T, uid string) *harness.Conn {
-		c := dial(t, uid, "/text")
-		c.LoginText(uid)
-		return c
-	}
-	closed := func(c *harness.Conn, code int) {
-		c.ExpectClose(code)
-		c.ExpectHangup()
-	}
 	refused := func(t *testing.T, c *harness.Conn, code string) {
 		t.Helper()
 		c.ExpectError(code, "")
@@ -119,46 +97,35 @@ func TestHostileInput(t *testing.T) {
 		c.Send(`{"type":"ping","id":"` + id + `"}`)
 		c.Expect(`{"type":"pong","id":"` + id + `"}`)
 	})
-	row("frame over max_message_size", false, func(t *testing.T) {
-		c := loggedIn(t, "big")
-		c.Send(big)
-		closed(c, websocket.CloseMessageTooBig)
-	})
-	row("frame over max_message_size before login", false, func(t *testing.T) {
-		c := dial(t, "big-before-login", "/ws")
-		c.Send(big)
-		closed(c, websocket.CloseMessageTooBig)
-	})
-	row("frame over max_message_size (text)", false, func(t *testing.T) {
-		c := loggedInText(t, "big-text")
-		c.Send("all:" + big)
-		closed(c, websocket.CloseMessageTooBig)
-	})
-	row("text frame that is not UTF-8", false, func(t *testing.T) {
-		c := loggedIn(t, "utf")
-		c.Write(websocket.TextMessage, []byte{'"', 0xff, 0xfe, '"'})
-		closed(c, websocket.CloseInvalidFramePayloadData)
-	})
-	row("text frame that is not UTF-8 (text)", false, func(t *testing.T) {
-		c := loggedInText(t, "utf-text")
-		c.Write(websocket.TextMessage, []byte("all:\xc3\x28"))
-		closed(c, websocket.CloseInvalidFramePayloadData)
-	})
-	row("login that is not UTF-8 (text)", false, func(t *testing.T) {
-		c := dial(t, "utf-login", "/text")
-		c.Write(websocket.TextMessage, []byte{0xff, 0xfe})
-		closed(c, websocket.CloseInvalidFramePayloadData)
-	})
-	row("binary frame", false, func(t *testing.T) {
-		c := loggedIn(t, "bin")
-		c.Write(websocket.BinaryMessage, []byte(`{"type":"ping"}`))
-		closed(c, websocket.CloseUnsupportedData)
-	})
-	row("binary frame (text)", false, func(t *testing.T) {
-		c := loggedInText(t, "bin-text")
-		c.Write(websocket.BinaryMessage, []byte("all:hello"))
-		closed(c, websocket.CloseUnsupportedData)
-	})
+	for _, tc := range []struct {
+		name, path, uid string // uid: who logs in first, "" for nobody
+		mt              int
+		payload         string
+		code            int
+	}{
+		{"frame over max_message_size", "/ws", "big", websocket.TextMessage, big, websocket.CloseMessageTooBig},
+		{"frame over max_message_size before login", "/ws", "", websocket.TextMessage, big, websocket.CloseMessageTooBig},
+		{"frame over max_message_size (text)", "/text", "big-text", websocket.TextMessage, "all:" + big, websocket.CloseMessageTooBig},
+		{"text frame that is not UTF-8", "/ws", "utf", websocket.TextMessage, "\"\xff\xfe\"", websocket.CloseInvalidFramePayloadData},
+		{"text frame that is not UTF-8 (text)", "/text", "utf-text", websocket.TextMessage, "all:\xc3\x28", websocket.CloseInvalidFramePayloadData},
+		{"login that is not UTF-8 (text)", "/text", "", websocket.TextMessage, "\xff\xfe", websocket.CloseInvalidFramePayloadData},
+		{"binary frame", "/ws", "bin", websocket.BinaryMessage, `{"type":"ping"}`, websocket.CloseUnsupportedData},
+		{"binary frame (text)", "/text", "bin-text", websocket.BinaryMessage, "all:hello", websocket.CloseUnsupportedData},
+	} {
+		row(tc.name, false, func(t *testing.T) {
+			c := dial(t, tc.name, tc.path)
+			switch {
+			case tc.uid == "":
+			case tc.path == "/text":
+				c.LoginText(tc.uid)
+			default:
+				c.Login(tc.uid)
+			}
+			c.Write(tc.mt, []byte(tc.payload))
+			c.ExpectClose(tc.code)
+			c.ExpectHangup()
+		})
+	}
 
 	// json frames that are refused but keep the connection.
 	row("frames that are not JSON objects or have no type", false, func(t *testing.T) {
@@ -205,35 +172,29 @@ func TestHostileInput(t *testing.T) {
 	})
 
 	// Logins that are refused: an error frame, then 4001 with the code.
-	row("first frame not a login", false, func(t *testing.T) {
-		c := dial(t, "nologin", "/ws")
-		c.Send(`{"type":"send","to":"observer","data":"spoofed"}`)
-		refused(t, c, "login_required")
-	})
-	for _, uid := range []struct{ name, uid string }{
-		{"empty uid", ""},
-		{"uid over max_uid_length", strings.Repeat("u", 17)},
-		{"uid with a control character", "a\u0007b"},
-	} {
-		row(uid.name, false, func(t *testing.T) {
-			c := dial(t, uid.name, "/ws")
-			c.SendJSON(map[string]string{"type": "login", "uid": uid.uid})
-			refused(t, c, "invalid_uid")
-		})
-	}
 	now := time.Now()
-	for _, tok := range []struct{ name, token, code string }{
-		{"expired token", token(jwt.SigningMethodHS256, []byte(secret), harness.ExpiredClaims("j")), "token_expired"},
-		{"nbf in the future", token(jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"sub": "j", "nbf": now.Add(time.Hour).Unix(), "exp": now.Add(2 * time.Hour).Unix()}), "token_not_yet_valid"},
-		{"token signed with the wrong key", token(jwt.SigningMethodHS256, []byte("another-secret-0123456789"), harness.Claims("j")), "token_signature_invalid"},
-		{"alg none", harness.NoneToken(harness.Claims("j")), "token_algorithm_refused"},
-		{"HS384 to an HS256 endpoint", token(jwt.SigningMethodHS384, []byte(secret), harness.Claims("j")), "token_algorithm_refused"},
-		{"token that is not a JWT", "not.a.token", "token_malformed"},
+	login := func(field, value string) string {
+		return harness.JSON(map[string]string{"type": "login", field: value})
+	}
+	jwtLogin := func(method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+		return login("token", token(method, key, claims))
+	}
+	for _, tc := range []struct{ name, path, first, code string }{
+		{"first frame not a login", "/ws", `{"type":"send","to":"observer","data":"spoofed"}`, "login_required"},
+		{"empty uid", "/ws", login("uid", ""), "invalid_uid"},
+		{"uid over max_uid_length", "/ws", login("uid", strings.Repeat("u", 17)), "invalid_uid"},
+		{"uid with a control character", "/ws", login("uid", "a\u0007b"), "invalid_uid"},
+		{"expired token", "/jwt", jwtLogin(jwt.SigningMethodHS256, []byte(secret), harness.ExpiredClaims("j")), "token_expired"},
+		{"nbf in the future", "/jwt", jwtLogin(jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"sub": "j", "nbf": now.Add(time.Hour).Unix(), "exp": now.Add(2 * time.Hour).Unix()}), "token_not_yet_valid"},
+		{"token signed with the wrong key", "/jwt", jwtLogin(jwt.SigningMethodHS256, []byte("another-secret-0123456789"), harness.Claims("j")), "token_signature_invalid"},
+		{"alg none", "/jwt", login("token", harness.NoneToken(t, harness.Claims("j"))), "token_algorithm_refused"},
+		{"HS384 to an HS256 endpoint", "/jwt", jwtLogin(jwt.SigningMethodHS384, []byte(secret), harness.Claims("j")), "token_algorithm_refused"},
+		{"token that is not a JWT", "/jwt", login("token", "not.a.token"), "token_malformed"},
 	} {
-		row(tok.name, true, func(t *testing.T) {
-			c := dial(t, tok.name, "/jwt")
-			c.SendJSON(map[string]string{"type": "login", "token": tok.token})
-			refused(t, c, tok.code)
+		row(tc.name, tc.path == "/jwt", func(t *testing.T) {
+			c := dial(t, tc.name, tc.path)
+			c.Send(tc.first)
+			refused(t, c, tc.code)
 		})
 	}
 

@@ -11,23 +11,7 @@ import (
 // publishing to a uid, everyone and a group with its receipts, ping/pong,
 // and the sends it refuses; the other refusals: TestHostileInput.
 func TestJSONProtocol(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(`
-{$WS_SITE} {
-	push_hub /ws {
-		hub {$HUB}
-		protocol json
-		auth first_message
-		allow_client_publish
-		allow_client_groups
-	}
-}
-
-{$API_SITE} {
-	push_api {
-		hub {$HUB}
-	}
-}`)
+	h := harness.Start(t, harness.OneHub("protocol json", "allow_client_publish", "allow_client_groups"))
 	api := h.API()
 
 	alice := harness.Dial(t, "alice", h.WS+"/ws", nil)
@@ -35,8 +19,7 @@ func TestJSONProtocol(t *testing.T) {
 	alice.Send(`{"type":"ping","id":"early"}`)
 	alice.Expect(`{"type":"pong","id":"early"}`)
 	aliceW := alice.Login("alice")
-	bob := harness.Dial(t, "bob", h.WS+"/ws", nil)
-	bob.Login("bob")
+	bob := harness.LoggedIn(t, h.WS+"/ws", "bob")
 	alice2 := harness.Dial(t, "alice's second connection", h.WS+"/ws", nil)
 	if w := alice2.Login("alice"); w.ConnID == aliceW.ConnID || w.Seq != 0 || aliceW.Seq != 0 {
 		t.Fatalf("welcomes %s and %s: want seq 0 and two conn_ids", aliceW.Raw, w.Raw)
@@ -100,28 +83,11 @@ func TestJSONProtocol(t *testing.T) {
 // reaches its members only; a group disappears with its last member, or
 // when its last member goes offline; only an online uid joins.
 func TestGroups(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(`
-{$WS_SITE} {
-	push_hub /ws {
-		hub {$HUB}
-		auth first_message
-		allow_client_groups
-	}
-}
-
-{$API_SITE} {
-	push_api {
-		hub {$HUB}
-	}
-}`)
+	h := harness.Start(t, harness.OneHub("allow_client_groups"))
 	api := h.API()
-	alice := harness.Dial(t, "alice", h.WS+"/ws", nil)
-	alice.Login("alice")
-	bob := harness.Dial(t, "bob", h.WS+"/ws", nil)
-	bob.Login("bob")
-	carol := harness.Dial(t, "carol", h.WS+"/ws", nil)
-	carol.Login("carol")
+	alice := harness.LoggedIn(t, h.WS+"/ws", "alice")
+	bob := harness.LoggedIn(t, h.WS+"/ws", "bob")
+	carol := harness.LoggedIn(t, h.WS+"/ws", "carol")
 
 	// alice joins through the API, bob through a frame.
 	api.Post(t, "/join", `{"uid":"alice","group":"g1"}`).ExpectJSON(http.StatusOK, `{"ok":true}`)
@@ -173,35 +139,8 @@ func TestGroups(t *testing.T) {
 // max_connections_per_uid; one more is refused with 4003 (json: after an
 // error frame too_many_connections); closing one never unbinds another.
 func TestConnectionsPerUID(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(`
-{$WS_SITE} {
-	push_hub /ws {
-		hub {$HUB}
-		auth first_message
-		max_connections_per_uid 2
-	}
-	push_hub /ws-text {
-		hub {$HUB2}
-		protocol text
-		auth first_message
-		max_connections_per_uid 2
-	}
-}
-
-{$API_SITE} {
-	handle_path /text/* {
-		push_api {
-			hub {$HUB2}
-		}
-	}
-	handle {
-		push_api {
-			hub {$HUB}
-		}
-	}
-}`)
-	api, textAPI := h.API(), h.API().Under("/text")
+	h := harness.Start(t, harness.BothProtocols("max_connections_per_uid 2"))
+	api := h.API()
 
 	// json
 	phone := harness.Dial(t, "phone", h.WS+"/ws", nil)
@@ -236,16 +175,14 @@ func TestConnectionsPerUID(t *testing.T) {
 
 	// text: the cap holds the same way; the recipe's protocol has no error
 	// frames, only the close code.
-	t1 := harness.Dial(t, "text 1", h.WS+"/ws-text", nil)
-	t1.LoginText("v")
-	t2 := harness.Dial(t, "text 2", h.WS+"/ws-text", nil)
-	t2.LoginText("v")
-	t3 := harness.Dial(t, "text 3", h.WS+"/ws-text", nil)
+	t1 := harness.LoggedInText(t, h.WS+"/text", "v")
+	t2 := harness.LoggedInText(t, h.WS+"/text", "v")
+	t3 := harness.Dial(t, "v (one too many)", h.WS+"/text", nil)
 	t3.Send("v")
 	t3.ExpectClose(4003)
-	textAPI.Get(t, "/online?uid=v").ExpectJSON(http.StatusOK, harness.OnlineJSON("v", 2))
+	api.Get(t, "/online?uid=v").ExpectJSON(http.StatusOK, harness.OnlineJSON("v", 2))
 	t1.CloseNormally()
-	textAPI.WaitOnline(t, "v", 1)
-	textAPI.Post(t, "/send", `{"uid":"v","data":"still bound"}`).ExpectJSON(http.StatusOK, harness.ReceiptJSON(1, 0))
+	api.WaitOnline(t, "v", 1)
+	api.Post(t, "/send", `{"uid":"v","data":"still bound"}`).ExpectJSON(http.StatusOK, harness.ReceiptJSON(1, 0))
 	t2.Expect("still bound")
 }

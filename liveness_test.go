@@ -15,25 +15,9 @@ import (
 // stuck in the middle of a frame), and a healthy idle peer, pinged all
 // along, is not.
 func TestDeadPeers(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(`
-{$WS_SITE} {
-	push_hub /ws {
-		hub {$HUB}
-		auth first_message
-		ping_interval 1s
-		pong_timeout 1s
-	}
-}
-
-{$API_SITE} {
-	push_api {
-		hub {$HUB}
-	}
-}`)
+	h := harness.Start(t, harness.OneHub("ping_interval 1s", "pong_timeout 1s"))
 	api := h.API()
-	obs := harness.Dial(t, "observer", h.WS+"/ws", nil)
-	obs.Login("observer")
+	obs := harness.LoggedIn(t, h.WS+"/ws", "observer")
 	obsR := obs.StartReader() // idle but alive: gorilla answers pings while reading
 	n := 0
 	gone := func(t *testing.T, uid string) {
@@ -55,8 +39,7 @@ func TestDeadPeers(t *testing.T) {
 		gone(t, "dead-raw")
 	})
 	t.Run("client that stopped answering pings", func(t *testing.T) {
-		c := harness.Dial(t, "dead-ws", h.WS+"/ws", nil)
-		c.Login("dead-ws")
+		c := harness.LoggedIn(t, h.WS+"/ws", "dead-ws")
 		pings := 0
 		c.SetPingHandler(func(string) error { pings++; return nil })
 		c.ExpectClose(4006)
@@ -71,19 +54,13 @@ func TestDeadPeers(t *testing.T) {
 		r.Login("half")
 		full := harness.FrameBytes(harness.OpText, []byte(`{"type":"ping","id":1}`))
 		r.WriteBytes(full[:4]) // the header, half the mask key: then nothing
-		for {
-			op, p, err := r.ReadFrame()
-			if err == nil && op == harness.OpPing {
-				continue
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				t.Fatal("the server did not close the connection")
-			}
-			if err == nil && op != harness.OpClose {
-				t.Fatalf("got opcode %d %q, want the connection closed", op, p)
-			}
-			break
+		op, p, err := r.Next()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatal("the server did not close the connection")
+		}
+		if err == nil && op != harness.OpClose {
+			t.Fatalf("got opcode %d %q, want the connection closed", op, p)
 		}
 		gone(t, "half")
 	})

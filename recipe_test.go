@@ -94,16 +94,14 @@ func recipeTranscript(t *testing.T, api harness.API, url string) {
 
 // TestRecipeTranscript: the recipe's session over ws:// through Caddy.
 func TestRecipeTranscript(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(recipeConfig("{$WS_SITE}", ""))
+	h := harness.Start(t, recipeConfig("{$WS_SITE}", ""))
 	recipeTranscript(t, h.API(), h.WS+"/ws")
 }
 
 // TestRecipeOverWSS: the same session over wss:// with tls internal, the
 // client trusting Caddy's local CA and nothing else.
 func TestRecipeOverWSS(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(recipeConfig("{$HTTPS_SITE}", "tls internal"))
+	h := harness.Start(t, recipeConfig("{$HTTPS_SITE}", "tls internal"))
 	h.WaitForCert()
 	recipeTranscript(t, h.API(), h.WSS+"/ws")
 }

@@ -1,9 +1,9 @@
 package pushhub_test
 
 import (
-	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -33,13 +33,11 @@ func reloadConfig(settings, extra string) string {
 // group memberships, while the new config serves. (Removing the hub from
 // the config: TestShutdownOnReload.)
 func TestReload(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(reloadConfig("auth first_message\n\t\tsend_queue 8", ""))
+	h := harness.Start(t, reloadConfig("auth first_message\n\t\tsend_queue 8", ""))
 	api, site := h.API(), harness.API{URL: h.HTTP}
 	r1 := harness.Dial(t, "opened before the reload", h.WS+"/ws", nil)
 	r1.Login("r")
-	other := harness.Dial(t, "another uid", h.WS+"/ws", nil)
-	other.Login("o")
+	other := harness.LoggedIn(t, h.WS+"/ws", "o")
 	api.Post(t, "/join", `{"uid":"o","group":"kept"}`).ExpectJSON(http.StatusOK, `{"ok":true}`)
 	if r := site.Get(t, "/extra"); r.Body == "the new route" {
 		t.Fatal("the extra route answers before the reload")
@@ -70,19 +68,17 @@ func TestReload(t *testing.T) {
 // module, by a port in use) is reported, and the running config serves on:
 // every connection open, bound and served, its group kept.
 func TestReloadRefused(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(reloadConfig("auth first_message\n\t\tsend_queue 8", ""))
+	h := harness.Start(t, reloadConfig("auth first_message\n\t\tsend_queue 8", ""))
 	api := h.API()
 	c := harness.Dial(t, "opened before", h.WS+"/ws", nil)
 	c.Login("u")
 	api.Post(t, "/join", `{"uid":"u","group":"kept"}`).ExpectJSON(http.StatusOK, `{"ok":true}`)
 
-	busy, err := net.Listen("tcp", fmt.Sprintf(":%d", h.Spare(0)))
+	busy, err := net.Listen("tcp", ":"+strconv.Itoa(h.Spare(0)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	seq := 0
 	for _, tc := range []struct{ name, config, why string }{
 		{"by push_hub's provisioning", reloadConfig("auth jwt too-short", ""), "short"},
 		{"by push_hub's validation", reloadConfig("auth first_message\n\t\tmax_uid_length 5000", ""), "max_uid_length"},
@@ -91,24 +87,23 @@ func TestReloadRefused(t *testing.T) {
 			tls_client_auth /nonexistent/client.crt /nonexistent/client.key
 		}
 	}`), "client.crt"},
-		{"by a port in use", reloadConfig("auth first_message", "") + fmt.Sprintf(`
+		{"by a port in use", reloadConfig("auth first_message", "") + `
 
-http://localhost:%d {
+http://localhost:` + strconv.Itoa(h.Spare(0)) + ` {
 	respond "busy"
-}`, h.Spare(0)), "address already in use"},
+}`, "address already in use"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := h.LoadErr(tc.config)
 			if err == nil || !strings.Contains(err.Error(), tc.why) {
 				t.Fatalf("the load was not refused for %q: %v", tc.why, err)
 			}
-			seq++
 			api.Get(t, "/uids?group=kept").ExpectJSON(http.StatusOK, `{"group":"kept","uids":["u"]}`)
 			api.Post(t, "/send", `{"uid":"u","data":"still served"}`).ExpectJSON(http.StatusOK, harness.ReceiptJSON(1, 0))
-			c.Expect(fmt.Sprintf(`{"type":"message","seq":%d,"data":"still served"}`, seq))
+			c.ExpectMessage(`"still served"`)
 			c.StillOpen()
 		})
 	}
 	// New connections are served by the running config too.
-	harness.Dial(t, "opened after", h.WS+"/ws", nil).Login("v")
+	harness.LoggedIn(t, h.WS+"/ws", "v")
 }

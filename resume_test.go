@@ -14,7 +14,7 @@ import (
 )
 
 // resumeConfig is a hub with history (json and text endpoints) and a hub
-// without ({$HUB2}, its API under /nohist/).
+// without ({$HUB2}, its API under /HUB2/).
 func resumeConfig(history string) string {
 	return `
 {$WS_SITE} {
@@ -35,18 +35,7 @@ func resumeConfig(history string) string {
 	}
 }
 
-{$API_SITE} {
-	handle /nohist/* {
-		push_api {
-			hub {$HUB2}
-		}
-	}
-	handle {
-		push_api {
-			hub {$HUB}
-		}
-	}
-}`
+` + harness.APISite("HUB", "HUB2")
 }
 
 // login logs in for uid (its since, if any, came in the URL) and returns
@@ -70,8 +59,7 @@ func expectWelcome(t *testing.T, w harness.Frame, uid string, seq uint64, resume
 // messages, ends up with exactly 1..N: nothing missed, nothing twice, in
 // order, across every seam.
 func TestResumeUnderLoad(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(resumeConfig("5000 1m"))
+	h := harness.Start(t, resumeConfig("5000 1m"))
 	api := h.API()
 	const uid = "resumer"
 
@@ -197,9 +185,8 @@ func TestResumeUnderLoad(t *testing.T) {
 // TestResumeReasons: the welcome's resume object in every case, and the
 // text protocol unchanged by history.
 func TestResumeReasons(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(resumeConfig("3 1m"))
-	api, noHist := h.API(), h.API().Under("/nohist")
+	h := harness.Start(t, resumeConfig("3 1m"))
+	api, noHist := h.API(), h.API().Under("/HUB2")
 	stored := `{"delivered":0,"dropped":0,"stored":true}`
 	push := func(a harness.API, uid string, data int, want string) {
 		t.Helper()
@@ -305,8 +292,7 @@ func TestResumeReasons(t *testing.T) {
 // uid comes back within the ttl, not after; /stats counts the history and
 // goes back to 0 when it expires.
 func TestHistoryTTL(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(resumeConfig("10 1s"))
+	h := harness.Start(t, resumeConfig("10 1s"))
 	api := h.API()
 	const uid = "ttl"
 	stored := `{"delivered":0,"dropped":0,"stored":true}`
@@ -353,23 +339,7 @@ func TestHistoryTTL(t *testing.T) {
 // history, not by the send queue, and a client reading at full speed is
 // not a slow consumer.
 func TestResumeThenPublish(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(`
-{$WS_SITE} {
-	push_hub /ws {
-		hub {$HUB}
-		auth first_message
-		history 100 1m
-		send_queue 16
-		allow_client_publish
-	}
-}
-
-{$API_SITE} {
-	push_api {
-		hub {$HUB}
-	}
-}`)
+	h := harness.Start(t, harness.OneHub("history 100 1m", "send_queue 16", "allow_client_publish"))
 	api := h.API()
 	const missed = 40
 	for round := 1; round <= 5; round++ {
@@ -410,20 +380,7 @@ func TestResumeThenPublish(t *testing.T) {
 // resumes is told that its gap cannot be recovered, as the history lived
 // in the process that died, and is served again.
 func TestResumeAfterCrash(t *testing.T) {
-	n := harness.StartNode(t, `
-{$WS_SITE} {
-	push_hub /ws {
-		hub {$HUB}
-		auth first_message
-		history 100 1m
-	}
-}
-
-{$API_SITE} {
-	push_api {
-		hub {$HUB}
-	}
-}`)
+	n := harness.StartNode(t, harness.OneHub("history 100 1m"))
 	api := n.API()
 	c := harness.Dial(t, "before the crash", n.WS+"/ws", nil)
 	c.Login("u")

@@ -13,26 +13,7 @@ import (
 // shutdownConfig is a hub (hub: HUB, HUB2 ...) with a json and a text
 // endpoint, and the push API.
 func shutdownConfig(hub string) string {
-	return strings.ReplaceAll(`
-{$WS_SITE} {
-	push_hub /ws {
-		hub {$HUB}
-		auth first_message
-		reconnect_jitter 2s
-	}
-	push_hub /text {
-		hub {$HUB}
-		protocol text
-		auth first_message
-		reconnect_jitter 2s
-	}
-}
-
-{$API_SITE} {
-	push_api {
-		hub {$HUB}
-	}
-}`, "{$HUB}", "{$"+hub+"}")
+	return strings.ReplaceAll(harness.BothProtocols("reconnect_jitter 2s"), "{$HUB}", "{$"+hub+"}")
 }
 
 var retryHint = regexp.MustCompile(`^server shutting down; retry in (\d+)ms$`)
@@ -71,8 +52,7 @@ func expectGoingAway(t *testing.T, c *harness.Conn, json bool) int64 {
 // going_away first. Then a config with no push_hub at all does the same
 // to the next hub, and serves the path without it.
 func TestShutdownOnReload(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(shutdownConfig("HUB"))
+	h := harness.Start(t, shutdownConfig("HUB"))
 	api := h.API()
 	const (
 		nJSON  = 50
@@ -150,8 +130,7 @@ func TestShutdownOnReload(t *testing.T) {
 func TestShutdownOnStop(t *testing.T) {
 	n := harness.StartNode(t, shutdownConfig("HUB"))
 	api := n.API()
-	j := harness.Dial(t, "json", n.WS+"/ws", nil)
-	j.Login("j")
+	j := harness.LoggedIn(t, n.WS+"/ws", "j")
 	tx := harness.Dial(t, "text", n.WS+"/text", nil)
 	tx.LoginText("t")
 	pending := harness.Dial(t, "pending", n.WS+"/ws", nil)

@@ -20,21 +20,7 @@ import (
 // message; what they were sent before, they find in order; the receipts
 // and /stats count them; the server's memory does not grow with the burst.
 func TestSlowConsumer(t *testing.T) {
-	h := harness.InProcess(t)
-	h.Load(`
-{$WS_SITE} {
-	push_hub /ws {
-		hub {$HUB}
-		auth first_message
-		send_queue 16
-	}
-}
-
-{$API_SITE} {
-	push_api {
-		hub {$HUB}
-	}
-}`)
+	h := harness.Start(t, harness.OneHub("send_queue 16"))
 	api := h.API()
 	const (
 		// 300 broadcasts of 64 KiB: 19 MiB to each client, several times

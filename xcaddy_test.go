@@ -106,21 +106,8 @@ func TestXcaddyBuild(t *testing.T) {
 	}
 
 	// The binary serves: a client logs in, a push reaches it.
-	n := harness.StartNodeFrom(t, caddy, `
-{$WS_SITE} {
-	push_hub /ws {
-		hub {$HUB}
-		auth first_message
-	}
-}
-
-{$API_SITE} {
-	push_api {
-		hub {$HUB}
-	}
-}`)
-	c := harness.Dial(t, "client of the xcaddy build", n.WS+"/ws", nil)
-	c.Login("x")
+	n := harness.StartNodeFrom(t, caddy, harness.OneHub())
+	c := harness.LoggedIn(t, n.WS+"/ws", "x")
 	n.API().Post(t, "/send", `{"uid":"x","data":"built by xcaddy"}`).ExpectJSON(200, harness.ReceiptJSON(1, 0))
 	c.ExpectMessage(`"built by xcaddy"`)
 }

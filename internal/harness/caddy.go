@@ -2,8 +2,6 @@ package harness
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,12 +18,11 @@ import (
 // Caddy is a test's handle on the Caddy that runs inside this test binary:
 // one per binary, started through caddytest on first use, with Caddy's
 // standard modules and this plugin. Tests that use it share it, so they
-// never call t.Parallel; each loads the whole config it needs, and hub
-// names from {$HUB} keep one test's hubs (connections, groups, history)
-// away from the next test's.
+// never call t.Parallel; each loads the whole config it needs (Load,
+// LoadErr), and hub names from {$HUB} keep one test's hubs (connections,
+// groups, history) away from the next test's.
 type Caddy struct {
-	Sites
-	t testing.TB
+	Admin
 }
 
 var (
@@ -41,10 +38,22 @@ func InProcess(t testing.TB) *Caddy {
 		t.Skip("runs a Caddy: not with -short")
 	}
 	b := base(t)
-	return &Caddy{
-		Sites: newSites(t, b+offAdmin, b+offWS, b+offAPI, b+offHTTPS, b+offHTTP),
-		t:     t,
-	}
+	c := &Caddy{Admin{
+		Sites:    newSites(t, b+offAdmin, b+offWS, b+offAPI, b+offHTTPS, b+offHTTP),
+		t:        t,
+		dataDir:  filepath.Join(stateDir(t), "data"),
+		logLevel: "ERROR",
+	}}
+	c.before, c.after = c.start, c.waitOldListenersClosed
+	return c
+}
+
+// Start is InProcess, then Load of a Caddyfile's sites.
+func Start(t testing.TB, caddyfile string) *Caddy {
+	t.Helper()
+	c := InProcess(t)
+	c.Load(caddyfile)
+	return c
 }
 
 // Spare is one of two more ports (i = 0 or 1) of the in-process Caddy, for
@@ -55,29 +64,6 @@ func (c *Caddy) Spare(i int) int {
 	}
 	return base(c.t) + offSpare + i
 }
-
-// Load loads a Caddyfile's sites (the harness adds the global options) into
-// the in-process Caddy, replacing the running config, and fails the test if
-// Caddy refuses it.
-func (c *Caddy) Load(caddyfile string) {
-	c.t.Helper()
-	if err := c.LoadErr(caddyfile); err != nil {
-		c.t.Fatalf("loading the config failed: %v\n%s", err, caddyfile)
-	}
-}
-
-// LoadErr is Load for configs Caddy may refuse: it returns Caddy's answer
-// to a refused config (the running config then stays) instead of failing.
-func (c *Caddy) LoadErr(caddyfile string) error {
-	c.t.Helper()
-	c.start()
-	config := c.globals(c.dataDir(), "ERROR") + c.expand(caddyfile)
-	err := postLoad(c.AdminPort, config)
-	c.waitOldListenersClosed()
-	return err
-}
-
-func (c *Caddy) dataDir() string { return filepath.Join(stateDir(c.t), "data") }
 
 // start starts the in-process Caddy through caddytest, once per binary.
 func (c *Caddy) start() {
@@ -91,35 +77,11 @@ func (c *Caddy) start() {
 	caddytest.NewTester(c.t).WithDefaultOverrides(caddytest.Config{
 		AdminPort:          c.AdminPort,
 		LoadRequestTimeout: Guard,
-	}).InitServer(c.globals(c.dataDir(), "ERROR"), "caddyfile")
+	}).InitServer(c.whole(""), "caddyfile")
 	if !failed && c.t.Failed() {
 		c.t.Fatal("starting the in-process Caddy failed")
 	}
 	inProcessStarted = true
-}
-
-// postLoad POSTs a Caddyfile to the /load endpoint of the admin API on
-// port: a config load, or a reload when one runs.
-func postLoad(port int, caddyfile string) error {
-	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("http://localhost:%d/load", port), strings.NewReader(caddyfile))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "text/caddyfile")
-	// Idle keep-alive connections would point at the servers this load
-	// replaces.
-	httpClient.CloseIdleConnections()
-	defer httpClient.CloseIdleConnections()
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("POST /load: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
-	}
-	return nil
 }
 
 // waitOldListenersClosed waits until each port of the in-process Caddy has

@@ -20,12 +20,10 @@ import (
 // is shown in the test log when the test fails; a node still running at
 // the end of the test is killed.
 type Node struct {
-	Sites
-	t      testing.TB
-	bin    string
-	dir    string
-	config string // the full Caddyfile last loaded
-	out    *output
+	Admin
+	bin string
+	dir string
+	out *output
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -78,14 +76,19 @@ func StartNode(t testing.TB, caddyfile string) *Node {
 // xcaddy built.
 func StartNodeFrom(t testing.TB, bin, caddyfile string) *Node {
 	t.Helper()
+	dir := t.TempDir()
 	n := &Node{
-		bin:   bin,
-		Sites: newSites(t, Port(t), Port(t), Port(t), Port(t), Port(t)),
-		t:     t,
-		dir:   t.TempDir(),
-		out:   new(output),
+		Admin: Admin{
+			Sites:    newSites(t, Port(t), Port(t), Port(t), Port(t), Port(t)),
+			t:        t,
+			dataDir:  filepath.Join(dir, "data"),
+			logLevel: "INFO",
+		},
+		bin: bin,
+		dir: dir,
+		out: new(output),
 	}
-	n.config = n.globals(filepath.Join(n.dir, "data"), "INFO") + n.expand(caddyfile)
+	n.config = n.whole(caddyfile)
 	t.Cleanup(func() {
 		if n.running() {
 			n.Kill()
@@ -99,7 +102,7 @@ func StartNodeFrom(t testing.TB, bin, caddyfile string) *Node {
 }
 
 // Restart starts the node again, after Stop or Kill, with the config it
-// last loaded and on the same ports.
+// last loaded (Load reloads a running node) and on the same ports.
 func (n *Node) Restart() {
 	n.t.Helper()
 	if n.running() {
@@ -150,26 +153,6 @@ func (n *Node) start() {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK, resp.Status
 	})
-}
-
-// Reload loads a new Caddyfile into the running node through its admin
-// endpoint, as caddy reload does, and fails t if Caddy refuses it.
-func (n *Node) Reload(caddyfile string) {
-	n.t.Helper()
-	if err := n.ReloadErr(caddyfile); err != nil {
-		n.t.Fatalf("reloading the Caddy process failed: %v\n%s", err, caddyfile)
-	}
-}
-
-// ReloadErr is Reload for configs Caddy may refuse: it returns the refusal.
-func (n *Node) ReloadErr(caddyfile string) error {
-	n.t.Helper()
-	config := n.globals(filepath.Join(n.dir, "data"), "INFO") + n.expand(caddyfile)
-	if err := postLoad(n.AdminPort, config); err != nil {
-		return err
-	}
-	n.config = config
-	return nil
 }
 
 // Stop stops the node gracefully, with SIGTERM as a service manager does,

@@ -150,27 +150,31 @@ func (r *RawConn) ReadFrame() (op byte, payload []byte, err error) {
 	return h[0] & 0x0f, payload, nil
 }
 
+// Next is ReadFrame, skipping pings (never answered).
+func (r *RawConn) Next() (op byte, payload []byte, err error) {
+	for {
+		op, payload, err = r.ReadFrame()
+		if err != nil || op != OpPing {
+			return op, payload, err
+		}
+	}
+}
+
 // ReadData returns the next json frame, skipping pings.
 func (r *RawConn) ReadData() Frame {
 	r.t.Helper()
-	for {
-		op, p, err := r.ReadFrame()
-		if err != nil {
-			r.t.Fatalf("%s: waiting for a frame: %v", r.Name, err)
-		}
-		switch op {
-		case OpPing:
-			continue
-		case OpText:
-			f, err := DecodeFrame(p)
-			if err != nil {
-				r.t.Fatalf("%s: %v", r.Name, err)
-			}
-			return f
-		default:
-			r.t.Fatalf("%s: got a frame with opcode %d (%.100q), want a text frame", r.Name, op, p)
-		}
+	op, p, err := r.Next()
+	if err != nil {
+		r.t.Fatalf("%s: waiting for a frame: %v", r.Name, err)
 	}
+	if op != OpText {
+		r.t.Fatalf("%s: got a frame with opcode %d (%.100q), want a text frame", r.Name, op, p)
+	}
+	f, err := DecodeFrame(p)
+	if err != nil {
+		r.t.Fatalf("%s: %v", r.Name, err)
+	}
+	return f
 }
 
 // Login logs in with a json login frame for uid and returns the welcome.
@@ -197,43 +201,28 @@ func CloseCode(p []byte) (int, string) {
 // the reason.
 func (r *RawConn) ExpectClose(code int) string {
 	r.t.Helper()
-	for {
-		op, p, err := r.ReadFrame()
-		if err != nil {
-			r.t.Fatalf("%s: %v, want close %d", r.Name, err, code)
-		}
-		switch op {
-		case OpPing:
-			continue
-		case OpClose:
-			got, reason := CloseCode(p)
-			if got != code {
-				r.t.Fatalf("%s: closed with %d %q, want %d", r.Name, got, reason, code)
-			}
-			r.ExpectHangup()
-			return reason
-		default:
-			r.t.Fatalf("%s: got a frame with opcode %d (%.100q), want close %d", r.Name, op, p, code)
-		}
+	op, p, err := r.Next()
+	if err != nil || op != OpClose {
+		r.t.Fatalf("%s: got opcode %d (%.100q), %v, want close %d", r.Name, op, p, err, code)
 	}
+	got, reason := CloseCode(p)
+	if got != code {
+		r.t.Fatalf("%s: closed with %d %q, want %d", r.Name, got, reason, code)
+	}
+	r.ExpectHangup()
+	return reason
 }
 
 // ExpectHangup asserts that the server closes the TCP connection (EOF or
 // reset, not a timeout) with nothing but pings before.
 func (r *RawConn) ExpectHangup() {
 	r.t.Helper()
-	for {
-		op, p, err := r.ReadFrame()
-		if err == nil && op == OpPing {
-			continue
-		}
-		var ne net.Error
-		switch {
-		case err == nil:
-			r.t.Fatalf("%s: got a frame with opcode %d (%.100q), want the server to hang up", r.Name, op, p)
-		case errors.As(err, &ne) && ne.Timeout():
-			r.t.Fatalf("%s: the server did not close the connection within %s", r.Name, Guard)
-		}
-		return
+	op, p, err := r.Next()
+	var ne net.Error
+	switch {
+	case err == nil:
+		r.t.Fatalf("%s: got a frame with opcode %d (%.100q), want the server to hang up", r.Name, op, p)
+	case errors.As(err, &ne) && ne.Timeout():
+		r.t.Fatalf("%s: the server did not close the connection within %s", r.Name, Guard)
 	}
 }

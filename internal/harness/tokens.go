@@ -2,7 +2,6 @@ package harness
 
 import (
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"net/http"
 	"os"
@@ -17,15 +16,14 @@ func Token(t testing.TB, method jwt.SigningMethod, key any, claims jwt.MapClaims
 	t.Helper()
 	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("signing %v with %s: %v", claims, method.Alg(), err)
 	}
 	return s
 }
 
 // NoneToken is an unsigned token (alg none) carrying claims.
-func NoneToken(claims jwt.MapClaims) string {
-	enc := base64.RawURLEncoding
-	return enc.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(JSON(claims))) + "."
+func NoneToken(t testing.TB, claims jwt.MapClaims) string {
+	return Token(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims)
 }
 
 // Claims are valid claims for uid: its sub, expiring in an hour.

@@ -45,6 +45,23 @@ func Dial(t testing.TB, name, url string, hdr http.Header) *Conn {
 	return &Conn{Conn: ws, t: t, Name: name}
 }
 
+// LoggedIn dials url for a client named uid and logs it in as uid with a
+// json login frame, asserting the welcome.
+func LoggedIn(t testing.TB, url, uid string) *Conn {
+	t.Helper()
+	c := Dial(t, uid, url, nil)
+	c.Login(uid)
+	return c
+}
+
+// LoggedInText is LoggedIn for the text protocol.
+func LoggedInText(t testing.TB, url, uid string) *Conn {
+	t.Helper()
+	c := Dial(t, uid, url, nil)
+	c.LoginText(uid)
+	return c
+}
+
 // DialErr connects to a ws:// url without a testing.TB, for goroutines of a
 // test; the caller closes the socket.
 func DialErr(url string, hdr http.Header) (*websocket.Conn, error) {
