@@ -54,6 +54,24 @@ func (a *Admin) whole(caddyfile string) string {
 	return a.globals(a.dataDir, a.logLevel) + a.expand(caddyfile)
 }
 
+// globals are the global options that precede a config: dataDir holds
+// Caddy's storage, and logLevel is that of Caddy's default log.
+func (s Sites) globals(dataDir, logLevel string) string {
+	return fmt.Sprintf(`{
+	admin localhost:%d
+	http_port %d
+	https_port %d
+	storage file_system %q
+	skip_install_trust
+	persist_config off
+	grace_period 1s
+	log {
+		level %s
+	}
+}
+`, s.AdminPort, s.HTTPPort, s.HTTPSPort, dataDir, logLevel)
+}
+
 // postLoad POSTs a Caddyfile to the /load endpoint of the admin API on
 // port: a config load, or a reload when one runs.
 func postLoad(port int, caddyfile string) error {

@@ -138,6 +138,7 @@ type Receipt struct {
 	Acked     *int `json:"acked"`
 }
 
+// String is the receipt for a failure message.
 func (r Receipt) String() string {
 	s := fmt.Sprintf("delivered %d, dropped %d, stored %t", r.Delivered, r.Dropped, r.Stored)
 	if r.Acked != nil {

@@ -37,8 +37,8 @@ const (
 
 var (
 	blockMu   sync.Mutex
-	blockBase int          // 0 until a block is claimed
-	blockLock net.Listener // held for the life of the binary
+	blockLock net.Listener // on the claimed block's first port, held for the life of the binary
+	blockBase int
 	poolNext  int
 )
 
@@ -48,7 +48,7 @@ func base(t testing.TB) int {
 	t.Helper()
 	blockMu.Lock()
 	defer blockMu.Unlock()
-	if blockBase != 0 {
+	if blockLock != nil {
 		return blockBase
 	}
 	for i := range blockCount {

@@ -69,13 +69,19 @@ func Binary(t testing.TB) string {
 // answers, which is once the config runs, and fails t if it does not.
 func StartNode(t testing.TB, caddyfile string) *Node {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs a Caddy: not with -short")
+	}
 	return StartNodeFrom(t, Binary(t), caddyfile)
 }
 
 // StartNodeFrom is StartNode with another Caddy binary, such as one that
-// xcaddy built.
+// xcaddy built. Like InProcess, it skips t under go test -short.
 func StartNodeFrom(t testing.TB, bin, caddyfile string) *Node {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs a Caddy: not with -short")
+	}
 	dir := t.TempDir()
 	n := &Node{
 		Admin: Admin{

@@ -61,3 +61,9 @@ func (c *Caddy) WaitForCert() *tls.Config {
 	})
 	return cfg
 }
+
+// localTLS trusts only the local CA of the in-process Caddy.
+func localTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	return &tls.Config{RootCAs: localCARoots(t), MinVersion: tls.VersionTLS12}
+}

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,13 +32,9 @@ func Dial(t testing.TB, name, url string, hdr http.Header) *Conn {
 	if strings.HasPrefix(url, "wss:") {
 		d = &websocket.Dialer{HandshakeTimeout: Guard, TLSClientConfig: localTLS(t)}
 	}
-	ws, resp, err := d.Dial(url, hdr)
+	ws, err := dial(d, url, hdr)
 	if err != nil {
-		status := "no response"
-		if resp != nil {
-			status = resp.Status
-		}
-		t.Fatalf("%s: dialing %s: %v (%s)", name, url, err, status)
+		t.Fatalf("%s: %v", name, err)
 	}
 	t.Cleanup(func() { _ = ws.Close() })
 	return &Conn{Conn: ws, t: t, Name: name}
@@ -65,7 +60,11 @@ func LoggedInText(t testing.TB, url, uid string) *Conn {
 // DialErr connects to a ws:// url without a testing.TB, for goroutines of a
 // test; the caller closes the socket.
 func DialErr(url string, hdr http.Header) (*websocket.Conn, error) {
-	ws, resp, err := dialer.Dial(url, hdr)
+	return dial(dialer, url, hdr)
+}
+
+func dial(d *websocket.Dialer, url string, hdr http.Header) (*websocket.Conn, error) {
+	ws, resp, err := d.Dial(url, hdr)
 	if err != nil {
 		status := "no response"
 		if resp != nil {
@@ -267,6 +266,18 @@ func (c *Conn) ExpectHangup() {
 	}
 }
 
+// ExpectDropped asserts that the connection ends without a close frame, as
+// when the server's process dies (gorilla reports it as 1006).
+func (c *Conn) ExpectDropped() {
+	c.t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(Guard))
+	_, _, err := c.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseAbnormalClosure {
+		c.t.Fatalf("%s: read %v, want the connection dropped without a close frame", c.Name, err)
+	}
+}
+
 // CloseNormally sends a close frame (1000) and closes the socket.
 func (c *Conn) CloseNormally() {
 	_ = c.WriteControl(websocket.CloseMessage,
@@ -283,85 +294,4 @@ func Reset(ws *websocket.Conn) {
 		_ = tc.SetLinger(0)
 	}
 	_ = ws.Close()
-}
-
-// Reader reads a Conn on a goroutine of its own, so that the client
-// answers pings while the test waits for something else, and hands the
-// text frames over. Its methods take the test (or subtest) that waits.
-type Reader struct {
-	name   string
-	frames chan string
-	done   chan error
-}
-
-// StartReader starts reading c in the background; c must not be read
-// otherwise from then on.
-func (c *Conn) StartReader() *Reader {
-	r := &Reader{name: c.Name, frames: make(chan string, 8192), done: make(chan error, 1)}
-	_ = c.SetReadDeadline(time.Time{})
-	go func() {
-		for {
-			mt, b, err := c.ReadMessage()
-			if err == nil && mt != websocket.TextMessage {
-				err = fmt.Errorf("got a frame of type %d", mt)
-			}
-			if err != nil {
-				r.done <- err
-				return
-			}
-			r.frames <- string(b)
-		}
-	}()
-	return r
-}
-
-// Next returns the next frame; what names it for the failure message.
-func (r *Reader) Next(t testing.TB, what string) string {
-	t.Helper()
-	select {
-	case f := <-r.frames:
-		return f
-	case err := <-r.done:
-		r.done <- err
-		t.Fatalf("%s: the connection ended (%v) while waiting for %s", r.name, err, what)
-	case <-time.After(Guard):
-		t.Fatalf("%s: nothing came within %s while waiting for %s", r.name, Guard, what)
-	}
-	return ""
-}
-
-// Expect asserts that the next frame is exactly want.
-func (r *Reader) Expect(t testing.TB, want string) {
-	t.Helper()
-	if got := r.Next(t, fmt.Sprintf("%.200q", want)); got != want {
-		t.Fatalf("%s: got frame\n\t%.200s\nwant\n\t%.200s", r.name, got, want)
-	}
-}
-
-// ExpectMessage asserts that the next frame is a json message whose data
-// is exactly data.
-func (r *Reader) ExpectMessage(t testing.TB, data string) Frame {
-	t.Helper()
-	f, err := DecodeFrame([]byte(r.Next(t, "a message with data "+data)))
-	if err != nil || f.Type != "message" || string(f.Data) != data {
-		t.Fatalf("%s: got %.300s (%v), want a message with data %s", r.name, f.Raw, err, data)
-	}
-	return f
-}
-
-// Ended returns why the connection ended, or nil while it is open.
-func (r *Reader) Ended() error {
-	select {
-	case err := <-r.done:
-		r.done <- err
-		return err
-	default:
-		return nil
-	}
-}
-
-// localTLS trusts only the local CA of the in-process Caddy.
-func localTLS(t testing.TB) *tls.Config {
-	t.Helper()
-	return &tls.Config{RootCAs: localCARoots(t), MinVersion: tls.VersionTLS12}
 }
