@@ -248,6 +248,7 @@ func TestAPIRefusals(t *testing.T) {
 		{"online without a uid", "GET", "/online", ``, nil, 400, "invalid_uid"},
 		{"limit 0", "GET", "/uids?limit=0", ``, nil, 400, "bad_limit"},
 		{"limit not a number", "GET", "/uids?limit=ten", ``, nil, 400, "bad_limit"},
+		{"limit over 10000", "GET", "/uids?limit=10001", ``, nil, 400, "bad_limit"},
 		{"wait_ack below 0", "POST", "/send", `{"uid":"a","data":1,"wait_ack":"-1s"}`, nil, 400, "bad_wait_ack"},
 		{"wait_ack over 30s", "POST", "/send", `{"uid":"a","data":1,"wait_ack":"31s"}`, nil, 400, "bad_wait_ack"},
 		{"body over max_body_size", "POST", "/send", `{"uid":"a","data":"` + strings.Repeat("x", 2048) + `"}`, nil, 413, "body_too_large"},

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -157,15 +159,21 @@ func TestAuthJWTKeys(t *testing.T) {
 }
 
 // TestAuthPlaceholder: basic_auth in front and auth placeholder
-// {http.auth.user.id}: logged in at once as the basic-auth user; no or
-// wrong credentials get 401.
+// {http.auth.user.id}: logged in at once as the basic-auth user, published
+// as {http.push_hub.uid}; no or wrong credentials get 401.
 func TestAuthPlaceholder(t *testing.T) {
 	hash, err := bcrypt.GenerateFromPassword([]byte("open sesame"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
+	accessLog := filepath.Join(t.TempDir(), "access.log")
 	h := harness.Start(t, `
 {$WS_SITE} {
+	log {
+		output file `+accessLog+`
+		format json
+	}
+	log_append uid {http.push_hub.uid}
 	basic_auth /ws {
 		alice `+string(hash)+`
 	}
@@ -203,6 +211,13 @@ func TestAuthPlaceholder(t *testing.T) {
 	// anonymous connection.
 	harness.DialRefused(t, h.WS+"/ws-text", nil, http.StatusUnauthorized)
 	api.Get(t, "/online?uid=alice").ExpectJSON(http.StatusOK, harness.OnlineJSON("alice", 1))
+
+	// The uid known at the upgrade is the placeholder {http.push_hub.uid}:
+	// here in the access log of the upgrade request.
+	harness.Eventually(t, "the access log shows the uid", func() (bool, string) {
+		b, err := os.ReadFile(accessLog)
+		return strings.Contains(string(b), `"uid":"alice"`), fmt.Sprintf("%s %v", b, err)
+	})
 }
 
 // TestAuthTimeout: a connection that does not log in within auth_timeout
@@ -233,8 +248,8 @@ func TestAuthTimeout(t *testing.T) {
 }
 
 // TestOrigins: same-origin by default; an origins list allows exactly the
-// listed origins, and a reload that sets one applies it. Clients without an
-// Origin header always pass.
+// listed origins, and a reload that sets one applies it; * allows any.
+// Clients without an Origin header always pass.
 func TestOrigins(t *testing.T) {
 	h := harness.Start(t, harness.OneHub())
 	origin := func(o string) http.Header { return http.Header{"Origin": {o}} }
@@ -256,4 +271,8 @@ func TestOrigins(t *testing.T) {
 	harness.DialRefused(t, url, origin("https://app.example.com.evil.net"), http.StatusForbidden)
 	harness.DialRefused(t, url, origin(h.HTTP), http.StatusForbidden)
 	harness.Dial(t, "no origin (list)", url, nil).Login("e")
+
+	// * allows any.
+	h.Load(harness.OneHub("origins *"))
+	harness.Dial(t, "any origin", url, origin("http://evil.example.com")).Login("f")
 }

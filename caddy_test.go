@@ -2,6 +2,7 @@ package pushhub_test
 
 import (
 	"compress/gzip"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -141,4 +142,43 @@ func TestHTTP2(t *testing.T) {
 
 	// And HTTP/2 requests after it too.
 	h2Get()
+}
+
+// TestMetrics: each hub's counters are on Caddy's metrics endpoint, as
+// caddy_pushhub_* with the hub's name.
+func TestMetrics(t *testing.T) {
+	h := harness.Start(t, harness.OneHub())
+	c := harness.LoggedIn(t, h.WS+"/ws", "m")
+	h.API().Send(t, `{"uid":"m","data":1}`)
+	c.ExpectMessage("1")
+	metrics := harness.API{URL: fmt.Sprintf("http://localhost:%d", h.AdminPort)}
+	hub := `{hub="` + h.Hub("HUB") + `"} `
+	for _, want := range []string{
+		"caddy_pushhub_connections" + hub + "1",
+		"caddy_pushhub_pending_connections" + hub + "0",
+		"caddy_pushhub_uids" + hub + "1",
+		"caddy_pushhub_groups" + hub + "0",
+		"caddy_pushhub_messages_in_total" + hub + "1",
+		"caddy_pushhub_messages_out_total" + hub + "1",
+		"caddy_pushhub_pushes_total" + hub + "1",
+		"caddy_pushhub_slow_consumers_total" + hub + "0",
+		"caddy_pushhub_history_bytes" + hub + "0",
+	} {
+		if r := metrics.Get(t, "/metrics"); !strings.Contains(r.Body, "\n"+want+"\n") {
+			t.Fatalf("GET /metrics: HTTP %d, no line %q in\n%s", r.Status, want, r.Body)
+		}
+	}
+}
+
+// TestDefaultHub: push_hub and push_api without a hub directive both serve
+// the hub named default.
+func TestDefaultHub(t *testing.T) {
+	h := harness.Start(t, strings.ReplaceAll(harness.OneHub(), "hub {$HUB}", ""))
+	uid := h.Hub("HUB") // a uid no earlier user of the default hub had
+	c := harness.LoggedIn(t, h.WS+"/ws", uid)
+	h.API().Post(t, "/send", `{"uid":`+harness.JSON(uid)+`,"data":"by default"}`).ExpectJSON(http.StatusOK, harness.ReceiptJSON(1, 0))
+	c.ExpectMessage(`"by default"`)
+	if s := h.API().Stats(t); s.Hub != "default" {
+		t.Fatalf("stats of hub %q, want default", s.Hub)
+	}
 }

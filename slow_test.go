@@ -75,13 +75,15 @@ func TestSlowConsumer(t *testing.T) {
 
 	baseAlloc, baseInuse := harness.Heap()
 	pad := strings.Repeat("x", size)
-	dropped := 0
+	dropped, lastCut := 0, 0
 	for i := 1; i <= burst; i++ {
 		rc := api.Send(t, fmt.Sprintf(`{"all":true,"data":"%d:%s"}`, i, pad))
 		if rc.Delivered < goodN || rc.Delivered+rc.Dropped > goodN+stallN {
 			t.Fatalf("push %d: receipt %v, want the %d good clients reached", i, rc, goodN)
 		}
-		dropped += rc.Dropped
+		if dropped += rc.Dropped; rc.Dropped > 0 {
+			lastCut = i
+		}
 	}
 	for range goodN {
 		select {
@@ -98,8 +100,11 @@ func TestSlowConsumer(t *testing.T) {
 	afterAlloc, afterInuse := harness.Heap()
 	t.Logf("heap in use %d MiB before the burst, %d MiB after (allocated %d -> %d MiB)",
 		baseInuse/harness.MiB, afterInuse/harness.MiB, baseAlloc/harness.MiB, afterAlloc/harness.MiB)
-	if afterInuse > baseInuse+64*harness.MiB {
-		t.Fatalf("heap in use grew from %d MiB to %d MiB with the burst", baseInuse/harness.MiB, afterInuse/harness.MiB)
+	// Queues that grew would hold what was pushed after the stalled
+	// clients' buffers filled: most of the burst.
+	if afterInuse > baseInuse+burst*size/2 {
+		t.Fatalf("heap in use grew from %d MiB to %d MiB with a burst of %d MiB",
+			baseInuse/harness.MiB, afterInuse/harness.MiB, burst*size/harness.MiB)
 	}
 	if st := api.Stats(t); st.SlowConsumers != stallN {
 		t.Fatalf("stats %+v, want exactly %d slow consumers", st, stallN)
@@ -139,8 +144,9 @@ func TestSlowConsumer(t *testing.T) {
 			}
 			frames++
 		}
-		if frames >= burst {
-			t.Fatalf("%s: got all %d messages without reading: it was never stalled", r.Name, frames)
+		// Cut off by push lastCut at the latest, it got none from there on.
+		if frames >= lastCut {
+			t.Fatalf("%s: got %d messages, but all were cut off by push %d", r.Name, frames, lastCut)
 		}
 	}
 	harness.Eventually(t, "only the good clients remain", func() (bool, string) {
