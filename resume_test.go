@@ -45,8 +45,7 @@ func login(c *harness.Conn, uid string) harness.Frame {
 // expectWelcome asserts a welcome frame exactly.
 func expectWelcome(t *testing.T, w harness.Frame, uid string, seq uint64, resume string) {
 	t.Helper()
-	want := fmt.Sprintf(`{"type":"welcome","uid":%s,"conn_id":%s,"seq":%d,"resume":%s}`, harness.JSON(uid), harness.JSON(w.ConnID), seq, resume)
-	if w.Raw != want {
+	if want := harness.WelcomeJSON(w, uid, seq, resume); w.Raw != want {
 		t.Fatalf("got welcome\n\t%s\nwant\n\t%s", w.Raw, want)
 	}
 }
@@ -61,7 +60,8 @@ func TestResumeUnderLoad(t *testing.T) {
 	const uid = "resumer"
 
 	c := harness.Dial(t, "resumer#0", h.WS+"/ws", nil)
-	base := c.Login(uid).Seq
+	first := c.Login(uid)
+	base, epoch := first.Seq, first.Epoch
 
 	// The pusher pushes 1, 2, 3, ... one after the other until told to stop.
 	var pushed, offline atomic.Int64
@@ -134,17 +134,20 @@ func TestResumeUnderLoad(t *testing.T) {
 			return pushed.Load() >= p+4, fmt.Sprintf("%d pushed", pushed.Load())
 		})
 
-		// Come back with the last seq seen: the login frame's since on odd
-		// rounds, ?since= on even ones.
+		// Come back with the last seq seen and the epoch: in the login
+		// frame on odd rounds, as ?since=&epoch= on even ones.
 		name := fmt.Sprintf("resumer#%d", round)
 		since := last
 		var w harness.Frame
 		if round%2 == 1 {
 			c = harness.Dial(t, name, h.WS+"/ws", nil)
-			w = c.LoginSince(uid, since)
+			w = c.LoginSince(uid, since, epoch)
 		} else {
-			c = harness.Dial(t, name, fmt.Sprintf("%s/ws?since=%d", h.WS, since), nil)
+			c = harness.Dial(t, name, fmt.Sprintf("%s/ws?since=%d&epoch=%s", h.WS, since, epoch), nil)
 			w = login(c, uid)
+		}
+		if w.Epoch != epoch {
+			t.Fatalf("round %d: welcome %s, want the epoch %q kept", round, w.Raw, epoch)
 		}
 		r := w.Resume
 		if r == nil || r.Since != since || !r.Recovered || r.Reason != "" ||
@@ -198,7 +201,8 @@ func TestResumeReasons(t *testing.T) {
 
 	t.Run("recovered, too_old, unknown_position", func(t *testing.T) {
 		c := harness.Dial(t, "r#1", h.WS+"/ws", nil)
-		s := c.Login("r").Seq
+		first := c.Login("r")
+		s, epoch := first.Seq, first.Epoch
 		push(api, "r", 1, `{"delivered":1,"dropped":0,"stored":true}`)
 		expectMessage(c, 1, s+1)
 		c.CloseNormally()
@@ -206,7 +210,7 @@ func TestResumeReasons(t *testing.T) {
 		push(api, "r", 2, stored)
 		push(api, "r", 3, stored)
 
-		c = harness.Dial(t, "r#2", fmt.Sprintf("%s/ws?since=%d", h.WS, s+1), nil)
+		c = harness.Dial(t, "r#2", fmt.Sprintf("%s/ws?since=%d&epoch=%s", h.WS, s+1, epoch), nil)
 		expectWelcome(t, login(c, "r"), "r", s+3, fmt.Sprintf(`{"since":%d,"recovered":true,"replayed":2}`, s+1))
 		expectMessage(c, 2, s+2)
 		expectMessage(c, 3, s+3)
@@ -220,7 +224,7 @@ func TestResumeReasons(t *testing.T) {
 			push(api, "r", i, stored)
 		}
 		c = harness.Dial(t, "r#3", h.WS+"/ws", nil)
-		expectWelcome(t, c.LoginSince("r", s+4), "r", s+14, fmt.Sprintf(`{"since":%d,"recovered":false,"replayed":3,"reason":"too_old"}`, s+4))
+		expectWelcome(t, c.LoginSince("r", s+4, epoch), "r", s+14, fmt.Sprintf(`{"since":%d,"recovered":false,"replayed":3,"reason":"too_old"}`, s+4))
 		for i := 12; i <= 14; i++ {
 			expectMessage(c, i, s+uint64(i))
 		}
@@ -228,13 +232,14 @@ func TestResumeReasons(t *testing.T) {
 		// since ahead of the numbering: unknown_position, nothing replayed,
 		// the current position given; the next frame is the next push.
 		d := harness.Dial(t, "r#4", h.WS+"/ws", nil)
-		expectWelcome(t, d.LoginSince("r", s+1000), "r", s+14, fmt.Sprintf(`{"since":%d,"recovered":false,"replayed":0,"reason":"unknown_position"}`, s+1000))
+		expectWelcome(t, d.LoginSince("r", s+1000, epoch), "r", s+14, fmt.Sprintf(`{"since":%d,"recovered":false,"replayed":0,"reason":"unknown_position"}`, s+1000))
 		push(api, "r", 15, `{"delivered":2,"dropped":0,"stored":true}`)
 		expectMessage(c, 15, s+15)
 		expectMessage(d, 15, s+15)
-		// Up to date: recovered, nothing replayed.
+		// Up to date: recovered, nothing replayed. since without an epoch is
+		// taken to be in the current numbering.
 		e := harness.Dial(t, "r#5", h.WS+"/ws", nil)
-		expectWelcome(t, e.LoginSince("r", s+15), "r", s+15, fmt.Sprintf(`{"since":%d,"recovered":true,"replayed":0}`, s+15))
+		expectWelcome(t, e.LoginSince("r", s+15, ""), "r", s+15, fmt.Sprintf(`{"since":%d,"recovered":true,"replayed":0}`, s+15))
 	})
 
 	t.Run("history_off", func(t *testing.T) {
@@ -249,7 +254,7 @@ func TestResumeReasons(t *testing.T) {
 		// A second connection of the uid resumes from 1: it cannot be
 		// filled without history.
 		b := harness.Dial(t, "n#2", h.WS+"/nohist", nil)
-		expectWelcome(t, b.LoginSince("n", 1), "n", 2, `{"since":1,"recovered":false,"replayed":0,"reason":"history_off"}`)
+		expectWelcome(t, b.LoginSince("n", 1, ""), "n", 2, `{"since":1,"recovered":false,"replayed":0,"reason":"history_off"}`)
 		push(noHist, "n", 3, harness.ReceiptJSON(2, 0))
 		b.ExpectMessage("3")
 		// An offline uid gets nothing stored.
@@ -262,7 +267,7 @@ func TestResumeReasons(t *testing.T) {
 		b.CloseNormally()
 		noHist.WaitOnline(t, "n", 0)
 		c := harness.Dial(t, "n#3", h.WS+"/nohist", nil)
-		w := c.LoginSince("n", 3)
+		w := c.LoginSince("n", 3, "")
 		if w.Resume == nil || w.Resume.Reason != "history_off" || w.Resume.Recovered || w.Resume.Replayed != 0 {
 			t.Fatalf("welcome %s, want resume {since 3, recovered false, replayed 0, reason history_off}", w.Raw)
 		}
@@ -287,14 +292,17 @@ func TestResumeReasons(t *testing.T) {
 
 // TestHistoryTTL: a push to an offline uid is stored and delivered when the
 // uid comes back within the ttl, not after; /stats counts the history and
-// goes back to 0 when it expires.
+// goes back to 0 when it expires; the uid's numbering expires with it, and
+// a client that comes back from it is told it is in a new epoch.
 func TestHistoryTTL(t *testing.T) {
-	h := harness.Start(t, resumeConfig("10 1s"))
+	h := harness.InProcess(t)
+	h.Load(resumeConfig("10 1s"))
 	api := h.API()
 	const uid = "ttl"
 	stored := `{"delivered":0,"dropped":0,"stored":true}`
 	c := harness.Dial(t, "ttl#1", h.WS+"/ws", nil)
-	s := c.Login(uid).Seq
+	first := c.Login(uid)
+	s := first.Seq
 	c.CloseNormally()
 	api.WaitOnline(t, uid, 0)
 
@@ -303,7 +311,7 @@ func TestHistoryTTL(t *testing.T) {
 		t.Fatalf("stats %+v, want 1 message stored, its bytes counted, 1 offline uid kept", st)
 	}
 	c = harness.Dial(t, "ttl#2", h.WS+"/ws", nil)
-	expectWelcome(t, c.LoginSince(uid, s), uid, s+1, fmt.Sprintf(`{"since":%d,"recovered":true,"replayed":1}`, s))
+	expectWelcome(t, c.LoginSince(uid, s, first.Epoch), uid, s+1, fmt.Sprintf(`{"since":%d,"recovered":true,"replayed":1}`, s))
 	c.ExpectMessage(`"A"`)
 	c.CloseNormally()
 	api.WaitOnline(t, uid, 0)
@@ -318,11 +326,11 @@ func TestHistoryTTL(t *testing.T) {
 		return st.HistoryMessages == 0 && st.HistoryBytes == 0 && st.OfflineKept == 0, fmt.Sprintf("%+v", st)
 	})
 	c = harness.Dial(t, "ttl#3", h.WS+"/ws", nil)
-	w := c.LoginSince(uid, s+1)
-	if w.Seq <= s+2 {
-		t.Fatalf("welcome %s: seq %d, want a new numbering beyond %d", w.Raw, w.Seq, s+2)
+	w := c.LoginSince(uid, s+1, first.Epoch)
+	if w.Epoch == "" || w.Epoch == first.Epoch {
+		t.Fatalf("welcome %s: epoch %q, want a new numbering, not %q", w.Raw, w.Epoch, first.Epoch)
 	}
-	expectWelcome(t, w, uid, w.Seq, fmt.Sprintf(`{"since":%d,"recovered":false,"replayed":0,"reason":"too_old"}`, s+1))
+	expectWelcome(t, w, uid, w.Seq, fmt.Sprintf(`{"since":%d,"recovered":false,"replayed":0,"reason":"epoch_changed"}`, s+1))
 	api.Send(t, `{"uid":"ttl","data":"C"}`)
 	if f := c.ExpectMessage(`"C"`); f.Seq != w.Seq+1 {
 		t.Fatalf("seq %d, want %d", f.Seq, w.Seq+1)
@@ -374,13 +382,13 @@ func TestResumeThenPublish(t *testing.T) {
 
 // TestResumeAfterCrash: a Caddy that is killed (SIGKILL: no goodbye) drops
 // its connections without a close frame. Once it runs again, a client that
-// resumes is told that its gap cannot be recovered, as the history lived
-// in the process that died, and is served again.
+// resumes is told that its numbering is gone (a new epoch), as the history
+// lived in the process that died, and is served again.
 func TestResumeAfterCrash(t *testing.T) {
 	n := harness.StartNode(t, harness.OneHub("history 100 1m"))
 	api := n.API()
 	c := harness.Dial(t, "before the crash", n.WS+"/ws", nil)
-	c.Login("u")
+	epoch := c.Login("u").Epoch
 	api.Send(t, `{"uid":"u","data":1}`)
 	since := c.ExpectMessage("1").Seq
 
@@ -390,8 +398,11 @@ func TestResumeAfterCrash(t *testing.T) {
 
 	n.Restart()
 	d := harness.Dial(t, "after the restart", n.WS+"/ws", nil)
-	w := d.LoginSince("u", since)
-	expectWelcome(t, w, "u", w.Seq, fmt.Sprintf(`{"since":%d,"recovered":false,"replayed":0,"reason":"too_old"}`, since))
+	w := d.LoginSince("u", since, epoch)
+	if w.Epoch == "" || w.Epoch == epoch {
+		t.Fatalf("welcome %s: epoch %q, want a new numbering, not %q", w.Raw, w.Epoch, epoch)
+	}
+	expectWelcome(t, w, "u", w.Seq, fmt.Sprintf(`{"since":%d,"recovered":false,"replayed":0,"reason":"epoch_changed"}`, since))
 	api.Send(t, `{"uid":"u","data":2}`)
 	if f := d.ExpectMessage("2"); f.Seq != w.Seq+1 {
 		t.Fatalf("seq %d, want %d", f.Seq, w.Seq+1)

@@ -21,11 +21,13 @@ type Frame struct {
 	Raw string `json:"-"` // the frame as it came
 }
 
-// welcomeFields are a welcome's; a message has a seq too.
+// welcomeFields are a welcome's; a message has a seq too. The epoch names
+// the numbering of seq where the hub keeps history.
 type welcomeFields struct {
 	UID    string  `json:"uid"`
 	ConnID string  `json:"conn_id"`
 	Seq    uint64  `json:"seq"`
+	Epoch  string  `json:"epoch"`
 	Resume *Resume `json:"resume"`
 }
 

@@ -154,15 +154,28 @@ func (c *Conn) ExpectType(typ string) Frame {
 }
 
 // ExpectWelcome asserts that the next frame is exactly a welcome for uid
-// (a conn_id, a seq, no resume) and returns it.
+// (a conn_id, a seq, an epoch where the hub keeps history, no resume) and
+// returns it.
 func (c *Conn) ExpectWelcome(uid string) Frame {
 	c.t.Helper()
 	w := c.ExpectType("welcome")
-	want := fmt.Sprintf(`{"type":"welcome","uid":%s,"conn_id":%s,"seq":%d}`, JSON(uid), JSON(w.ConnID), w.Seq)
-	if w.ConnID == "" || w.Raw != want {
+	if w.ConnID == "" || w.Raw != WelcomeJSON(w, uid, w.Seq, "") {
 		c.t.Fatalf("%s: got %s, want a welcome for uid %q with a conn_id and no resume", c.Name, w.Raw, uid)
 	}
 	return w
+}
+
+// WelcomeJSON is the exact text of a welcome for uid at seq, with the
+// conn_id and epoch of w, and resume (JSON, "" for none).
+func WelcomeJSON(w Frame, uid string, seq uint64, resume string) string {
+	s := fmt.Sprintf(`{"type":"welcome","uid":%s,"conn_id":%s,"seq":%d`, JSON(uid), JSON(w.ConnID), seq)
+	if w.Epoch != "" {
+		s += `,"epoch":` + JSON(w.Epoch)
+	}
+	if resume != "" {
+		s += `,"resume":` + resume
+	}
+	return s + "}"
 }
 
 // Login logs in with a json login frame for uid and asserts the welcome.
@@ -172,11 +185,16 @@ func (c *Conn) Login(uid string) Frame {
 	return c.ExpectWelcome(uid)
 }
 
-// LoginSince logs in for uid resuming after since, and returns the welcome
-// (with its resume object) for the test to check.
-func (c *Conn) LoginSince(uid string, since uint64) Frame {
+// LoginSince logs in for uid resuming after since in the numbering epoch
+// ("" for none: the current one), and returns the welcome (with its resume
+// object) for the test to check.
+func (c *Conn) LoginSince(uid string, since uint64, epoch string) Frame {
 	c.t.Helper()
-	c.SendJSON(map[string]any{"type": "login", "uid": uid, "since": since})
+	login := map[string]any{"type": "login", "uid": uid, "since": since}
+	if epoch != "" {
+		login["epoch"] = epoch
+	}
+	c.SendJSON(login)
 	w := c.ExpectType("welcome")
 	if w.UID != uid || w.ConnID == "" {
 		c.t.Fatalf("%s: got %s, want a welcome for uid %q", c.Name, w.Raw, uid)
