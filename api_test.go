@@ -218,7 +218,7 @@ func TestAPIRefusals(t *testing.T) {
 	}
 }`)
 	api := h.API().WithKey(key)
-	observer := harness.LoggedIn(t, h.WS+"/ws", "observer")
+	observer := harness.LoggedIn(t, h.WS+"/ws", "observer").StartReader()
 
 	long := strings.Repeat("u", 17)
 	authz := func(v string) http.Header { return http.Header{"Authorization": {v}} }
@@ -279,7 +279,7 @@ func TestAPIRefusals(t *testing.T) {
 			}
 			data := harness.JSON(fmt.Sprintf("after refusal %d", i))
 			api.Post(t, "/send", `{"uid":"observer","data":`+data+`}`).ExpectJSON(http.StatusOK, harness.ReceiptJSON(1, 0))
-			observer.ExpectMessage(data)
+			observer.ExpectMessage(t, data)
 		})
 	}
 

@@ -188,11 +188,11 @@ func TestResumeReasons(t *testing.T) {
 	h := harness.Start(t, resumeConfig("3 1m"))
 	api, noHist := h.API(), h.API().Under("/HUB2")
 	stored := `{"delivered":0,"dropped":0,"stored":true}`
-	push := func(a harness.API, uid string, data int, want string) {
+	push := func(t *testing.T, a harness.API, uid string, data int, want string) {
 		t.Helper()
 		a.Post(t, "/send", fmt.Sprintf(`{"uid":%q,"data":%d}`, uid, data)).ExpectJSON(http.StatusOK, want)
 	}
-	expectMessage := func(c *harness.Conn, data int, seq uint64) {
+	expectMessage := func(t *testing.T, c *harness.Conn, data int, seq uint64) {
 		t.Helper()
 		if f := c.ExpectMessage(fmt.Sprint(data)); f.Seq != seq {
 			t.Fatalf("%s: message %d has seq %d, want %d", c.Name, data, f.Seq, seq)
@@ -203,39 +203,39 @@ func TestResumeReasons(t *testing.T) {
 		c := harness.Dial(t, "r#1", h.WS+"/ws", nil)
 		first := c.Login("r")
 		s, epoch := first.Seq, first.Epoch
-		push(api, "r", 1, `{"delivered":1,"dropped":0,"stored":true}`)
-		expectMessage(c, 1, s+1)
+		push(t, api, "r", 1, `{"delivered":1,"dropped":0,"stored":true}`)
+		expectMessage(t, c, 1, s+1)
 		c.CloseNormally()
 		api.WaitOnline(t, "r", 0)
-		push(api, "r", 2, stored)
-		push(api, "r", 3, stored)
+		push(t, api, "r", 2, stored)
+		push(t, api, "r", 3, stored)
 
 		c = harness.Dial(t, "r#2", fmt.Sprintf("%s/ws?since=%d&epoch=%s", h.WS, s+1, epoch), nil)
 		expectWelcome(t, login(c, "r"), "r", s+3, fmt.Sprintf(`{"since":%d,"recovered":true,"replayed":2}`, s+1))
-		expectMessage(c, 2, s+2)
-		expectMessage(c, 3, s+3)
-		push(api, "r", 4, `{"delivered":1,"dropped":0,"stored":true}`)
-		expectMessage(c, 4, s+4)
+		expectMessage(t, c, 2, s+2)
+		expectMessage(t, c, 3, s+3)
+		push(t, api, "r", 4, `{"delivered":1,"dropped":0,"stored":true}`)
+		expectMessage(t, c, 4, s+4)
 
 		// Missed 10 with room for 3: too_old, the 3 kept are replayed.
 		c.CloseNormally()
 		api.WaitOnline(t, "r", 0)
 		for i := 5; i <= 14; i++ {
-			push(api, "r", i, stored)
+			push(t, api, "r", i, stored)
 		}
 		c = harness.Dial(t, "r#3", h.WS+"/ws", nil)
 		expectWelcome(t, c.LoginSince("r", s+4, epoch), "r", s+14, fmt.Sprintf(`{"since":%d,"recovered":false,"replayed":3,"reason":"too_old"}`, s+4))
 		for i := 12; i <= 14; i++ {
-			expectMessage(c, i, s+uint64(i))
+			expectMessage(t, c, i, s+uint64(i))
 		}
 
 		// since ahead of the numbering: unknown_position, nothing replayed,
 		// the current position given; the next frame is the next push.
 		d := harness.Dial(t, "r#4", h.WS+"/ws", nil)
 		expectWelcome(t, d.LoginSince("r", s+1000, epoch), "r", s+14, fmt.Sprintf(`{"since":%d,"recovered":false,"replayed":0,"reason":"unknown_position"}`, s+1000))
-		push(api, "r", 15, `{"delivered":2,"dropped":0,"stored":true}`)
-		expectMessage(c, 15, s+15)
-		expectMessage(d, 15, s+15)
+		push(t, api, "r", 15, `{"delivered":2,"dropped":0,"stored":true}`)
+		expectMessage(t, c, 15, s+15)
+		expectMessage(t, d, 15, s+15)
 		// Up to date: recovered, nothing replayed. since without an epoch is
 		// taken to be in the current numbering.
 		e := harness.Dial(t, "r#5", h.WS+"/ws", nil)
@@ -247,18 +247,18 @@ func TestResumeReasons(t *testing.T) {
 		if w := a.Login("n"); w.Seq != 0 {
 			t.Fatalf("welcome %s, want seq 0", w.Raw)
 		}
-		push(noHist, "n", 1, harness.ReceiptJSON(1, 0))
-		push(noHist, "n", 2, harness.ReceiptJSON(1, 0))
+		push(t, noHist, "n", 1, harness.ReceiptJSON(1, 0))
+		push(t, noHist, "n", 2, harness.ReceiptJSON(1, 0))
 		a.ExpectMessage("1")
 		a.ExpectMessage("2")
 		// A second connection of the uid resumes from 1: it cannot be
 		// filled without history.
 		b := harness.Dial(t, "n#2", h.WS+"/nohist", nil)
 		expectWelcome(t, b.LoginSince("n", 1, ""), "n", 2, `{"since":1,"recovered":false,"replayed":0,"reason":"history_off"}`)
-		push(noHist, "n", 3, harness.ReceiptJSON(2, 0))
+		push(t, noHist, "n", 3, harness.ReceiptJSON(2, 0))
 		b.ExpectMessage("3")
 		// An offline uid gets nothing stored.
-		push(noHist, "nobody", 1, harness.ReceiptJSON(0, 0))
+		push(t, noHist, "nobody", 1, harness.ReceiptJSON(0, 0))
 
 		// The usual case: every connection of the uid went away and one
 		// comes back with the last seq it saw. The endpoint keeps no

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Each test binary that uses the harness claims a block of blockSize ports
@@ -84,10 +85,31 @@ func Port(t testing.TB) int {
 	return 0
 }
 
+// buildLockPort is held by the test binary that builds the Caddy binary,
+// so that the others wait for it rather than build it too.
+const buildLockPort = firstBlock - 1
+
+// buildLock waits for the build lock and returns its release. A cold build
+// takes minutes: the wait is a failure guard of 10 minutes.
+func buildLock(t testing.TB) (unlock func()) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", buildLockPort))
+		if err == nil {
+			return func() { _ = l.Close() }
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the build lock (port %d) is still held after 10 minutes: %v", buildLockPort, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // stateDir is a directory of this binary's block that outlives the test
-// binary and is reused by the next one to claim the block: Caddy's storage
-// (its local CA) and the built Caddy binary live there, so that repeated
-// runs neither redo that work nor leave copies behind.
+// binary and is reused by the next one to claim the block: the in-process
+// Caddy's storage (its local CA) lives there, so that repeated runs
+// neither redo that work nor leave copies behind.
 func stateDir(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(os.TempDir(), "caddy-pushhub-harness", fmt.Sprint(base(t)))

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"os"
@@ -37,8 +38,10 @@ var (
 )
 
 // Binary builds ./cmd/caddy (Caddy with the standard modules and this
-// plugin) once per test binary, with the race detector when this binary
-// has it, and returns its path. The Go build cache makes a rebuild quick.
+// plugin), with the race detector when this binary has it, and returns its
+// path. The test binaries of one checkout share the result: the first one
+// to need it builds it while it holds the build lock, and the others then
+// find it up to date, as go build relinks nothing that is.
 func Binary(t testing.TB) string {
 	t.Helper()
 	binaryMu.Lock()
@@ -50,14 +53,21 @@ func Binary(t testing.TB) string {
 	if err != nil {
 		testenv.Missing(t, "the go command", "the harness builds ./cmd/caddy with it")
 	}
-	out := filepath.Join(stateDir(t), "caddy")
+	gomod, err := exec.Command(goCmd, "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	checkout := sha256.Sum256(bytes.TrimSpace(gomod))
+	out := filepath.Join(os.TempDir(), "caddy-pushhub-harness", fmt.Sprintf("caddy-%x", checkout[:6]))
 	args := []string{"build", "-o", out}
 	if raceEnabled {
-		args = append(args, "-race")
+		out += "-race"
+		args = []string{"build", "-race", "-o", out}
 	}
 	args = append(args, "github.com/pushhub/caddy-pushhub/cmd/caddy")
-	cmd := exec.Command(goCmd, args...)
-	if b, err := cmd.CombinedOutput(); err != nil {
+	unlock := buildLock(t)
+	defer unlock()
+	if b, err := exec.Command(goCmd, args...).CombinedOutput(); err != nil {
 		t.Fatalf("go %v: %v\n%s", args, err, b)
 	}
 	binaryPath = out
