@@ -172,7 +172,6 @@ func TestCaddyfileHandler(t *testing.T) {
 		// Errors.
 		{name: "argument on the directive", input: `push_hub /ws`, wantErr: "'/ws'"},
 		{name: "unknown subdirective", input: "push_hub {\nhistroy 10\n}", wantErr: "unrecognized subdirective histroy"},
-		{name: "cluster, not built yet", input: "push_hub {\ncluster redis://127.0.0.1:6379/0\n}", wantErr: "unrecognized subdirective cluster"},
 		{name: "hub without a name", input: "push_hub {\nhub\n}", wantErr: "'hub'"},
 		{name: "hub with two names", input: "push_hub {\nhub a b\n}", wantErr: "'b'"},
 		{name: "protocol missing", input: "push_hub {\nprotocol\n}", wantErr: "'protocol'"},
