@@ -205,7 +205,7 @@ func TestBrowserDemo(t *testing.T) {
 	}
 	harness.Eventually(t, "the group rejoined", func() (bool, string) {
 		rc := api.Send(t, `{"group":"news","data":"after the drop"}`)
-		return rc.Delivered == 1, rc.String()
+		return rc.Delivered == 1, fmt.Sprintf("%+v", rc)
 	})
 	browserWaitMessage(t, alice, "after the drop")
 

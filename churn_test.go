@@ -44,7 +44,7 @@ func churnCycle(ws0 string, api harness.API, i int) error {
 		return err
 	}
 	if rc.Delivered != 1 || rc.Dropped != 0 {
-		return fmt.Errorf("%s: receipt %v", uid, rc)
+		return fmt.Errorf("%s: receipt %+v", uid, rc)
 	}
 	if err := next("the push", "message", fmt.Sprint(i)); err != nil {
 		return err

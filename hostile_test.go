@@ -70,7 +70,7 @@ func TestHostileInput(t *testing.T) {
 				a, r = jwtAPI, jobsR
 			}
 			if rc := a.Send(t, `{"all":true,"data":`+data+`}`); rc.Delivered < 1 || rc.Dropped != 0 {
-				t.Fatalf("broadcast receipt %v", rc)
+				t.Fatalf("broadcast receipt %+v", rc)
 			}
 			r.ExpectMessage(t, data)
 		})

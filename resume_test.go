@@ -81,7 +81,7 @@ func TestResumeUnderLoad(t *testing.T) {
 				return
 			}
 			if !rc.Stored || rc.Dropped != 0 || rc.Delivered > 1 || rc.Acked != nil {
-				pushDone <- fmt.Errorf("push %d: receipt %v, want stored, nothing dropped, at most one delivery", i, rc)
+				pushDone <- fmt.Errorf("push %d: receipt %+v, want stored, nothing dropped, at most one delivery", i, rc)
 				return
 			}
 			if rc.Delivered == 0 {
@@ -307,7 +307,7 @@ func TestHistoryTTL(t *testing.T) {
 	api.WaitOnline(t, uid, 0)
 
 	api.Post(t, "/send", `{"uid":"ttl","data":"A"}`).ExpectJSON(http.StatusOK, stored)
-	if st := api.Stats(t); st.HistoryMessages != 1 || st.HistoryBytes <= 0 || st.OfflineKept != 1 || st.Connections != 0 {
+	if st := api.Stats(t); st.HistoryStored != 1 || st.HistoryBytes <= 0 || st.OfflineKept != 1 || st.Connections != 0 {
 		t.Fatalf("stats %+v, want 1 message stored, its bytes counted, 1 offline uid kept", st)
 	}
 	c = harness.Dial(t, "ttl#2", h.WS+"/ws", nil)
@@ -317,13 +317,13 @@ func TestHistoryTTL(t *testing.T) {
 	api.WaitOnline(t, uid, 0)
 
 	api.Post(t, "/send", `{"uid":"ttl","data":"B"}`).ExpectJSON(http.StatusOK, stored)
-	if st := api.Stats(t); st.HistoryMessages < 1 || st.HistoryBytes <= 0 {
+	if st := api.Stats(t); st.HistoryStored < 1 || st.HistoryBytes <= 0 {
 		t.Fatalf("stats %+v, want B stored", st)
 	}
 	// The reaper expires it: memory reclaimed, the offline uid forgotten.
 	harness.Eventually(t, "history expires", func() (bool, string) {
 		st := api.Stats(t)
-		return st.HistoryMessages == 0 && st.HistoryBytes == 0 && st.OfflineKept == 0, fmt.Sprintf("%+v", st)
+		return st.HistoryStored == 0 && st.HistoryBytes == 0 && st.OfflineKept == 0, fmt.Sprintf("%+v", st)
 	})
 	c = harness.Dial(t, "ttl#3", h.WS+"/ws", nil)
 	w := c.LoginSince(uid, s+1, first.Epoch)

@@ -79,7 +79,7 @@ func TestShutdownOnReload(t *testing.T) {
 	// Nobody reads yet: push, then take the hub away at once.
 	for i := 1; i <= pushes; i++ {
 		if rc := api.Send(t, fmt.Sprintf(`{"all":true,"data":%d}`, i)); rc.Delivered != nJSON+nText || rc.Dropped != 0 {
-			t.Fatalf("push %d: receipt %v", i, rc)
+			t.Fatalf("push %d: receipt %+v", i, rc)
 		}
 	}
 	h.Load(shutdownConfig("HUB2"))
@@ -141,7 +141,7 @@ func TestShutdownOnStop(t *testing.T) {
 	const pushes = 20
 	for i := 1; i <= pushes; i++ {
 		if rc := api.Send(t, fmt.Sprintf(`{"all":true,"data":%d}`, i)); rc.Delivered != 2 {
-			t.Fatalf("push %d: receipt %v", i, rc)
+			t.Fatalf("push %d: receipt %+v", i, rc)
 		}
 	}
 

@@ -79,7 +79,7 @@ func TestSlowConsumer(t *testing.T) {
 	for i := 1; i <= burst; i++ {
 		rc := api.Send(t, fmt.Sprintf(`{"all":true,"data":"%d:%s"}`, i, pad))
 		if rc.Delivered < goodN || rc.Delivered+rc.Dropped > goodN+stallN {
-			t.Fatalf("push %d: receipt %v, want the %d good clients reached", i, rc, goodN)
+			t.Fatalf("push %d: receipt %+v, want the %d good clients reached", i, rc, goodN)
 		}
 		if dropped += rc.Dropped; rc.Dropped > 0 {
 			lastCut = i

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/pushhub/caddy-pushhub/pushapi"
 )
 
 // httpClient speaks to every site of the tests. Config loads close its idle
@@ -130,22 +132,8 @@ func (r Response) ExpectError(status int, code string) {
 	}
 }
 
-// Receipt is the answer of POST /send.
-type Receipt struct {
-	Delivered int  `json:"delivered"`
-	Dropped   int  `json:"dropped"`
-	Stored    bool `json:"stored"`
-	Acked     *int `json:"acked"`
-}
-
-// String is the receipt for a failure message.
-func (r Receipt) String() string {
-	s := fmt.Sprintf("delivered %d, dropped %d, stored %t", r.Delivered, r.Dropped, r.Stored)
-	if r.Acked != nil {
-		s += fmt.Sprintf(", acked %d", *r.Acked)
-	}
-	return s
-}
+// Receipt is the answer of POST /send, as the Go client pushapi decodes it.
+type Receipt = pushapi.SendReceipt
 
 // ReceiptJSON is the exact body of a receipt with nothing stored and no
 // wait for acknowledgements.
@@ -186,21 +174,8 @@ func (a API) Send(t testing.TB, body string) Receipt {
 	return rc
 }
 
-// Stats is what the tests read of GET /stats (which carries more).
-type Stats struct {
-	Hub             string `json:"hub"`
-	Connections     int64  `json:"connections"`
-	Pending         int    `json:"pending"`
-	UIDs            int    `json:"uids"`
-	Groups          int    `json:"groups"`
-	MessagesIn      uint64 `json:"messages_in"`
-	MessagesOut     uint64 `json:"messages_out"`
-	Pushes          uint64 `json:"pushes"`
-	SlowConsumers   uint64 `json:"slow_consumers"`
-	OfflineKept     int    `json:"offline_uids_kept"`
-	HistoryMessages int64  `json:"history_messages"`
-	HistoryBytes    int64  `json:"history_bytes"`
-}
+// Stats is the answer of GET /stats, as the Go client pushapi decodes it.
+type Stats = pushapi.Stats
 
 // Stats reads GET /stats.
 func (a API) Stats(t testing.TB) Stats {
