@@ -408,3 +408,40 @@ func TestResumeAfterCrash(t *testing.T) {
 		t.Fatalf("seq %d, want %d", f.Seq, w.Seq+1)
 	}
 }
+
+// TestHistoryOfTheHub: history is kept per uid for the whole hub, which
+// keeps the largest history any of its endpoints configures: a json client
+// whose endpoint asks for 2 messages gets the 5 it missed, as the hub's
+// text endpoint asks for 10.
+func TestHistoryOfTheHub(t *testing.T) {
+	h := harness.Start(t, `
+{$WS_SITE} {
+	push_hub /ws {
+		hub {$HUB}
+		auth first_message
+		history 2 1m
+	}
+	push_hub /text {
+		hub {$HUB}
+		protocol text
+		auth first_message
+		history 10 1m
+	}
+}
+
+`+harness.APISite("HUB"))
+	api := h.API()
+	c := harness.Dial(t, "before", h.WS+"/ws", nil)
+	first := c.Login("h")
+	c.CloseNormally()
+	api.WaitOnline(t, "h", 0)
+	for i := 1; i <= 5; i++ {
+		api.Send(t, fmt.Sprintf(`{"uid":"h","data":%d}`, i))
+	}
+	c = harness.Dial(t, "after", h.WS+"/ws", nil)
+	expectWelcome(t, c.LoginSince("h", first.Seq, first.Epoch), "h", first.Seq+5,
+		fmt.Sprintf(`{"since":%d,"recovered":true,"replayed":5}`, first.Seq))
+	for i := 1; i <= 5; i++ {
+		c.ExpectMessage(fmt.Sprint(i))
+	}
+}
