@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,38 +13,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	_ "github.com/caddyserver/caddy/v2/modules/standard"
-	_ "github.com/pushhub/caddy-pushhub"
+	"github.com/pushhub/caddy-pushhub/internal/harness"
 	"github.com/pushhub/caddy-pushhub/internal/testenv"
 )
 
-// The browser test's ports: 9780-9789 are reserved for it.
-const (
-	browserSite = "http://127.0.0.1:9780"
-	browserAPI  = "http://127.0.0.1:9781"
-)
-
-// browserCaddyfile serves www/ and a json push_hub on one site and the push
-// API on another, on a hub of its own. Every test of this binary shares one
-// in-process Caddy, so the admin address is the e2e suite's (adminPort): a
-// config that moved it would strand the other tests' loads.
-const browserCaddyfile = `{
-	admin localhost:%d
-	http_port 9780
-	https_port 9782
-	skip_install_trust
-	persist_config off
-	grace_period 1ns
-}
-
-http://127.0.0.1:9780 {
-	bind 127.0.0.1
+// browserConfig serves www/ and a json push_hub on the WebSocket site and
+// the push API on its own site.
+const browserConfig = `
+{$WS_SITE} {
 	push_hub /ws {
-		hub browser
+		hub {$HUB}
 		protocol json
 		auth first_message
 		allow_client_publish
@@ -55,13 +35,11 @@ http://127.0.0.1:9780 {
 	file_server
 }
 
-http://127.0.0.1:9781 {
-	bind 127.0.0.1
+{$API_SITE} {
 	push_api {
-		hub browser
+		hub {$HUB}
 	}
-}
-`
+}`
 
 // browserEntry is a message as the demo page lists it in #log.
 type browserEntry struct {
@@ -82,14 +60,8 @@ func TestBrowserDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
-		AdminPort:          adminPort,
-		LoadRequestTimeout: 10 * time.Second,
-	})
-	tester.InitServer(fmt.Sprintf(browserCaddyfile, adminPort, www), "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	h := harness.Start(t, fmt.Sprintf(browserConfig, www))
+	api := h.API()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -98,7 +70,7 @@ func TestBrowserDemo(t *testing.T) {
 	aliceConsole := browserConsole(t, alice)
 
 	// The page loads with its script and stylesheet.
-	page := browserSite + "/?api=" + browserAPI
+	page := h.HTTP + "/?api=" + api.URL
 	if err := chromedp.Do(alice, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.ID("login"))); err != nil {
 		t.Fatalf("loading the page: %v", err)
 	}
@@ -124,7 +96,7 @@ func TestBrowserDemo(t *testing.T) {
 	// The curl box shows a working command: run it (as Go) and the push
 	// arrives in the page's log.
 	curl := browserText(t, alice, "curl")
-	wantCurl := `curl -d '{"uid":"alice","data":"hello"}' ` + browserAPI + `/send`
+	wantCurl := `curl -d '{"uid":"alice","data":"hello"}' ` + api.URL + `/send`
 	if curl != wantCurl {
 		t.Errorf("#curl = %q, want %q", curl, wantCurl)
 	}
@@ -132,14 +104,14 @@ func TestBrowserDemo(t *testing.T) {
 	if m == nil {
 		t.Fatalf("cannot parse the curl command %q", curl)
 	}
-	if n := browserPost(t, m[2], m[1]); n != 1 {
+	if n := (harness.API{URL: strings.TrimSuffix(m[2], "/send")}).Send(t, m[1]).Delivered; n != 1 {
 		t.Errorf("the curl command delivered to %d connections, want 1", n)
 	}
 	e := browserWaitMessage(t, alice, "hello")
 	if e.Seq != "1" || e.From != "" || e.Group != "" || !strings.Contains(e.Text, "from the API") {
 		t.Errorf("API push listed as %+v, want seq 1 from the API", e)
 	}
-	if n := browserPost(t, browserAPI+"/send", `{"uid":"alice","data":{"order":42,"status":"shipped"}}`); n != 1 {
+	if n := api.Send(t, `{"uid":"alice","data":{"order":42,"status":"shipped"}}`).Delivered; n != 1 {
 		t.Errorf("API push delivered to %d connections, want 1", n)
 	}
 	if e := browserWaitMessage(t, alice, `{"order":42,"status":"shipped"}`); e.Seq != "2" {
@@ -189,7 +161,7 @@ func TestBrowserDemo(t *testing.T) {
 	if got := browserText(t, alice, "curl-groups"); !strings.Contains(got, `{"group":"news","data":"hello"}`) {
 		t.Errorf("#curl-groups = %q, want the group's curl command", got)
 	}
-	if n := browserPost(t, browserAPI+"/send", `{"group":"news","data":"breaking news"}`); n != 1 {
+	if n := api.Send(t, `{"group":"news","data":"breaking news"}`).Delivered; n != 1 {
 		t.Errorf("group push delivered to %d connections, want 1 (alice only)", n)
 	}
 	e = browserWaitMessage(t, alice, "breaking news")
@@ -231,8 +203,9 @@ func TestBrowserDemo(t *testing.T) {
 	if want, _ := strconv.ParseFloat(lastSeq, 64); login["uid"] != "alice" || login["since"] != want {
 		t.Errorf("login frame after the drop = %v, want uid alice since %s", login, lastSeq)
 	}
-	browserPoll(t, "the group rejoined", func() bool {
-		return browserPost(t, browserAPI+"/send", `{"group":"news","data":"after the drop"}`) == 1
+	harness.Eventually(t, "the group rejoined", func() (bool, string) {
+		rc := api.Send(t, `{"group":"news","data":"after the drop"}`)
+		return rc.Delivered == 1, fmt.Sprintf("%+v", rc)
 	})
 	browserWaitMessage(t, alice, "after the drop")
 
@@ -241,9 +214,7 @@ func TestBrowserDemo(t *testing.T) {
 		t.Fatalf("logging out: %v", err)
 	}
 	browserWait(t, bob, "bob offline", `document.getElementById("status").dataset.state === "offline"`)
-	browserPoll(t, "bob offline in the hub", func() bool {
-		return browserPost(t, browserAPI+"/send", `{"uid":"bob","data":"gone?"}`) == 0
-	})
+	api.WaitOnline(t, "bob", 0)
 
 	for name, c := range map[string]*browserConsoleLog{"alice": aliceConsole, "bob": bobConsole} {
 		for _, m := range c.problems() {
@@ -374,34 +345,5 @@ func browserSend(t *testing.T, tab context.Context, kind, to, data string) {
 	err := chromedp.Do(tab, steps...)
 	if err != nil {
 		t.Fatalf("sending %q from the page: %v", data, err)
-	}
-}
-
-// browserPost calls the push API and returns how many connections the
-// message was delivered to.
-func browserPost(t *testing.T, url, body string) int {
-	t.Helper()
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("POST %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	var r struct {
-		Delivered int `json:"delivered"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST %s %s: status %d, %v", url, body, resp.StatusCode, err)
-	}
-	return r.Delivered
-}
-
-// browserPoll retries cond for a few seconds.
-func browserPoll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
 	}
 }

@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushhub/caddy-pushhub/internal/harness"
 	"github.com/pushhub/caddy-pushhub/internal/testenv"
 )
 
 // TestXcaddyBuild follows xcaddy.md: it builds a Caddy with this checkout
 // plugged in by `go tool xcaddy build`, pinned to the Caddy version in
-// go.mod, then checks that the binary lists both handlers and adapts
-// Caddyfile.example. It is slow (a cold build takes minutes, a warm one
+// go.mod, then checks that the binary lists both handlers, adapts
+// Caddyfile.example, and serves a push end to end. It is slow (a cold build takes minutes, a warm one
 // seconds), so `go test -short` skips it; CI runs the full suite.
 func TestXcaddyBuild(t *testing.T) {
 	if testing.Short() {
@@ -103,4 +104,10 @@ func TestXcaddyBuild(t *testing.T) {
 			t.Errorf("adapted Caddyfile.example has no %s handler:\n%s", handler, out)
 		}
 	}
+
+	// The binary serves: a client logs in, a push reaches it.
+	n := harness.StartNodeFrom(t, caddy, harness.OneHub())
+	c := harness.LoggedIn(t, n.WS+"/ws", "x")
+	n.API().Post(t, "/send", `{"uid":"x","data":"built by xcaddy"}`).ExpectJSON(200, harness.ReceiptJSON(1, 0))
+	c.ExpectMessage(`"built by xcaddy"`)
 }
