@@ -2,6 +2,7 @@ package pushhub
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -62,9 +63,7 @@ func (API) CaddyModule() caddy.ModuleInfo {
 // Provision expands the key and takes the hub from the pool.
 func (a *API) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	if a.Hub == "" {
-		a.Hub = "default"
-	}
+	a.Hub = cmp.Or(a.Hub, defaultHub)
 	if a.MaxBodySize == 0 {
 		a.MaxBodySize = 1 << 20
 	}

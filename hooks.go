@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -156,15 +154,6 @@ func (h *Handler) closeHooks() {
 	if h.events != nil {
 		h.events.Close()
 	}
-}
-
-// nodeName names this instance in event batches: host and process.
-func nodeName() string {
-	host, err := os.Hostname()
-	if err != nil {
-		host = "unknown"
-	}
-	return host + ":" + strconv.Itoa(os.Getpid())
 }
 
 // hooksKey sums up an endpoint's events and login hook, so that endpoints

@@ -5,6 +5,7 @@
 package pushhub
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -213,9 +214,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // configuration has started (see App).
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	if h.Hub == "" {
-		h.Hub = "default"
-	}
+	h.Hub = cmp.Or(h.Hub, defaultHub)
 	if h.Protocol == "" {
 		h.Protocol = hub.DefaultProtocol
 	}
@@ -387,13 +386,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if uid == "" {
 		opts.Login = h.login
 	}
-	q := r.URL.Query()
-	if v := q.Get("since"); v != "" {
-		since, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("since=%q is not a sequence number", v))
-		}
-		opts.Since = &hub.Position{Epoch: q.Get("epoch"), Offset: since}
+	if opts.Since, err = sinceOf(r.URL.Query()); err != nil {
+		return err
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.push_hub.uid", uid)
@@ -426,16 +420,26 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusUnauthorized, errors.New("an event stream authenticates in its request: a token (query, header or cookie), a placeholder, or with first_message the uid query parameter"))
 	}
 	opts := hub.ConnOptions{Endpoint: h.endpoint, UID: id.UID, Claims: id.Claims, Headers: h.hookHeaders(r)}
-	if v := q.Get("since"); v != "" {
-		since, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("since=%q is not a sequence number", v))
-		}
-		opts.Since = &hub.Position{Epoch: q.Get("epoch"), Offset: since}
+	if opts.Since, err = sinceOf(q); err != nil {
+		return err
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.push_hub.uid", id.UID)
 	return h.hub.ServeSSE(w, r, opts)
+}
+
+// sinceOf reads a resuming client's position from the since and epoch
+// query parameters; nil without since.
+func sinceOf(q url.Values) (*hub.Position, error) {
+	v := q.Get("since")
+	if v == "" {
+		return nil, nil
+	}
+	since, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("since=%q is not a sequence number", v))
+	}
+	return &hub.Position{Epoch: q.Get("epoch"), Offset: since}, nil
 }
 
 // identityAtUpgrade authenticates at the upgrade where the credential is

@@ -7,6 +7,9 @@ import (
 	"github.com/pushhub/caddy-pushhub/hub"
 )
 
+// defaultHub is the hub of handlers that name none.
+const defaultHub = "default"
+
 // hubs holds every hub by name across config reloads: a reload provisions
 // the new config (taking a reference) before the old one is cleaned up
 // (dropping one), so a hub that both configs name is never closed.

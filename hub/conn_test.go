@@ -184,19 +184,6 @@ func TestLoginRefusedLeavesNothing(t *testing.T) {
 	})
 }
 
-// TestPingBeforeLogin: the json protocol answers ping before login, and
-// that does not log the connection in.
-func TestPingBeforeLogin(t *testing.T) {
-	ts := newTestServer(t, hub.Settings{})
-	c := ts.dial("")
-	c.sendJSON(map[string]any{"type": "ping", "id": 1})
-	c.readType("pong")
-	if st := ts.hub.Stats(); st.Pending != 1 || st.Connections != 0 {
-		t.Fatalf("after a ping: %+v", st)
-	}
-	c.loginJSON("x")
-}
-
 func TestPerUIDConnectionCap(t *testing.T) {
 	forEachReader(t, func(t *testing.T, newServer func(hub.Settings) *testServer) {
 		ts := newServer(hub.Settings{MaxConnectionsPerUID: 2})
@@ -377,20 +364,6 @@ func TestJSONClientFrames(t *testing.T) {
 		ts.hub.SendToUID("a", msg(`"alive"`))
 		a.readMessage(3, `"alive"`)
 	})
-}
-
-func TestClientGroupsForbidden(t *testing.T) {
-	ts := newTestServer(t, hub.Settings{})
-	a := ts.jsonUser("a")
-	for _, typ := range []string{"join", "leave"} {
-		a.sendJSON(map[string]any{"type": typ, "group": "g"})
-		if f := a.readType("error"); f.Code != "groups_forbidden" {
-			t.Fatalf("%s without allow_client_groups: %+v", typ, f)
-		}
-	}
-	if st := ts.hub.Stats(); st.Groups != 0 {
-		t.Fatalf("groups: %d", st.Groups)
-	}
 }
 
 func TestAuthTimeout(t *testing.T) {

@@ -122,17 +122,6 @@ func TestResumeFromAnotherEpoch(t *testing.T) {
 	}
 }
 
-func TestResumeUnknownPosition(t *testing.T) {
-	ts := newTestServer(t, historySettings(10))
-	c := ts.dial("uid=a&since=99999999999999999")
-	w := c.readType("welcome")
-	if w.Resume == nil || w.Resume.Recovered || w.Resume.Replayed != 0 || w.Resume.Reason != "unknown_position" {
-		t.Fatalf("resume %+v", w.Resume)
-	}
-	ts.hub.SendToUID("a", msg(`1`))
-	c.readMessage(w.Seq+1, `1`)
-}
-
 func TestResumeHistoryOff(t *testing.T) {
 	ts := newTestServer(t, hub.Settings{})
 	first := ts.jsonUser("a")
@@ -157,40 +146,6 @@ func TestResumeHistoryOff(t *testing.T) {
 	if st := ts.hub.Stats(); st.OfflineKept != 0 || st.HistoryStored != 0 {
 		t.Fatalf("stats %+v", st)
 	}
-}
-
-// TestResumeHistoryOffNewNumbering: with history off, a client that comes
-// back after its uid went offline is told the endpoint keeps no history.
-func TestResumeHistoryOffNewNumbering(t *testing.T) {
-	ts := newTestServer(t, hub.Settings{})
-	c := ts.dial("uid=a&since=7")
-	if w := c.readType("welcome"); w.Resume == nil || w.Resume.Reason != "history_off" {
-		t.Fatalf("resume %+v, want reason history_off", w.Resume)
-	}
-}
-
-func TestResumeIsJSONOnly(t *testing.T) {
-	ts := newTestServer(t, historySettings(10))
-	ts.hub.SendToUID("a", msg(`"stored"`)) // a is offline: stored
-	c := ts.dial("proto=text&uid=a&since=0")
-	c.expectText("login success, your uid is a")
-	ts.hub.SendToUID("a", msg(`"live"`))
-	c.expectText("live") // nothing replayed before it
-}
-
-func TestHistoryExpires(t *testing.T) {
-	ts := newTestServer(t, hub.Settings{HistorySize: 10, HistoryTTL: 50 * time.Millisecond})
-	for i := range 3 {
-		if r := ts.hub.SendToUID("gone", msg(fmt.Sprint(i))); !r.Stored {
-			t.Fatalf("push to an offline uid not stored: %+v", r)
-		}
-	}
-	if st := ts.hub.Stats(); st.OfflineKept != 1 || st.HistoryStored != 3 || st.HistoryBytes <= 0 {
-		t.Fatalf("stats %+v", st)
-	}
-	waitStats(t, ts.hub, "history expired and the offline uid forgotten", func(s hub.Stats) bool {
-		return s.OfflineKept == 0 && s.HistoryStored == 0 && s.HistoryBytes == 0
-	})
 }
 
 func TestHistoryBudget(t *testing.T) {

@@ -262,16 +262,21 @@ func (h *Hub) remove(c *Conn) {
 }
 
 // Online returns how many connections uid holds on this node.
-func (l Local) Online(uid string) int {
-	s := l.h.uidShard(uid)
+func (l Local) Online(uid string) (n int) {
+	l.h.withEntry(uid, func(e *uidEntry) { n = len(e.conns) })
+	return n
+}
+
+// withEntry runs fn with uid's entry locked, if there is one.
+func (h *Hub) withEntry(uid string, fn func(e *uidEntry)) {
+	s := h.uidShard(uid)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if e := s.m[uid]; e != nil {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		return len(e.conns)
+		fn(e)
 	}
-	return 0
 }
 
 // UIDs lists this node's online uids in byte order, after the uid `after`,
@@ -360,14 +365,7 @@ func (c *Conn) hold(seq uint64, wire []byte) bool {
 
 // Seq returns the sequence number of the last message this node queued to
 // uid, 0 when it holds no entry for it.
-func (l Local) Seq(uid string) uint64 {
-	s := l.h.uidShard(uid)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if e := s.m[uid]; e != nil {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		return e.seq
-	}
-	return 0
+func (l Local) Seq(uid string) (seq uint64) {
+	l.h.withEntry(uid, func(e *uidEntry) { seq = e.seq })
+	return seq
 }

@@ -56,18 +56,11 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request, o ConnOptions) er
 // serveStream takes over a one-way connection: nothing is read from it,
 // and it is logged in at once.
 func (h *Hub) serveStream(sc *sseConn, o ConnOptions) *Conn {
-	h.live.add()
 	c := newConn(h, sc, nil, sseProtocol, o)
 	c.oneWay = true
-	if h.closed.Load() {
-		c.abort(CloseGoingAway, "hub is shutting down")
-		return c
+	if c, ok := h.accept(c); ok {
+		c.login(Identity{UID: o.UID, Claims: o.Claims}, o.Since)
 	}
-	h.pendingMu.Lock()
-	h.pending[c] = struct{}{}
-	h.pendingMu.Unlock()
-	c.startTimer()
-	c.login(Identity{UID: o.UID, Claims: o.Claims}, o.Since)
 	return c
 }
 

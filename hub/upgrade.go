@@ -157,21 +157,27 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
-// serve takes over an upgraded connection. It returns at once. With poll
-// and the poller, the connection is read only when readable and holds no
-// goroutine while idle; otherwise a goroutine reads it.
-func (h *Hub) serve(nc net.Conn, br *bufio.Reader, p *protocol, o ConnOptions, poll bool) *Conn {
+// accept counts a new connection in, as one that has yet to log in; ok is
+// false when the hub is closing, and the connection is closed.
+func (h *Hub) accept(c *Conn) (_ *Conn, ok bool) {
 	h.live.add()
-	c := newConn(h, nc, br, p, o)
 	if h.closed.Load() {
 		c.abort(CloseGoingAway, "hub is shutting down")
-		return c
+		return c, false
 	}
 	h.pendingMu.Lock()
 	h.pending[c] = struct{}{}
 	h.pendingMu.Unlock()
 	c.startTimer()
-	if o.UID != "" && !c.login(Identity{UID: o.UID, Claims: o.Claims}, o.Since) {
+	return c, true
+}
+
+// serve takes over an upgraded connection. It returns at once. With poll
+// and the poller, the connection is read only when readable and holds no
+// goroutine while idle; otherwise a goroutine reads it.
+func (h *Hub) serve(nc net.Conn, br *bufio.Reader, p *protocol, o ConnOptions, poll bool) *Conn {
+	c, ok := h.accept(newConn(h, nc, br, p, o))
+	if !ok || (o.UID != "" && !c.login(Identity{UID: o.UID, Claims: o.Claims}, o.Since)) {
 		return c
 	}
 	if !poll || !h.poller.add(c) {

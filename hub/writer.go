@@ -115,13 +115,26 @@ func (c *Conn) closeAfterFlush(code int, reason string, within time.Duration) {
 // abortWithin bounds how long an aborted connection's close frame may take.
 const abortWithin = time.Second
 
-// abort closes the connection now, dropping whatever is queued: the close
-// frame replaces the queue, so it is written as soon as the writer is done
-// with the frames in hand, and the socket closes after abortWithin at the
-// latest (a writer stuck on a full socket would not get it through). It
-// takes no lock but c's, so a publisher holding a uid's lock may call it;
-// the teardown runs on a goroutine of its own.
-func (c *Conn) abort(code int, reason string) {
+// abort closes the connection now: the close frame follows what is
+// already queued (the answers to what the client sent before it broke a
+// rule), and the socket closes after abortWithin at the latest. It takes no
+// lock but c's, so a publisher holding a uid's lock may call it; the
+// teardown runs on a goroutine of its own.
+func (c *Conn) abort(code int, reason string) { c.closeNow(code, reason, false) }
+
+// cutOff closes a slow consumer with 4004, dropping its full queue: the
+// close frame replaces it, and goes as soon as the writer is done with the
+// frames in hand. A peer that never reads again is closed when that write
+// times out (write_timeout), like any write.
+func (c *Conn) cutOff() {
+	c.hub.slowConsumers.Add(1)
+	if ce := c.hub.logger().Check(zap.DebugLevel, "cutting off a slow consumer"); ce != nil {
+		ce.Write(zap.String("conn", c.ID()), zap.String("uid", c.uid), zap.Int("send_queue", c.settings().SendQueue))
+	}
+	c.closeNow(CloseSlowConsumer, "send queue overflow", true)
+}
+
+func (c *Conn) closeNow(code int, reason string, drop bool) {
 	f := c.proto.Close(code, reason)
 	c.mu.Lock()
 	c.closingWith(code, reason)
@@ -130,16 +143,23 @@ func (c *Conn) abort(code int, reason string) {
 		c.goConn("teardown", c.teardown)
 		return
 	}
+	if c.closing && !drop {
+		c.mu.Unlock() // a close frame is on its way already, bounded
+		return
+	}
 	c.closing = true
-	if c.partialHead && len(c.queue) > 0 {
+	switch {
+	case drop && c.partialHead && len(c.queue) > 0:
 		// The rest of a frame the socket took only part of must go first,
 		// or the close frame would land inside it.
 		c.queue = append(c.queue[:1], f)
-	} else {
+	case drop:
 		c.queue = append(c.queue[:0], f)
+	default:
+		c.queue = append(c.queue, f)
 	}
 	c.exempt = 0
-	if !c.writing && c.inlineFD >= 0 {
+	if !c.writing && len(c.queue) == 1 && c.inlineFD >= 0 {
 		done, ok := c.writeInline(&c.queue[0])
 		if done || !ok {
 			c.queue = nil
@@ -147,18 +167,12 @@ func (c *Conn) abort(code int, reason string) {
 			c.goConn("teardown", c.teardown)
 			return
 		}
+		c.partialHead = true
 	}
 	c.startWriter()
-	c.hub.routines.afterFunc(abortWithin, "abort", nil, c.teardown)
-}
-
-// cutOff closes a slow consumer with 4004.
-func (c *Conn) cutOff() {
-	c.hub.slowConsumers.Add(1)
-	if ce := c.hub.logger().Check(zap.DebugLevel, "cutting off a slow consumer"); ce != nil {
-		ce.Write(zap.String("conn", c.ID()), zap.String("uid", c.uid), zap.Int("send_queue", c.settings().SendQueue))
+	if !drop {
+		c.hub.routines.afterFunc(abortWithin, "abort", nil, c.teardown)
 	}
-	c.abort(CloseSlowConsumer, "send queue overflow")
 }
 
 // writeLoop drains the queue, then exits; enqueue starts it again when needed.

@@ -71,12 +71,12 @@ func (t target) MarshalJSON() ([]byte, error) {
 // reply answers a request: what the node delivered, or closed, or its
 // counters.
 type reply struct {
-	ID        uint64     `json:"i"`
-	Node      string     `json:"n"`
-	Delivered int        `json:"d,omitempty"`
-	Dropped   int        `json:"x,omitempty"`
-	Acked     int        `json:"a,omitempty"`
-	Stats     *nodeStats `json:"s,omitempty"`
+	ID        uint64         `json:"i"`
+	Node      string         `json:"n"`
+	Delivered int            `json:"d,omitempty"`
+	Dropped   int            `json:"x,omitempty"`
+	Acked     int            `json:"a,omitempty"`
+	Stats     *hub.NodeStats `json:"s,omitempty"`
 }
 
 // wireMessage is a push's message between nodes and in history.
@@ -100,20 +100,6 @@ func decodeMessage(b []byte) (*hub.Message, error) {
 		return nil, err
 	}
 	return &hub.Message{Data: w.Data, From: w.From, Group: w.Group}, nil
-}
-
-// nodeStats are one node's counters, as /stats shows them per node.
-type nodeStats struct {
-	Node          string `json:"node"`
-	Connections   int64  `json:"connections"`
-	Pending       int    `json:"pending"`
-	UIDs          int    `json:"uids"`
-	Groups        int    `json:"groups"`
-	MessagesIn    uint64 `json:"messages_in"`
-	MessagesOut   uint64 `json:"messages_out"`
-	Pushes        uint64 `json:"pushes"`
-	SlowConsumers uint64 `json:"slow_consumers"`
-	Goroutines    int    `json:"goroutines"`
 }
 
 func marshal(e *envelope) []byte {

@@ -53,6 +53,17 @@ local function offline(uid, ttl)
 		redis.call('DEL', p .. 's:' .. uid, p .. 'h:' .. uid)
 	end
 end
+-- tell publishes msg to the nodes of hs (from holders) but origin, and
+-- adds them to out
+local function tell(hs, origin, msg, out)
+	for _, h in ipairs(hs) do
+		if h[1] ~= origin then
+			redis.call('PUBLISH', p .. 'c:' .. h[1], msg)
+			out[#out + 1] = h[1]
+		end
+	end
+	return out
+end
 -- live nodes holding uid, with their connection counts
 local function holders(uid)
 	local h = redis.call('HGETALL', p .. 'u:' .. uid)
@@ -174,14 +185,7 @@ return out
 	// scriptToHolders publishes ARGV[3] to the live nodes holding uid
 	// ARGV[2], but ARGV[4], the origin; it returns those nodes.
 	scriptToHolders = redis.NewScript(common + `
-local out = {}
-for _, h in ipairs(holders(ARGV[2])) do
-	if h[1] ~= ARGV[4] then
-		redis.call('PUBLISH', p .. 'c:' .. h[1], ARGV[3])
-		out[#out + 1] = h[1]
-	end
-end
-return out
+return tell(holders(ARGV[2]), ARGV[4], ARGV[3], {})
 `)
 
 	// scriptAttach records uid's first connection on node ARGV[2]
@@ -294,14 +298,7 @@ end
 redis.call('SADD', p .. 'ug:' .. uid, g)
 redis.call('ZADD', p .. 'g:' .. g, 0, uid)
 redis.call('SADD', p .. 'groups', g)
-local out = {}
-for _, h in ipairs(hs) do
-	if h[1] ~= ARGV[5] then
-		redis.call('PUBLISH', p .. 'c:' .. h[1], ARGV[4])
-		out[#out + 1] = h[1]
-	end
-end
-return out
+return tell(hs, ARGV[5], ARGV[4], {})
 `)
 
 	// scriptLeave removes uid ARGV[2] from group ARGV[3] and tells the nodes
@@ -312,14 +309,7 @@ local uid, g = ARGV[2], ARGV[3]
 local was = redis.call('ZREM', p .. 'g:' .. g, uid)
 redis.call('SREM', p .. 'ug:' .. uid, g)
 if redis.call('ZCARD', p .. 'g:' .. g) == 0 then redis.call('SREM', p .. 'groups', g) end
-local out = {was}
-for _, h in ipairs(holders(uid)) do
-	if h[1] ~= ARGV[5] then
-		redis.call('PUBLISH', p .. 'c:' .. h[1], ARGV[4])
-		out[#out + 1] = h[1]
-	end
-end
-return out
+return tell(holders(uid), ARGV[5], ARGV[4], {was})
 `)
 
 	// scriptRecover returns uid ARGV[2]'s numbering {seq, epoch, now,

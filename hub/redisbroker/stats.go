@@ -12,11 +12,7 @@ import (
 func (b *Broker) Stats(ctx context.Context, st *hub.Stats) {
 	state := b.ClusterState()
 	cs := &state
-	cs.Nodes = []hub.NodeStats{{
-		Node: b.node, Connections: st.Connections, Pending: st.Pending, UIDs: st.UIDs, Groups: st.Groups,
-		MessagesIn: st.MessagesIn, MessagesOut: st.MessagesOut, Pushes: st.Pushes,
-		SlowConsumers: st.SlowConsumers, Goroutines: st.Goroutines,
-	}}
+	cs.Nodes = []hub.NodeStats{nodeStatsOf(b.node, *st)}
 	st.Cluster = cs
 	if !cs.Connected {
 		return
@@ -32,11 +28,7 @@ func (b *Broker) Stats(ctx context.Context, st *hub.Stats) {
 			continue
 		}
 		n := r.Stats
-		cs.Nodes = append(cs.Nodes, hub.NodeStats{
-			Node: n.Node, Connections: n.Connections, Pending: n.Pending, UIDs: n.UIDs, Groups: n.Groups,
-			MessagesIn: n.MessagesIn, MessagesOut: n.MessagesOut, Pushes: n.Pushes,
-			SlowConsumers: n.SlowConsumers, Goroutines: n.Goroutines,
-		})
+		cs.Nodes = append(cs.Nodes, *n)
 		st.Connections += n.Connections
 		st.Pending += n.Pending
 		st.MessagesIn += n.MessagesIn
@@ -61,5 +53,14 @@ func (b *Broker) ClusterState() hub.ClusterStats {
 		StoreErrors: b.storeErrors.Load(),
 		Reconnects:  b.reconnects.Load(),
 		Unreached:   b.unreached.Load(),
+	}
+}
+
+// nodeStatsOf is one node's own counters.
+func nodeStatsOf(node string, st hub.Stats) hub.NodeStats {
+	return hub.NodeStats{
+		Node: node, Connections: st.Connections, Pending: st.Pending, UIDs: st.UIDs, Groups: st.Groups,
+		MessagesIn: st.MessagesIn, MessagesOut: st.MessagesOut, Pushes: st.Pushes,
+		SlowConsumers: st.SlowConsumers, Goroutines: st.Goroutines,
 	}
 }

@@ -68,12 +68,8 @@ func (b *Broker) handle(payload []byte) {
 		if e.Origin == b.node {
 			return // the asking node counts itself
 		}
-		st := b.local.Stats()
-		b.reply(e.Origin, reply{ID: e.ID, Stats: &nodeStats{
-			Node: b.node, Connections: st.Connections, Pending: st.Pending, UIDs: st.UIDs, Groups: st.Groups,
-			MessagesIn: st.MessagesIn, MessagesOut: st.MessagesOut, Pushes: st.Pushes,
-			SlowConsumers: st.SlowConsumers, Goroutines: st.Goroutines,
-		}})
+		ns := nodeStatsOf(b.node, b.local.Stats())
+		b.reply(e.Origin, reply{ID: e.ID, Stats: &ns})
 	}
 }
 
