@@ -221,6 +221,15 @@ func TestCaddyfileHandler(t *testing.T) {
 		{name: "auth placeholder without a placeholder", input: "push_hub {\nauth placeholder\n}", wantErr: `'placeholder'`},
 		{name: "auth placeholder with two", input: "push_hub {\nauth placeholder {a} {b}\n}", wantErr: `'{b}'`},
 		{name: "auth first_message with an argument", input: "push_hub {\nauth first_message alice\n}", wantErr: `'alice'`},
+		{name: "events without a URL", input: "push_hub {\nevents\n}", wantErr: `'events'`},
+		{name: "unknown events subdirective", input: "push_hub {\nevents http://app {\nsecrets x\n}\n}", wantErr: "unrecognized events subdirective secrets"},
+		{name: "events kinds empty", input: "push_hub {\nevents http://app {\nkinds\n}\n}", wantErr: `'kinds'`},
+		{name: "login_hook without a URL", input: "push_hub {\nlogin_hook\n}", wantErr: `'login_hook'`},
+		{name: "unknown login_hook subdirective", input: "push_hub {\nlogin_hook http://app {\nretries 3\n}\n}", wantErr: "unrecognized login_hook subdirective retries"},
+		{name: "cluster without a URL", input: "push_hub {\ncluster\n}", wantErr: "needs a Redis URL"},
+		{name: "unknown cluster subdirective", input: "push_hub {\ncluster redis://h:6379 {\nttl 3s\n}\n}", wantErr: "unrecognized cluster subdirective ttl"},
+		{name: "max_groups_per_uid zero", input: "push_hub {\nmax_groups_per_uid 0\n}", wantErr: `"0"`},
+		{name: "max_stored_per_client bad", input: "push_hub {\nmax_stored_per_client lots\n}", wantErr: `"lots"`},
 		{
 			name:    "auth first_message with a block",
 			input:   "push_hub {\nauth first_message {\nuid_claim sub\n}\n}",
@@ -249,6 +258,7 @@ func TestCaddyfileAPI(t *testing.T) {
 		{name: "hub with two values", input: "push_api {\nhub a b\n}", wantErr: `'b'`},
 		{name: "bad size", input: "push_api {\nmax_body_size big\n}", wantErr: `"big"`},
 		{name: "size missing", input: "push_api {\nmax_body_size\n}", wantErr: `'max_body_size'`},
+		{name: "idempotency window missing", input: "push_api {\nidempotency_window\n}", wantErr: `'idempotency_window'`},
 	}
 	runCaddyfileCases(t, cases, func() caddyfile.Unmarshaler { return &API{} })
 }
@@ -304,6 +314,15 @@ func TestProvisionHandlerErrors(t *testing.T) {
 		{"unknown auth mode", Handler{Auth: &Auth{Mode: "magic"}}, `"magic"`},
 		{"unknown protocol", Handler{Protocol: "xml", Auth: &Auth{Mode: AuthFirstMessage}}, `"xml"`},
 		{"bad origin", Handler{Auth: &Auth{Mode: AuthFirstMessage}, Origins: []string{"app.example.com"}}, "app.example.com"},
+		{"cluster without a URL", Handler{Auth: &Auth{Mode: AuthFirstMessage}, Cluster: &Cluster{}}, "a Redis URL is required"},
+		{"cluster with a bad URL", Handler{Auth: &Auth{Mode: AuthFirstMessage}, Cluster: &Cluster{URLs: []string{"http://x"}}}, "http://x"},
+		{"cluster with an empty env URL", Handler{Auth: &Auth{Mode: AuthFirstMessage}, Cluster: &Cluster{URLs: []string{"{env.NOPE_NOT_SET}"}}}, "{env.NOPE_NOT_SET}"},
+		{"cluster lease too short", Handler{Auth: &Auth{Mode: AuthFirstMessage}, Cluster: &Cluster{URLs: []string{"redis://h:6379"}, Lease: caddy.Duration(time.Millisecond)}}, "lease"},
+		{"events without a URL", Handler{Auth: &Auth{Mode: AuthFirstMessage}, Events: &Events{}}, "events"},
+		{"events of an unknown kind", Handler{Auth: &Auth{Mode: AuthFirstMessage}, Events: &Events{URL: "http://app", Kinds: []string{"logout"}}}, `"logout"`},
+		{"events text_messages", Handler{Auth: &Auth{Mode: AuthFirstMessage}, Events: &Events{URL: "http://app", TextMessages: "both"}}, `"both"`},
+		{"login_hook on_error", Handler{Auth: &Auth{Mode: AuthFirstMessage}, LoginHook: &LoginHook{URL: "http://app", OnError: "maybe"}}, `"maybe"`},
+		{"login_hook URL", Handler{Auth: &Auth{Mode: AuthFirstMessage}, LoginHook: &LoginHook{URL: "ftp://app"}}, "ftp://app"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -75,56 +75,59 @@ type LoginHook struct {
 	Headers []string `json:"headers,omitempty"`
 }
 
-// provisionHooks makes the endpoint's event sink and login hook.
-func (h *Handler) provisionHooks() (hub.Hooks, error) {
-	var hk hub.Hooks
+// checkHooks validates the endpoint's events and login hook settings.
+func (h *Handler) checkHooks() error {
 	repl := caddy.NewReplacer()
 	if e := h.Events; e != nil {
-		u, err := hookURL("events", repl.ReplaceKnown(e.URL, ""))
-		if err != nil {
-			return hk, err
+		if _, err := hookURL("events", repl.ReplaceKnown(e.URL, "")); err != nil {
+			return err
 		}
 		for _, k := range e.Kinds {
 			if !webhook.ValidKind(k) {
-				return hk, fmt.Errorf("events: unknown kind %q: want %s", k, strings.Join(webhook.KnownKinds, ", "))
+				return fmt.Errorf("events: unknown kind %q: want %s", k, strings.Join(webhook.KnownKinds, ", "))
 			}
 		}
-		switch e.TextMessages {
-		case "", "route":
-		case "app":
-			hk.TextToApp = true
-		default:
-			return hk, fmt.Errorf(`events: text_messages %q: want "route" or "app"`, e.TextMessages)
+		if e.TextMessages != "" && e.TextMessages != "route" && e.TextMessages != "app" {
+			return fmt.Errorf(`events: text_messages %q: want "route" or "app"`, e.TextMessages)
 		}
 		if e.QueueSize < 0 || e.Retries < 0 || e.Timeout < 0 {
-			return hk, errors.New("events: queue_size, retries and timeout must not be negative")
+			return errors.New("events: queue_size, retries and timeout must not be negative")
 		}
-		retries := e.Retries
-		if retries == 0 {
-			retries = 5
+	}
+	if l := h.LoginHook; l != nil {
+		if _, err := hookURL("login_hook", repl.ReplaceKnown(l.URL, "")); err != nil {
+			return err
 		}
+		if l.OnError != "" && l.OnError != "refuse" && l.OnError != "allow" {
+			return fmt.Errorf(`login_hook: on_error %q: want "refuse" or "allow"`, l.OnError)
+		}
+		if l.Timeout < 0 {
+			return errors.New("login_hook: timeout must not be negative")
+		}
+	}
+	return nil
+}
+
+// provisionHooks makes the endpoint's event sink and login hook, once
+// checkHooks has passed and the hub is known.
+func (h *Handler) provisionHooks() hub.Hooks {
+	var hk hub.Hooks
+	repl := caddy.NewReplacer()
+	if e := h.Events; e != nil {
+		hk.TextToApp = e.TextMessages == "app"
 		h.events = webhook.NewEvents(webhook.EventsConfig{
-			URL: u, Secret: repl.ReplaceKnown(e.Secret, ""), Kinds: e.Kinds, Hub: h.Hub, Node: nodeName(),
-			QueueSize: e.QueueSize, Retries: retries, Timeout: time.Duration(e.Timeout),
+			URL: repl.ReplaceKnown(e.URL, ""), Secret: repl.ReplaceKnown(e.Secret, ""), Kinds: e.Kinds,
+			Hub: h.Hub, Node: nodeName(), QueueSize: e.QueueSize, Retries: e.Retries, Timeout: time.Duration(e.Timeout),
 		}, h.hub.EventCounters(), h.logger)
 		hk.Events = h.events
 	}
 	if l := h.LoginHook; l != nil {
-		u, err := hookURL("login_hook", repl.ReplaceKnown(l.URL, ""))
-		if err != nil {
-			return hk, err
-		}
-		if l.OnError != "" && l.OnError != "refuse" && l.OnError != "allow" {
-			return hk, fmt.Errorf(`login_hook: on_error %q: want "refuse" or "allow"`, l.OnError)
-		}
-		if l.Timeout < 0 {
-			return hk, errors.New("login_hook: timeout must not be negative")
-		}
 		hk.Login = webhook.NewLogin(webhook.LoginConfig{
-			URL: u, Secret: repl.ReplaceKnown(l.Secret, ""), Timeout: time.Duration(l.Timeout), AllowOnError: l.OnError == "allow",
+			URL: repl.ReplaceKnown(l.URL, ""), Secret: repl.ReplaceKnown(l.Secret, ""),
+			Timeout: time.Duration(l.Timeout), AllowOnError: l.OnError == "allow",
 		})
 	}
-	return hk, nil
+	return hk
 }
 
 func hookURL(what, s string) (string, error) {

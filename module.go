@@ -236,6 +236,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.origins[norm] = true
 	}
+	if err := h.checkHooks(); err != nil {
+		return err
+	}
 	if h.Cluster != nil {
 		cfg, err := h.Cluster.config()
 		if err != nil {
@@ -254,11 +257,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// Endpoints of one hub with the same protocol and auth mode share their
 	// settings; a reload reconfigures them under the same key.
 	h.endpoint = h.hub.Endpoint(h.Protocol+" "+h.Auth.Mode, h.settings())
-	hooks, err := h.provisionHooks()
-	if err != nil {
-		return err
-	}
-	h.endpoint.StageHooks(hooks)
+	h.endpoint.StageHooks(h.provisionHooks())
 	if err := app.stage(h.hub, h.endpoint, h.cluster, hooksKey(h.Events, h.LoginHook)); err != nil {
 		return err
 	}

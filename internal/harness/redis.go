@@ -147,6 +147,22 @@ func (r *Redis) Restart() {
 	r.Start()
 }
 
+// Pause freezes the test's redis-server (SIGSTOP): it keeps its data and
+// its connections but answers nothing, as a Redis behind a broken network
+// does, until Resume.
+func (r *Redis) Pause() {
+	r.t.Helper()
+	r.mustOwn("pause")
+	_ = r.cmd.Process.Signal(syscall.SIGSTOP)
+}
+
+// Resume lets a paused redis-server go on (SIGCONT), data and all.
+func (r *Redis) Resume() {
+	r.t.Helper()
+	r.mustOwn("resume")
+	_ = r.cmd.Process.Signal(syscall.SIGCONT)
+}
+
 // mustOwn skips t (fails it under PUSHHUB_NO_SKIP) where the Redis is
 // REDIS_URL's, which a test must not stop.
 func (r *Redis) mustOwn(what string) {
@@ -170,6 +186,7 @@ func (r *Redis) running() bool {
 }
 
 func (r *Redis) kill() {
+	_ = r.cmd.Process.Signal(syscall.SIGCONT) // a paused one too
 	_ = r.cmd.Process.Kill()
 	<-r.exited
 }

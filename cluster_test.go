@@ -1,0 +1,373 @@
+package pushhub_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/pushhub/caddy-pushhub/internal/harness"
+)
+
+// Cluster mode end to end: real Caddy processes of one hub on a real
+// redis-server, with WebSocket clients on every node and pushes through
+// every node's API.
+
+// clusterConfig is a node of the test's hub: json at /ws and text at
+// /text, clients may publish and join groups, a short lease so that a dead
+// node drops out quickly, and the directives given.
+func clusterConfig(redis *harness.Redis, directives ...string) string {
+	return harness.BothProtocols(append([]string{
+		"allow_client_publish",
+		"allow_client_groups",
+		"cluster " + redis.URL + " {\n\t\t\tlease 2s\n\t\t}",
+	}, directives...)...)
+}
+
+// clusterNodes starts n nodes of one hub on redis.
+func clusterNodes(t *testing.T, redis *harness.Redis, n int, directives ...string) []*harness.Node {
+	nodes := make([]*harness.Node, n)
+	for i := range nodes {
+		nodes[i] = harness.StartNode(t, clusterConfig(redis, directives...))
+	}
+	return nodes
+}
+
+// clusterStats is /stats's cluster part, decoded on its own for checks.
+type clusterStats struct {
+	Connections int `json:"connections"`
+	UIDs        int `json:"uids"`
+	Groups      int `json:"groups"`
+	Cluster     struct {
+		Node      string `json:"node"`
+		Connected bool   `json:"connected"`
+		Nodes     []struct {
+			Node        string `json:"node"`
+			Connections int    `json:"connections"`
+			Goroutines  int    `json:"goroutines"`
+		} `json:"nodes"`
+		Unanswered int `json:"unanswered"`
+	} `json:"cluster"`
+}
+
+func getClusterStats(t *testing.T, api harness.API) clusterStats {
+	t.Helper()
+	r := api.Get(t, "/stats")
+	var st clusterStats
+	if r.Status != http.StatusOK || json.Unmarshal([]byte(r.Body), &st) != nil {
+		t.Fatalf("GET /stats: HTTP %d %q", r.Status, r.Body)
+	}
+	return st
+}
+
+// TestCluster: three nodes behave as one hub. A push through any node's API
+// to a uid, several uids, a group or everyone reaches every connection of
+// those uids on every node, and the receipt counts them all; clients
+// publish across nodes in both protocols; joins through the API or a
+// client, presence, paging, stats, kicks and idempotency keys are
+// cluster-wide; a node killed with SIGKILL drops out within its lease.
+func TestCluster(t *testing.T) {
+	redis := harness.StartRedis(t)
+	nodes := clusterNodes(t, redis, 3)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+
+	alice1 := harness.Dial(t, "alice on n1", n1.WS+"/ws", nil)
+	alice1.Login("alice")
+	alice2 := harness.Dial(t, "alice on n2", n2.WS+"/ws", nil)
+	alice2.Login("alice")
+	bob := harness.LoggedInText(t, n2.WS+"/text", "bob")
+	carol := harness.Dial(t, "carol on n3", n3.WS+"/ws", nil)
+	carol.Login("carol")
+
+	// To a uid on two other nodes, through the third.
+	n3.API().Post(t, "/send", `{"uid":"alice","data":"to alice"}`).ExpectJSON(http.StatusOK, harness.ReceiptJSON(2, 0))
+	alice1.Expect(`{"type":"message","seq":1,"data":"to alice"}`)
+	alice2.Expect(`{"type":"message","seq":1,"data":"to alice"}`)
+
+	// To several uids.
+	n1.API().Post(t, "/send", `{"uids":["alice","bob"],"data":"to both"}`).ExpectJSON(http.StatusOK, harness.ReceiptJSON(3, 0))
+	alice1.Expect(`{"type":"message","seq":2,"data":"to both"}`)
+	alice2.Expect(`{"type":"message","seq":2,"data":"to both"}`)
+	bob.Expect("to both")
+
+	// Groups: bob joins through n1's API (he is on n2), carol through her
+	// own client on n3; a group push through n2 reaches both.
+	n1.API().Post(t, "/join", `{"uid":"bob","group":"g"}`).ExpectJSON(http.StatusOK, `{"ok":true}`)
+	carol.Send(`{"type":"join","id":"j","group":"g"}`)
+	carol.Expect(`{"type":"joined","id":"j","group":"g"}`)
+	n2.API().Post(t, "/send", `{"group":"g","data":"to g"}`).ExpectJSON(http.StatusOK, harness.ReceiptJSON(2, 0))
+	bob.Expect("to g")
+	carol.Expect(`{"type":"message","seq":1,"data":"to g","group":"g"}`)
+	n3.API().Get(t, "/uids?group=g").ExpectJSON(http.StatusOK, `{"group":"g","uids":["bob","carol"]}`)
+
+	// Everyone.
+	n1.API().Post(t, "/send", `{"all":true,"data":"to all"}`).ExpectJSON(http.StatusOK, harness.ReceiptJSON(4, 0))
+	alice1.Expect(`{"type":"message","seq":3,"data":"to all"}`)
+	alice2.Expect(`{"type":"message","seq":3,"data":"to all"}`)
+	bob.Expect("to all")
+	carol.Expect(`{"type":"message","seq":2,"data":"to all"}`)
+
+	// Clients publish across nodes: text (bob on n2 to carol on n3) and
+	// json (carol to alice on n1 and n2), and everyone (bob's all:).
+	bob.Send("carol:hi carol")
+	carol.Expect(`{"type":"message","seq":3,"data":"hi carol","from":"bob"}`)
+	carol.Send(`{"type":"send","id":1,"to":"alice","data":"hi alice"}`)
+	carol.Expect(`{"type":"sent","id":1,"delivered":2,"dropped":0}`)
+	alice1.Expect(`{"type":"message","seq":4,"data":"hi alice","from":"carol"}`)
+	alice2.Expect(`{"type":"message","seq":4,"data":"hi alice","from":"carol"}`)
+
+	// Presence and paging, asked of any node.
+	n3.API().Get(t, "/online?uid=alice").ExpectJSON(http.StatusOK, harness.OnlineJSON("alice", 2))
+	n2.API().Get(t, "/uids").ExpectJSON(http.StatusOK, `{"uids":["alice","bob","carol"]}`)
+	n1.API().Get(t, "/uids?limit=2").ExpectJSON(http.StatusOK, `{"next":"bob","uids":["alice","bob"]}`)
+	n1.API().Get(t, "/uids?limit=2&after=bob").ExpectJSON(http.StatusOK, `{"uids":["carol"]}`)
+	st := getClusterStats(t, n1.API())
+	if !st.Cluster.Connected || len(st.Cluster.Nodes) != 3 || st.Cluster.Unanswered != 0 || st.Connections != 4 || st.UIDs != 3 || st.Groups != 1 {
+		t.Fatalf("stats %+v: want 3 nodes, 4 connections, 3 uids, 1 group in all", st)
+	}
+
+	// A retry with the same idempotency key delivers nothing again, even
+	// through another node, and answers the first receipt.
+	first := n1.API().Post(t, "/send", `{"uid":"carol","data":"once","idempotency_key":"k-1"}`)
+	again := n2.API().Post(t, "/send", `{"uid":"carol","data":"once","idempotency_key":"k-1"}`)
+	if first.Body != again.Body || again.Header.Get("Idempotency-Replayed") != "true" || first.Header.Get("Idempotency-Replayed") != "" {
+		t.Fatalf("first %q, retry %q (replayed %q)", first.Body, again.Body, again.Header.Get("Idempotency-Replayed"))
+	}
+	carol.Expect(`{"type":"message","seq":4,"data":"once"}`)
+
+	// A kick through n3 closes alice's connections on n1 and n2.
+	n3.API().Post(t, "/kick", `{"uid":"alice","reason":"bye"}`).ExpectJSON(http.StatusOK, `{"closed":2,"uid":"alice"}`)
+	for _, c := range []*harness.Conn{alice1, alice2} {
+		c.ExpectError("kicked", "")
+		c.ExpectClose(4005)
+	}
+	n2.API().WaitOnline(t, "alice", 0)
+	carol.Send(`{"type":"ping","id":"before"}`) // carol only now sees nothing more of the idempotent push
+	carol.Expect(`{"type":"pong","id":"before"}`)
+
+	// n3 dies without leaving: within its lease (2s), carol is offline for
+	// every node, and a push to her is routed nowhere.
+	n3.Kill()
+	harness.Eventually(t, "carol offline once n3's lease ends", func() (bool, string) {
+		r := n1.API().Get(t, "/online?uid=carol")
+		return r.Body == harness.OnlineJSON("carol", 0)+"\n", r.Body
+	})
+	n2.API().Post(t, "/send", `{"uid":"carol","data":"nobody"}`).ExpectJSON(http.StatusOK, harness.ReceiptJSON(0, 0))
+	n1.API().Get(t, "/uids").ExpectJSON(http.StatusOK, `{"uids":["bob"]}`)
+	if st := getClusterStats(t, n2.API()); len(st.Cluster.Nodes) != 2 || st.Connections != 1 {
+		t.Fatalf("stats after n3 died %+v", st)
+	}
+}
+
+// TestClusterHistory: with history, Redis numbers and keeps a uid's
+// messages: a client that reconnects to another node with its last seq and
+// epoch gets exactly what it missed, in order, before anything new; a uid
+// that was never online finds its mailbox on any node; once Redis has lost
+// its data, a resuming client is told its gap could not be filled.
+func TestClusterHistory(t *testing.T) {
+	redis := harness.StartRedis(t)
+	nodes := clusterNodes(t, redis, 2, "history 100 1m")
+	n1, n2 := nodes[0], nodes[1]
+
+	dave := harness.Dial(t, "dave on n1", n1.WS+"/ws", nil)
+	w := dave.Login("dave")
+	if w.Seq != 0 || w.Epoch == "" {
+		t.Fatalf("welcome %s: want seq 0 in an epoch", w.Raw)
+	}
+	for i := 1; i <= 3; i++ {
+		rc := n2.API().Send(t, fmt.Sprintf(`{"uid":"dave","data":%d}`, i))
+		if rc.Delivered != 1 || !rc.Stored {
+			t.Fatalf("push %d: %+v", i, rc)
+		}
+	}
+	dave.Expect(`{"type":"message","seq":1,"data":1}`)
+	dave.Expect(`{"type":"message","seq":2,"data":2}`)
+	dave.CloseNormally()
+	n2.API().WaitOnline(t, "dave", 0)
+	for i := 4; i <= 5; i++ {
+		if rc := n1.API().Send(t, fmt.Sprintf(`{"uid":"dave","data":%d}`, i)); rc.Delivered != 0 || !rc.Stored {
+			t.Fatalf("push %d to dave offline: %+v", i, rc)
+		}
+	}
+	back := harness.Dial(t, "dave back on n2", n2.WS+"/ws", nil)
+	w2 := back.LoginSince("dave", 2, w.Epoch)
+	expectWelcome(t, w2, "dave", 5, `{"since":2,"recovered":true,"replayed":3}`)
+	for i := 3; i <= 5; i++ {
+		back.Expect(fmt.Sprintf(`{"type":"message","seq":%d,"data":%d}`, i, i))
+	}
+	n1.API().Send(t, `{"uid":"dave","data":6}`)
+	back.Expect(`{"type":"message","seq":6,"data":6}`)
+
+	// erin was never online: her pushes wait in her mailbox, which her
+	// first login, on another node and without since, gets.
+	for i := 1; i <= 3; i++ {
+		n1.API().Send(t, fmt.Sprintf(`{"uid":"erin","data":%d}`, i))
+	}
+	erin := harness.Dial(t, "erin on n2", n2.WS+"/ws", nil)
+	we := login(erin, "erin")
+	expectWelcome(t, we, "erin", 3, `{"since":0,"recovered":true,"replayed":3}`)
+	for i := 1; i <= 3; i++ {
+		erin.Expect(fmt.Sprintf(`{"type":"message","seq":%d,"data":%d}`, i, i))
+	}
+	// A second connection gets no mailbox: the first took it.
+	erin2 := harness.Dial(t, "erin again", n1.WS+"/ws", nil)
+	if w := login(erin2, "erin"); w.Resume != nil || w.Seq != 3 {
+		t.Fatalf("a second login got %s, want no mailbox", w.Raw)
+	}
+
+	// Redis loses everything: the numbering is a new epoch, and dave,
+	// resuming from the old one, is told his gap cannot be filled.
+	redis.Restart()
+	back.CloseNormally()
+	harness.Eventually(t, "the nodes have found Redis again", func() (bool, string) {
+		st := getClusterStats(t, n1.API())
+		return st.Cluster.Connected && len(st.Cluster.Nodes) == 2, fmt.Sprintf("%+v", st.Cluster)
+	})
+	again := harness.Dial(t, "dave after the loss", n1.WS+"/ws", nil)
+	w3 := again.LoginSince("dave", 6, w.Epoch)
+	if w3.Epoch == w.Epoch || w3.Resume == nil || w3.Resume.Recovered || w3.Resume.Reason != "epoch_changed" {
+		t.Fatalf("welcome after Redis lost its data: %s", w3.Raw)
+	}
+}
+
+// TestClusterRedisOutage: while Redis answers nothing, each node goes on
+// delivering to its own connections and says the others were not reached
+// (receipts, /stats, metrics); once Redis is back, routing across nodes
+// resumes without a restart, and what was acknowledged as stored before is
+// still there. No goroutine is left behind by the outage.
+func TestClusterRedisOutage(t *testing.T) {
+	redis := harness.StartRedis(t)
+	nodes := clusterNodes(t, redis, 2, "history 100 1m")
+	n1, n2 := nodes[0], nodes[1]
+	frank := harness.Dial(t, "frank on n1", n1.WS+"/ws", nil)
+	frank.Login("frank")
+	gina := harness.Dial(t, "gina on n2", n2.WS+"/ws", nil)
+	wg := gina.Login("gina")
+	// Stored before the outage.
+	if rc := n1.API().Send(t, `{"uid":"gina","data":"before"}`); !rc.Stored || rc.Delivered != 1 {
+		t.Fatalf("push before the outage %+v", rc)
+	}
+	gina.Expect(`{"type":"message","seq":1,"data":"before"}`)
+	baseline := map[string]int{}
+	for _, n := range nodes {
+		st := getClusterStats(t, n.API())
+		baseline[st.Cluster.Node] = st.Cluster.Nodes[0].Goroutines
+	}
+
+	redis.Pause()
+	// Pushes go on, each answered: delivered here, told that the cluster
+	// is unreachable, nothing stored.
+	for i := 1; i <= 5; i++ {
+		r := n1.API().Post(t, "/send", fmt.Sprintf(`{"uid":"frank","data":%d}`, i))
+		r.ExpectJSON(http.StatusOK, `{"delivered":1,"dropped":0,"stored":false,"cluster_unavailable":true}`)
+		frank.Expect(fmt.Sprintf(`{"type":"message","seq":%d,"data":%d}`, i, i))
+	}
+	n1.API().Post(t, "/send", `{"uid":"gina","data":"unreachable"}`).
+		ExpectJSON(http.StatusOK, `{"delivered":0,"dropped":0,"stored":false,"cluster_unavailable":true}`)
+	if st := getClusterStats(t, n1.API()); st.Cluster.Connected {
+		t.Fatalf("stats during the outage say connected: %+v", st.Cluster)
+	}
+	admin := harness.API{URL: fmt.Sprintf("http://localhost:%d", n1.AdminPort)}
+	if m := admin.Get(t, "/metrics").Body; !strings.Contains(m, `caddy_pushhub_cluster_connected{hub="`+n1.Hub("HUB")+`"} 0`) {
+		t.Fatalf("metrics during the outage:\n%s", grepLines(m, "cluster"))
+	}
+
+	redis.Resume()
+	harness.Eventually(t, "routing across nodes again", func() (bool, string) {
+		r := n1.API().Post(t, "/send", `{"uid":"gina","data":"back"}`)
+		return strings.HasPrefix(r.Body, `{"delivered":1,`), r.Body
+	})
+	// gina gets the pushes that said delivered, in order; the stored one
+	// from before the outage is still there for a resume.
+	for {
+		f := gina.ExpectType("message")
+		if string(f.Data) == `"back"` {
+			break
+		}
+	}
+	gina.CloseNormally()
+	n1.API().WaitOnline(t, "gina", 0)
+	resumed := harness.Dial(t, "gina resumes", n1.WS+"/ws", nil)
+	w := resumed.LoginSince("gina", 0, wg.Epoch)
+	if w.Resume == nil || w.Resume.Replayed < 1 {
+		t.Fatalf("resume after the outage %s: the stored push is gone", w.Raw)
+	}
+	resumed.Expect(`{"type":"message","seq":1,"data":"before"}`)
+
+	// No goroutine left behind: each node is back near where it was.
+	for _, n := range nodes {
+		harness.Eventually(t, "goroutines back after the outage", func() (bool, string) {
+			st := getClusterStats(t, n.API())
+			g := st.Cluster.Nodes[0].Goroutines
+			return g <= baseline[st.Cluster.Node]+5, fmt.Sprintf("%d goroutines, %d before", g, baseline[st.Cluster.Node])
+		})
+	}
+}
+
+// TestClusterReload: a reload that keeps the cluster keeps the broker (the
+// same node id, the same Redis connections) and every socket; one that
+// changes it moves the hub over, its sockets staying open.
+func TestClusterReload(t *testing.T) {
+	redis := harness.StartRedis(t)
+	nodes := clusterNodes(t, redis, 2)
+	n1, n2 := nodes[0], nodes[1]
+	c := harness.Dial(t, "on n1", n1.WS+"/ws", nil)
+	c.Login("hana")
+	before := getClusterStats(t, n1.API()).Cluster.Node
+
+	n1.Load(clusterConfig(redis) + "\n{$WS_SITE}/extra {\n\trespond \"new\" 200\n}\n")
+	if after := getClusterStats(t, n1.API()).Cluster.Node; after != before {
+		t.Fatalf("node id %s after a reload that kept the cluster, was %s: the broker was replaced", after, before)
+	}
+	n2.API().Post(t, "/send", `{"uid":"hana","data":"after the reload"}`).ExpectJSON(http.StatusOK, harness.ReceiptJSON(1, 0))
+	c.Expect(`{"type":"message","seq":1,"data":"after the reload"}`)
+
+	// Both nodes move to another prefix of keys: a new broker, the socket
+	// stays, routing works on the new one.
+	moved := harness.BothProtocols("allow_client_publish", "cluster "+redis.URL+" {\n\t\t\tlease 2s\n\t\t\tprefix moved\n\t\t}")
+	n1.Load(moved)
+	n2.Load(moved)
+	if after := getClusterStats(t, n1.API()).Cluster.Node; after == before {
+		t.Fatal("the same node id after the cluster changed")
+	}
+	n2.API().Post(t, "/send", `{"uid":"hana","data":"moved"}`).ExpectJSON(http.StatusOK, harness.ReceiptJSON(1, 0))
+	c.Expect(`{"type":"message","seq":2,"data":"moved"}`)
+	if keys, _ := redis.Do("EXISTS", "moved:{"+n1.Hub("HUB")+"}:nodes"); keys != "1" {
+		t.Fatalf("no node set under the new prefix (EXISTS: %q)", keys)
+	}
+}
+
+// TestClusterConfig: the cluster belongs to the hub, so endpoints of one
+// hub that name different clusters are refused with an error that says so.
+func TestClusterConfig(t *testing.T) {
+	redis := harness.StartRedis(t)
+	n := harness.StartNode(t, clusterConfig(redis))
+	err := n.LoadErr(`{$WS_SITE} {
+	push_hub /ws {
+		hub {$HUB}
+		auth first_message
+		cluster ` + redis.URL + `
+	}
+	push_hub /text {
+		hub {$HUB}
+		protocol text
+		auth first_message
+	}
+}
+`)
+	if err == nil || !strings.Contains(err.Error(), "name different clusters") {
+		t.Fatalf("two endpoints of one hub, one clustered: %v", err)
+	}
+}
+
+// grepLines keeps the lines of s that contain word.
+func grepLines(s, word string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, word) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
