@@ -148,21 +148,6 @@ func (c *Conn) goConn(name string, fn func()) {
 	c.hub.routines.goWith(name, c.teardown, fn)
 }
 
-// runWriter and runReader are the connection's writer and poller-driven
-// reader as goroutines of the hub, started without allocating a closure:
-// they are started for bursts of frames and for every readable socket.
-func (c *Conn) runWriter() {
-	defer c.hub.routines.done()
-	defer c.recoverPanic("writer")
-	c.writeLoop()
-}
-
-func (c *Conn) runReader() {
-	defer c.hub.routines.done()
-	defer c.recoverPanic("reader")
-	c.readReady()
-}
-
 // recoverPanic, deferred, recovers a panic of one of c's goroutines: it is
 // logged, the connection closes, the hub goes on.
 func (c *Conn) recoverPanic(name string) {

@@ -51,9 +51,10 @@
 //
 //   - the reaper (lifecycle.go): history expiry, until Close;
 //   - the poller's loop (poller_linux.go): until Close wakes it;
-//   - a reader per readable connection (readReady), or per connection
-//     without the poller (readLoop), until its socket closes;
-//   - a writer per connection while frames are queued (writeLoop);
+//   - workers (workers.go), reused, that read a readable connection
+//     (readReady) or drain a connection's queue (writeLoop); a reader
+//     goroutine per connection without the poller (readLoop), until its
+//     socket closes;
 //   - a connection's timer callbacks (timers.go) and close deadlines;
 //   - a lingering close per socket closed with unread bytes (conn.go);
 //   - the per-core workers of a large broadcast (delivery.go).

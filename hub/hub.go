@@ -42,6 +42,7 @@ type Hub struct {
 	routines    routines
 	poller      *poller
 	acks        notifier // wakes waiters for acknowledgements
+	workers     workers
 	events      EventCounters
 	idempotency idempotencyStore
 
@@ -84,6 +85,7 @@ func New(name string, o Options) *Hub {
 		endpoints: make(map[string]*settingsCell),
 		pending:   make(map[*Conn]struct{}),
 		done:      make(chan struct{}),
+		workers:   workers{jobs: make(chan job)},
 	}
 	h.log.Store(log)
 	h.routines.log = h.logger

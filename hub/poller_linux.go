@@ -190,8 +190,7 @@ func (p *poller) run() {
 			c := s.m[id]
 			s.mu.Unlock()
 			if c != nil {
-				p.hub.routines.add()
-				go c.runReader()
+				p.hub.run(job{c: c})
 			}
 		}
 	}

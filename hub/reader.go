@@ -48,13 +48,18 @@ func (c *Conn) readDone() {
 // poller.
 func (c *Conn) readReady() {
 	s := c.settings()
+	deadline := false
 	for {
 		// A frame that has begun must arrive whole within pong_timeout:
 		// a peer that stalls halfway is closed rather than holding a
-		// goroutine.
-		if c.nc.SetReadDeadline(time.Now().Add(s.PongTimeout)) != nil {
-			c.teardown()
-			return
+		// goroutine. A frame already in the buffer needs no deadline
+		// (arming one costs a runtime timer update).
+		if !deadline && !c.frameBuffered() {
+			if c.nc.SetReadDeadline(time.Now().Add(s.PongTimeout)) != nil {
+				c.teardown()
+				return
+			}
+			deadline = true
 		}
 		if !c.readFrame() {
 			c.readDone()
@@ -64,9 +69,30 @@ func (c *Conn) readReady() {
 			break
 		}
 	}
-	if c.nc.SetReadDeadline(time.Time{}) != nil || !c.hub.poller.rearm(c) {
+	if (deadline && c.nc.SetReadDeadline(time.Time{}) != nil) || !c.hub.poller.rearm(c) {
 		c.teardown()
 	}
+}
+
+// frameBuffered reports whether a whole frame is in the reader's buffer,
+// so that reading it cannot block.
+func (c *Conn) frameBuffered() bool {
+	n := c.br.Buffered()
+	if n < 2 {
+		return false
+	}
+	h, _ := c.br.Peek(min(n, 14))
+	size, headerLen := int(h[1]&^maskBit), 2+4
+	switch size {
+	case 126:
+		if len(h) < 4 {
+			return false
+		}
+		size, headerLen = int(binary.BigEndian.Uint16(h[2:])), headerLen+2
+	case 127:
+		return false // 64 KiB or more never fits the buffer
+	}
+	return headerLen+size <= n
 }
 
 // buffered reports whether more of the peer's bytes are already in user

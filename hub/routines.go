@@ -76,9 +76,8 @@ func (r *routines) goWith(name string, onPanic func(), fn func()) {
 // goFn runs fn in a goroutine of the hub.
 func (r *routines) goFn(name string, fn func()) { r.goWith(name, nil, fn) }
 
-// The hot goroutines of a connection (its writer, its reader on the
-// poller) start without a closure: they are counted in with add, and
-// count themselves out (Conn.runWriter, Conn.runReader).
+// The hot work of a connection (its writer, its reader on the poller) runs
+// on reused workers (workers.go), counted like any goroutine of the hub.
 
 // afterFunc is time.AfterFunc for the hub: the callback runs as one of its
 // goroutines.

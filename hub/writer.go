@@ -66,8 +66,7 @@ func (c *Conn) startWriter() {
 	c.writing = true
 	c.mu.Unlock()
 	if start {
-		c.hub.routines.add()
-		go c.runWriter()
+		c.hub.run(job{c: c, write: true})
 	}
 }
 
