@@ -47,6 +47,15 @@ func (c *Conn) readDone() {
 // frame that is already there, then hands the connection back to the
 // poller.
 func (c *Conn) readReady() {
+	// The previous reader handed the socket back under c.mu (rearm), and
+	// the kernel, not Go, told the poller it was readable again: taking
+	// c.mu orders this reader after that one for Go's memory model.
+	c.mu.Lock()
+	polled := c.polled
+	c.mu.Unlock()
+	if !polled {
+		return // torn down meanwhile
+	}
 	s := c.settings()
 	deadline := false
 	for {
