@@ -73,9 +73,11 @@ type Publication struct {
 }
 
 // StoreAccount counts the history one client's publishes hold for offline
-// uids, until it expires or is evicted.
+// uids, until it expires or is evicted, against the bound its endpoint set
+// when the client first published (max_stored_per_client).
 type StoreAccount struct {
 	bytes atomic.Int64
+	max   int64
 }
 
 // Target names where a push goes: exactly one field is set.

@@ -25,7 +25,8 @@ type idempotencyStore struct {
 type idemEntry struct {
 	done    chan struct{} // closed once the first push has its receipt
 	receipt Receipt
-	failed  bool // the first push failed: a retry may push again
+	failed  bool  // the first push failed: a retry may push again
+	expires int64 // unix nanoseconds: past it the key is free again
 }
 
 type idemKey struct {
@@ -42,9 +43,14 @@ func (s *idempotencyStore) claim(ctx context.Context, key string, window time.Du
 			s.m = make(map[string]*idemEntry)
 		}
 		e := s.m[key]
+		now := time.Now()
+		if e != nil && e.expires < now.UnixNano() && settled(e) {
+			e = nil // its window is over (windows may differ between reloads)
+		}
 		if e == nil {
-			s.m[key] = &idemEntry{done: make(chan struct{})}
-			s.order = append(s.order, idemKey{key, time.Now().Add(window).UnixNano()})
+			expires := now.Add(window).UnixNano()
+			s.m[key] = &idemEntry{done: make(chan struct{}), expires: expires}
+			s.order = append(s.order, idemKey{key, expires})
 			if len(s.order) > maxIdempotencyKeys {
 				delete(s.m, s.order[0].key)
 				s.order = s.order[1:]
@@ -70,6 +76,15 @@ func (s *idempotencyStore) claim(ctx context.Context, key string, window time.Du
 	}
 }
 
+func settled(e *idemEntry) bool {
+	select {
+	case <-e.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // settle records the first push's receipt, or its failure.
 func (s *idempotencyStore) settle(key string, r Receipt, err error) {
 	s.mu.Lock()
@@ -85,20 +100,21 @@ func (s *idempotencyStore) settle(key string, r Receipt, err error) {
 	}
 }
 
-// expire forgets keys whose window has ended.
+// expire forgets keys whose window has ended, oldest claim first; a key
+// claimed again meanwhile stays (its entry has a later end). Claim checks
+// the end itself, so a key with a short window behind one with a long
+// window is free on time.
 func (s *idempotencyStore) expire(now int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
 	for ; n < len(s.order) && s.order[n].expires < now; n++ {
-		if e := s.m[s.order[n].key]; e != nil {
-			select {
-			case <-e.done:
-				delete(s.m, s.order[n].key)
-			default:
-				s.order = s.order[n:] // still in flight: it goes once settled
-				return
+		k := s.order[n].key
+		if e := s.m[k]; e != nil && e.expires < now {
+			if !settled(e) {
+				break // still in flight: it goes once settled
 			}
+			delete(s.m, k)
 		}
 	}
 	s.order = s.order[n:]
