@@ -74,6 +74,9 @@ func (p textMessage) Frame(uint64) []byte { return p.wire }
 // content, or the JSON text of any other value.
 func TextPayload(data json.RawMessage) []byte {
 	if len(data) > 0 && data[0] == '"' {
+		if len(data) >= 2 && data[len(data)-1] == '"' && !bytes.ContainsAny(data[1:len(data)-1], "\\\"") {
+			return data[1 : len(data)-1] // no escapes: the content as it is
+		}
 		var s string
 		if json.Unmarshal(data, &s) == nil {
 			return []byte(s)
