@@ -55,7 +55,12 @@ type Conn struct {
 	// partialHead: the queue's first frame is the rest of one the socket
 	// took only part of.
 	partialHead bool
-	timer       *time.Timer
+
+	// The connection's place in the hub's timer wheel; guarded by the
+	// wheel's mutex.
+	wnext, wprev *Conn
+	wdue         int64 // unix nanoseconds
+	wslot        int32 // -1: not in the wheel
 
 	closed *closeInfo  // why the connection closed; guarded by mu
 	torn   atomic.Bool // resources released
@@ -126,6 +131,7 @@ func newConn(h *Hub, nc net.Conn, br *bufio.Reader, p *protocol, o ConnOptions) 
 		pollID:   h.nextConnID.Add(1),
 		pollFD:   -1,
 		inlineFD: -1,
+		wslot:    -1,
 	}
 	c.pre = &preLogin{login: o.Login, since: o.Since, headers: o.Headers}
 	c.lastRead.Store(now)
@@ -167,9 +173,7 @@ func (c *Conn) teardown() {
 	c.closing = true
 	c.queue = nil
 	c.inlineFD = -1 // no inline write after this: the socket number may be reused
-	if c.timer != nil {
-		c.timer.Stop()
-	}
+	c.hub.unschedule(c)
 	c.hub.poller.remove(c)
 	fd := c.pollFD
 	why := c.closed

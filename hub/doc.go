@@ -55,7 +55,8 @@
 //     (readReady) or drain a connection's queue (writeLoop); a reader
 //     goroutine per connection without the poller (readLoop), until its
 //     socket closes;
-//   - a connection's timer callbacks (timers.go) and close deadlines;
+//   - the timer wheel (wheel.go), which ticks every connection's timer
+//     (timers.go) in batches; a close's deadline is a runtime timer;
 //   - a lingering close per socket closed with unread bytes (conn.go);
 //   - the per-core workers of a large broadcast (delivery.go).
 //

@@ -43,6 +43,7 @@ type Hub struct {
 	poller      *poller
 	acks        notifier // wakes waiters for acknowledgements
 	workers     workers
+	wheel       wheel
 	events      EventCounters
 	idempotency idempotencyStore
 
@@ -101,6 +102,7 @@ func New(name string, o Options) *Hub {
 		h.poller = newPoller(h)
 	}
 	h.routines.goFn("reaper", h.reap)
+	h.routines.goFn("timer wheel", h.turn)
 	return h
 }
 

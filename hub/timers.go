@@ -1,19 +1,26 @@
 package hub
 
-import "time"
+import (
+	"math/rand/v2"
+	"time"
+)
 
-// Each connection has one timer: it enforces the auth timeout, detects dead
-// peers and queues pings.
+// Each connection has one timer, in the hub's wheel (wheel.go): it
+// enforces the auth timeout, detects dead peers and queues pings.
 
-// startTimer arms the connection's timer for the first time.
+// startTimer arms the connection's timer for the first time. The first
+// ping comes up to a tenth of ping_interval early, so that connections that
+// came together do not all ping together.
 func (c *Conn) startTimer() {
 	s := c.settings()
+	first := s.PingInterval - time.Duration(rand.Int64N(int64(s.PingInterval/10)+1))
 	c.mu.Lock()
-	c.timer = c.hub.routines.afterFunc(min(s.AuthTimeout, s.PingInterval), "timer", c.teardown, c.tick)
+	c.hub.schedule(c, min(s.AuthTimeout, first))
 	c.mu.Unlock()
 }
 
-// tick runs on the connection's timer.
+// tick runs when the connection's timer is due, on the wheel's goroutine:
+// nothing in it blocks.
 func (c *Conn) tick() {
 	if c.torn.Load() {
 		return
@@ -35,7 +42,7 @@ func (c *Conn) tick() {
 		c.enqueue(c.proto.Ping())
 		c.mu.Lock()
 		if !c.closing {
-			c.timer.Reset(s.PingInterval)
+			c.hub.schedule(c, s.PingInterval)
 		}
 		c.mu.Unlock()
 		return
@@ -56,7 +63,7 @@ func (c *Conn) tick() {
 	next = max(next, 10*time.Millisecond)
 	c.mu.Lock()
 	if !c.closing {
-		c.timer.Reset(next)
+		c.hub.schedule(c, next)
 	}
 	c.mu.Unlock()
 }
