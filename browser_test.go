@@ -223,6 +223,127 @@ func TestBrowserDemo(t *testing.T) {
 	}
 }
 
+// TestBrowserResumesAfterReload: pushhub.js keeps its last seq and epoch
+// per uid in sessionStorage, so a page that is reloaded and logs in again
+// resumes where it was: what was pushed while it was away arrives after the
+// welcome, whose resume says the gap was filled. Another connection of the
+// uid stays online all along, so the uid has no mailbox: only the position
+// the page kept can bring those messages back.
+func TestBrowserResumesAfterReload(t *testing.T) {
+	chromium := testenv.LookPath(t, []string{"chromium", "chromium-browser", "google-chrome"}, "apt-get install chromium")
+	www, err := filepath.Abs("www")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := harness.Start(t, fmt.Sprintf(`
+{$WS_SITE} {
+	push_hub /ws {
+		hub {$HUB}
+		auth first_message
+		history 100 1m
+	}
+	root * %q
+	file_server
+}
+
+{$API_SITE} {
+	push_api {
+		hub {$HUB}
+	}
+}`, www))
+	api := h.API()
+	other := harness.LoggedIn(t, h.WS+"/ws", "carol").StartReader() // carol's other device
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tab, closeBrowser := browserStart(t, ctx, chromium)
+	defer closeBrowser()
+	console := browserConsole(t, tab)
+	page := h.HTTP + "/?api=" + api.URL
+	loginCarol := func() {
+		t.Helper()
+		if err := chromedp.Do(tab, chromedp.WaitVisible(chromedp.ID("login")), chromedp.SendKeys(chromedp.ID("uid"), "carol\r")); err != nil {
+			t.Fatalf("logging in: %v", err)
+		}
+		browserWait(t, tab, "carol online", `document.getElementById("status").dataset.state === "online"`)
+	}
+	if err := chromedp.Do(tab, chromedp.Navigate(page)); err != nil {
+		t.Fatalf("loading the page: %v", err)
+	}
+	loginCarol()
+	if n := api.Send(t, `{"uid":"carol","data":"before the reload"}`).Delivered; n != 2 {
+		t.Fatalf("push delivered to %d connections, want 2", n)
+	}
+	other.ExpectMessage(t, `"before the reload"`)
+	if e := browserWaitMessage(t, tab, "before the reload"); e.Seq != "1" {
+		t.Fatalf("the page lists the push as %+v, want seq 1", e)
+	}
+	epoch, err := chromedp.Run(tab, chromedp.Evaluate[string](`demo.hub.epoch`))
+	if err != nil || epoch == "" {
+		t.Fatalf("the client's epoch: %q, %v", epoch, err)
+	}
+
+	// Reload the page; push while it is away.
+	evCtx, evCancel := context.WithTimeout(tab, 30*time.Second)
+	defer evCancel()
+	sent := chromedp.Events(evCtx, network.WebSocketFrameSent)
+	received := chromedp.Events(evCtx, network.WebSocketFrameReceived)
+	if err := chromedp.Do(tab, chromedp.Reload()); err != nil {
+		t.Fatalf("reloading the page: %v", err)
+	}
+	api.WaitOnline(t, "carol", 1)
+	for _, data := range []string{"while away 1", "while away 2"} {
+		if rc := api.Send(t, `{"uid":"carol","data":"`+data+`"}`); rc.Delivered != 1 || !rc.Stored {
+			t.Fatalf("push while the page was away: receipt %+v, want the other device reached and the message stored", rc)
+		}
+		other.ExpectMessage(t, harness.JSON(data))
+	}
+
+	// Log in again: the login carries the position kept, the welcome says
+	// the gap was filled, and the missed messages follow.
+	loginCarol()
+	var login map[string]any
+	for ev, err := range sent {
+		if err != nil {
+			t.Fatalf("no login frame seen after the reload: %v", err)
+		}
+		if json.Unmarshal(ev.Response.PayloadData, &login) == nil && login["type"] == "login" {
+			break
+		}
+	}
+	if login["uid"] != "carol" || login["since"] != 1.0 || login["epoch"] != epoch {
+		t.Fatalf("login frame after the reload = %v, want uid carol, since 1, epoch %q", login, epoch)
+	}
+	for ev, err := range received {
+		if err != nil {
+			t.Fatalf("no welcome seen after the reload: %v", err)
+		}
+		w, err := harness.DecodeFrame([]byte(ev.Response.PayloadData))
+		if err != nil || w.Type != "welcome" {
+			continue
+		}
+		if want := harness.WelcomeJSON(w, "carol", 3, `{"since":1,"recovered":true,"replayed":2}`); w.Raw != want || w.Epoch != epoch {
+			t.Fatalf("welcome after the reload\n\t%s\nwant\n\t%s", w.Raw, want)
+		}
+		break
+	}
+	for i, data := range []string{"while away 1", "while away 2"} {
+		if e := browserWaitMessage(t, tab, data); e.Seq != strconv.Itoa(i+2) {
+			t.Errorf("the page lists %q as %+v, want seq %d", data, e, i+2)
+		}
+	}
+	api.Send(t, `{"uid":"carol","data":"after the reload"}`)
+	if e := browserWaitMessage(t, tab, "after the reload"); e.Seq != "4" {
+		t.Errorf("the page lists the next push as %+v, want seq 4", e)
+	}
+	if got := browserText(t, tab, "last-seq"); got != "4" {
+		t.Errorf("#last-seq = %q, want 4", got)
+	}
+	for _, m := range console.problems() {
+		t.Errorf("the page: %s", m)
+	}
+}
+
 // browserStart launches a headless Chromium with a fresh profile and returns
 // the context of its first tab, and a func that closes the browser and waits
 // for it to exit.

@@ -1,318 +1,533 @@
-package pushapi
+package pushapi_test
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"reflect"
+	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pushhub/caddy-pushhub/internal/harness"
+	"github.com/pushhub/caddy-pushhub/pushapi"
 )
 
-// fakeAPI mimics push_api's JSON shapes: the last path segment names the
-// call, a Bearer key is checked when set, refusals carry an error body.
-type fakeAPI struct {
-	key    string
-	online []string // sorted
+// The client against a real Caddy with push_hub and push_api (the
+// module's harness), and real WebSocket clients that receive what it
+// pushes.
 
-	mu    sync.Mutex
-	calls []recorded
+const key = "pushapi-test-key-0123456789"
+
+// config is a json push_hub at /ws, a page that is not the API at
+// /not-the-api/ (a proxy's error page), and push_api with a key under
+// /push/ on the API site.
+const config = `
+{$WS_SITE} {
+	push_hub /ws {
+		hub {$HUB}
+		auth first_message
+		allow_client_groups
+	}
+	respond /not-the-api/* "<html><body><h1>502 Bad Gateway</h1></body></html>" 502
 }
 
-type recorded struct {
-	method, path string
-	body         map[string]any
-}
+{$API_SITE} {
+	handle_path /push/* {
+		push_api {
+			hub {$HUB}
+			key ` + key + `
+		}
+	}
+}`
 
-func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	fail := func(status int, code, msg string) {
-		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
-	}
-	if f.key != "" && r.Header.Get("Authorization") != "Bearer "+f.key {
-		fail(http.StatusUnauthorized, "unauthorized", "the key is wrong")
-		return
-	}
-	rec := recorded{method: r.Method, path: r.URL.Path}
-	if r.Method == http.MethodPost {
-		if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-			fail(http.StatusBadRequest, "bad_content_type", ct)
-			return
-		}
-		if err := json.NewDecoder(r.Body).Decode(&rec.body); err != nil {
-			fail(http.StatusBadRequest, "bad_json", err.Error())
-			return
-		}
-	}
-	f.mu.Lock()
-	f.calls = append(f.calls, rec)
-	f.mu.Unlock()
-
-	var out any
-	name := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
-	switch name {
-	case "send":
-		if rec.body["data"] == nil {
-			fail(http.StatusBadRequest, "missing_data", `"data" is required: any JSON value but null`)
-			return
-		}
-		n := 1
-		if uids, ok := rec.body["uids"].([]any); ok {
-			n = len(uids)
-		}
-		res := map[string]any{"delivered": n, "dropped": 0, "stored": false}
-		if _, ok := rec.body["wait_ack"]; ok {
-			res["acked"] = n
-		}
-		out = res
-	case "join":
-		if !slices.Contains(f.online, rec.body["uid"].(string)) {
-			fail(http.StatusNotFound, "uid_offline", "the uid has no connection on this hub")
-			return
-		}
-		out = map[string]bool{"ok": true}
-	case "leave":
-		out = map[string]bool{"ok": true, "was_member": rec.body["group"] == "g"}
-	case "kick":
-		out = map[string]any{"uid": rec.body["uid"], "closed": 2}
-	case "online":
-		uid := r.URL.Query().Get("uid")
-		n := 0
-		if slices.Contains(f.online, uid) {
-			n = 1
-		}
-		out = map[string]any{"uid": uid, "online": n > 0, "connections": n}
-	case "uids":
-		after := r.URL.Query().Get("after")
-		limit := 1000
-		if s := r.URL.Query().Get("limit"); s != "" {
-			limit, _ = strconv.Atoi(s)
-		}
-		var page []string
-		for _, u := range f.online {
-			if u > after {
-				page = append(page, u)
-			}
-		}
-		res := map[string]any{}
-		if len(page) > limit {
-			page = page[:limit]
-			res["next"] = page[limit-1]
-		}
-		res["uids"] = append([]string{}, page...)
-		out = res
-	case "stats":
-		out = Stats{Hub: "default", Connections: 3, UIDs: 2, Goroutines: 17, MessagesOut: 5}
-	default:
-		fail(http.StatusNotFound, "unknown_call", "no API call "+name)
-		return
-	}
-	json.NewEncoder(w).Encode(out)
-}
-
-func (f *fakeAPI) last(t *testing.T) recorded {
+// start starts Caddy with config and returns it and a client of its API,
+// whose requests are counted.
+func start(t *testing.T) (*harness.Caddy, *pushapi.Client, *counter) {
 	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.calls) == 0 {
-		t.Fatal("no call reached the server")
-	}
-	return f.calls[len(f.calls)-1]
+	h := harness.Start(t, config)
+	c, n := newClient(t, h.API().URL+"/push")
+	return h, c, n
 }
 
-func newFake(t *testing.T, key, prefix string) (*fakeAPI, *Client) {
+// counter counts the requests of a client (attempts, retries included).
+type counter struct {
+	rt       http.RoundTripper
+	requests atomic.Int64
+}
+
+func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.requests.Add(1)
+	return c.rt.RoundTrip(r)
+}
+
+// newClient is a client of the API at base with the key, whose requests go
+// through a counter.
+func newClient(t *testing.T, base string) (*pushapi.Client, *counter) {
 	t.Helper()
-	f := &fakeAPI{key: key, online: []string{"a", "b", "c", "d", "e"}}
-	srv := httptest.NewServer(f)
-	t.Cleanup(srv.Close)
-	return f, New(srv.URL+prefix, key, nil)
+	tr := pushapi.NewTransport(16)
+	t.Cleanup(tr.CloseIdleConnections)
+	n := &counter{rt: tr}
+	return pushapi.New(base, key, &http.Client{Transport: n, Timeout: harness.Guard}), n
 }
 
-func TestSendTargets(t *testing.T) {
-	f, c := newFake(t, "k3y", "/push/")
+// TestSend: each of the client's sends reaches the connections it names,
+// with the receipt the API gave and the data as it was given.
+func TestSend(t *testing.T) {
+	h, c, _ := start(t)
 	ctx := context.Background()
-	cases := []struct {
+	a := harness.LoggedIn(t, h.WS+"/ws", "a")
+	b := harness.LoggedIn(t, h.WS+"/ws", "b")
+	d := harness.LoggedIn(t, h.WS+"/ws", "d")
+	receipt := func(n int) pushapi.SendReceipt { return pushapi.SendReceipt{Delivered: n} }
+	for _, tc := range []struct {
 		name string
-		call func() (SendReceipt, error)
-		want map[string]any
-		n    int
+		send func() (pushapi.SendReceipt, error)
+		want pushapi.SendReceipt
+		got  map[*harness.Conn]string
 	}{
-		{"uid", func() (SendReceipt, error) { return c.SendUID(ctx, "42", "hi") },
-			map[string]any{"uid": "42", "data": "hi"}, 1},
-		{"uids", func() (SendReceipt, error) { return c.SendUIDs(ctx, []string{"1", "2"}, 7) },
-			map[string]any{"uids": []any{"1", "2"}, "data": 7.0}, 2},
-		{"group", func() (SendReceipt, error) { return c.SendGroup(ctx, "g", map[string]int{"x": 1}) },
-			map[string]any{"group": "g", "data": map[string]any{"x": 1.0}}, 1},
-		{"all", func() (SendReceipt, error) { return c.Broadcast(ctx, json.RawMessage(`[1,"two"]`)) },
-			map[string]any{"all": true, "data": []any{1.0, "two"}}, 1},
-	}
-	for _, tc := range cases {
+		{"SendUID", func() (pushapi.SendReceipt, error) { return c.SendUID(ctx, "a", "hi") },
+			receipt(1), map[*harness.Conn]string{a: `{"type":"message","seq":1,"data":"hi"}`}},
+		{"SendUIDs", func() (pushapi.SendReceipt, error) { return c.SendUIDs(ctx, []string{"a", "b", "ghost"}, 7) },
+			receipt(2), map[*harness.Conn]string{a: `{"type":"message","seq":2,"data":7}`, b: `{"type":"message","seq":1,"data":7}`}},
+		{"SendGroup", func() (pushapi.SendReceipt, error) {
+			if err := c.Join(ctx, "b", "g"); err != nil {
+				return pushapi.SendReceipt{}, err
+			}
+			return c.SendGroup(ctx, "g", map[string]int{"x": 1})
+		}, receipt(1), map[*harness.Conn]string{b: `{"type":"message","seq":2,"data":{"x":1},"group":"g"}`}},
+		{"Broadcast", func() (pushapi.SendReceipt, error) { return c.Broadcast(ctx, json.RawMessage(`[1,"two"]`)) },
+			receipt(3), map[*harness.Conn]string{
+				a: `{"type":"message","seq":3,"data":[1,"two"]}`,
+				b: `{"type":"message","seq":3,"data":[1,"two"]}`,
+				d: `{"type":"message","seq":1,"data":[1,"two"]}`,
+			}},
+		{"Send with Data a struct", func() (pushapi.SendReceipt, error) {
+			return c.Send(ctx, pushapi.SendRequest{UID: "d", Data: struct {
+				Order  int    `json:"order"`
+				Status string `json:"status"`
+			}{1234, "shipped"}})
+		}, receipt(1), map[*harness.Conn]string{d: `{"type":"message","seq":2,"data":{"order":1234,"status":"shipped"}}`}},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rc, err := tc.call()
-			if err != nil {
-				t.Fatal(err)
+			rc, err := tc.send()
+			if err != nil || rc != tc.want {
+				t.Fatalf("receipt %+v, %v; want %+v", rc, err, tc.want)
 			}
-			if rc.Delivered != tc.n {
-				t.Errorf("delivered %d, want %d", rc.Delivered, tc.n)
-			}
-			got := f.last(t)
-			if got.method != http.MethodPost || got.path != "/push/send" {
-				t.Errorf("called %s %s, want POST /push/send", got.method, got.path)
-			}
-			// Every push carries an idempotency key of its own.
-			if k, _ := got.body["idempotency_key"].(string); len(k) != 32 {
-				t.Errorf("idempotency_key %v, want 32 hex digits", got.body["idempotency_key"])
-			}
-			delete(got.body, "idempotency_key")
-			if !reflect.DeepEqual(got.body, tc.want) {
-				t.Errorf("body %v, want %v", got.body, tc.want)
+			for conn, frame := range tc.got {
+				conn.Expect(frame)
 			}
 		})
 	}
 }
 
+// TestSendWaitAck: WaitAck waits for the json connections to acknowledge;
+// the receipt counts those that did; without it, Acked is nil.
 func TestSendWaitAck(t *testing.T) {
-	f, c := newFake(t, "", "")
-	rc, err := c.Send(context.Background(), SendRequest{UID: "42", Data: "x", WaitAck: 2 * time.Second})
-	if err != nil || rc.Acked == nil || *rc.Acked != 1 {
-		t.Fatalf("send with wait_ack = %+v, %v; want acked 1", rc, err)
+	h, c, _ := start(t)
+	ctx := context.Background()
+	acker := harness.LoggedIn(t, h.WS+"/ws", "acker")
+	acked := make(chan error, 1)
+	go func() {
+		f, err := readFrame(acker)
+		if err == nil {
+			err = acker.WriteJSON(map[string]any{"type": "ack", "seq": f.Seq})
+		}
+		acked <- err
+	}()
+	rc, err := c.Send(ctx, pushapi.SendRequest{UID: "acker", Data: "please ack", WaitAck: 5 * time.Second})
+	if err != nil || rc.Delivered != 1 || rc.Acked == nil || *rc.Acked != 1 {
+		t.Fatalf("send with WaitAck: %+v, %v; want delivered 1, acked 1", rc, err)
 	}
-	if got := f.last(t).body["wait_ack"]; got != float64(2*time.Second) {
-		t.Errorf("wait_ack sent as %v, want %d nanoseconds", got, 2*time.Second)
+	if err := <-acked; err != nil {
+		t.Fatal(err)
 	}
-	rc, err = c.SendUID(context.Background(), "42", "x")
+	rc, err = c.SendUID(ctx, "acker", "no wait")
 	if err != nil || rc.Acked != nil {
-		t.Errorf("send without wait_ack = %+v, %v; want no acked", rc, err)
+		t.Fatalf("send without WaitAck: %+v, %v; want no acked", rc, err)
 	}
-	if _, sent := f.last(t).body["wait_ack"]; sent {
-		t.Error("a zero WaitAck was sent")
-	}
+	acker.ExpectMessage(`"no wait"`)
 }
 
-func TestAPIErrors(t *testing.T) {
-	_, c := newFake(t, "k3y", "")
+func readFrame(c *harness.Conn) (harness.Frame, error) {
+	_ = c.SetReadDeadline(time.Now().Add(harness.Guard))
+	_, b, err := c.ReadMessage()
+	if err != nil {
+		return harness.Frame{}, err
+	}
+	return harness.DecodeFrame(b)
+}
+
+// TestSendIdempotencyKey: a Send that repeats an idempotency key delivers
+// nothing again and returns the first receipt, marked Duplicate; Sends
+// without a key each get one of their own.
+func TestSendIdempotencyKey(t *testing.T) {
+	h, c, _ := start(t)
 	ctx := context.Background()
-
-	_, err := c.Send(ctx, SendRequest{UID: "42"}) // data is null
-	var e *Error
-	if !errors.As(err, &e) || e.Status != http.StatusBadRequest || e.Code != "missing_data" || e.Message == "" {
-		t.Fatalf("send without data: %#v, want a 400 missing_data *Error", err)
+	u := harness.LoggedIn(t, h.WS+"/ws", "u")
+	first, err := c.Send(ctx, pushapi.SendRequest{UID: "u", Data: "once", IdempotencyKey: "order-1234"})
+	if err != nil || first != (pushapi.SendReceipt{Delivered: 1}) {
+		t.Fatalf("first send: %+v, %v", first, err)
 	}
-
-	err = c.Join(ctx, "nobody", "g")
-	if !IsOffline(err) || !errors.As(err, &e) || e.Status != http.StatusNotFound {
-		t.Fatalf("join of an offline uid: %v, want a 404 uid_offline", err)
+	u.ExpectMessage(`"once"`)
+	harness.LoggedIn(t, h.WS+"/ws", "u") // a repeat delivered now would reach 2
+	again, err := c.Send(ctx, pushapi.SendRequest{UID: "u", Data: "once", IdempotencyKey: "order-1234"})
+	if err != nil || again != (pushapi.SendReceipt{Delivered: 1, Duplicate: true}) {
+		t.Fatalf("repeat: %+v, %v; want the first receipt, Duplicate", again, err)
 	}
-
-	wrong := New(c.base, "wrong", nil)
-	if _, err := wrong.Stats(ctx); !errors.As(err, &e) || e.Status != http.StatusUnauthorized || e.Code != "unauthorized" {
-		t.Fatalf("wrong key: %v, want a 401 unauthorized", err)
-	}
-}
-
-func TestNonAPIErrorBody(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "<html>bad gateway</html>", http.StatusBadGateway)
-	}))
-	defer srv.Close()
-	_, err := New(srv.URL, "", nil).SendUID(context.Background(), "1", "x")
-	var e *Error
-	if !errors.As(err, &e) || e.Status != http.StatusBadGateway || e.Code != "" || !strings.Contains(e.Message, "bad gateway") {
-		t.Fatalf("got %#v, want a 502 *Error without code that quotes the body", err)
-	}
-	if !strings.Contains(e.Error(), "502") {
-		t.Errorf("Error() = %q, want the status in it", e.Error())
+	for i := range 2 {
+		rc, err := c.SendUID(ctx, "u", i)
+		if err != nil || rc != (pushapi.SendReceipt{Delivered: 2}) {
+			t.Fatalf("send %d without a key: %+v, %v; want delivered to both connections", i, rc, err)
+		}
+		u.ExpectMessage(fmt.Sprint(i))
 	}
 }
 
+// TestMembershipKickOnline: Join, Leave, Kick and Online, with what the API
+// answers.
 func TestMembershipKickOnline(t *testing.T) {
-	f, c := newFake(t, "", "")
+	h, c, _ := start(t)
 	ctx := context.Background()
+	a1 := harness.LoggedIn(t, h.WS+"/ws", "a")
+	a2 := harness.LoggedIn(t, h.WS+"/ws", "a")
 	if err := c.Join(ctx, "a", "g"); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.last(t); got.path != "/join" || got.body["uid"] != "a" || got.body["group"] != "g" {
-		t.Errorf("join sent %+v", got)
+	if page, err := c.UIDs(ctx, pushapi.UIDsQuery{Group: "g"}); err != nil || !slices.Equal(page.UIDs, []string{"a"}) || page.Group != "g" {
+		t.Fatalf("members of g: %+v, %v", page, err)
 	}
 	if was, err := c.Leave(ctx, "a", "g"); err != nil || !was {
-		t.Errorf("leave = %v, %v; want true", was, err)
+		t.Fatalf("leave: %v, %v; want was_member", was, err)
 	}
-	if was, err := c.Leave(ctx, "a", "other"); err != nil || was {
-		t.Errorf("leave of a non-member = %v, %v; want false", was, err)
+	if was, err := c.Leave(ctx, "a", "g"); err != nil || was {
+		t.Fatalf("leave again: %v, %v; want not a member", was, err)
 	}
-	if n, err := c.Kick(ctx, "a", "bye"); err != nil || n != 2 {
-		t.Errorf("kick = %d, %v; want 2", n, err)
+	on, err := c.Online(ctx, "a")
+	if err != nil || on != (pushapi.Online{UID: "a", Online: true, Connections: 2}) {
+		t.Fatalf("online: %+v, %v", on, err)
 	}
-	if got := f.last(t); got.body["reason"] != "bye" {
-		t.Errorf("kick sent %+v", got.body)
+	if n, err := c.Kick(ctx, "a", "account closed"); err != nil || n != 2 {
+		t.Fatalf("kick: %d, %v; want 2", n, err)
 	}
-	on, err := c.Online(ctx, "b")
-	if err != nil || on != (Online{UID: "b", Online: true, Connections: 1}) {
-		t.Errorf("online = %+v, %v", on, err)
-	}
-	if got := f.last(t); got.method != http.MethodGet || got.path != "/online" {
-		t.Errorf("online called %s %s", got.method, got.path)
-	}
-}
-
-func TestUIDsPaging(t *testing.T) {
-	_, c := newFake(t, "", "")
-	ctx := context.Background()
-	page, err := c.UIDs(ctx, UIDsQuery{Limit: 2})
-	if err != nil || !slices.Equal(page.UIDs, []string{"a", "b"}) || page.Next != "b" {
-		t.Fatalf("first page = %+v, %v", page, err)
-	}
-	page, err = c.UIDs(ctx, UIDsQuery{After: page.Next, Limit: 2})
-	if err != nil || !slices.Equal(page.UIDs, []string{"c", "d"}) {
-		t.Fatalf("second page = %+v, %v", page, err)
-	}
-	all, err := c.AllUIDs(ctx, "", 2)
-	if err != nil || !slices.Equal(all, []string{"a", "b", "c", "d", "e"}) {
-		t.Fatalf("AllUIDs = %v, %v", all, err)
-	}
-	all, err = c.AllUIDs(ctx, "", 0)
-	if err != nil || len(all) != 5 {
-		t.Fatalf("AllUIDs with the default limit = %v, %v", all, err)
-	}
-}
-
-func TestStats(t *testing.T) {
-	_, c := newFake(t, "", "")
-	st, err := c.Stats(context.Background())
-	if err != nil || st.Connections != 3 || st.Goroutines != 17 || st.MessagesOut != 5 || st.Hub != "default" {
-		t.Fatalf("stats = %+v, %v", st, err)
-	}
-}
-
-// TestKeepAlive checks that concurrent callers share a bounded set of
-// connections instead of opening one per call.
-func TestKeepAlive(t *testing.T) {
-	f := &fakeAPI{}
-	srv := httptest.NewUnstartedServer(f)
-	var opened atomic.Int64
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			opened.Add(1)
+	for _, k := range []*harness.Conn{a1, a2} {
+		k.ExpectError("kicked", "")
+		if reason := k.ExpectClose(4005); reason != "account closed" {
+			t.Fatalf("%s: kick reason %q", k.Name, reason)
 		}
 	}
-	srv.Start()
-	defer srv.Close()
-	c := New(srv.URL, "", nil)
+	harness.Eventually(t, "a offline after the kick", func() (bool, string) {
+		on, err := c.Online(ctx, "a")
+		return err == nil && on == (pushapi.Online{UID: "a"}), fmt.Sprintf("%+v, %v", on, err)
+	})
+	if n, err := c.Kick(ctx, "nobody", ""); err != nil || n != 0 {
+		t.Fatalf("kick of nobody: %d, %v", n, err)
+	}
+}
+
+// TestUIDsAndStats: UIDs pages through the online uids, AllUIDs follows the
+// pages, Stats reads the hub's counters.
+func TestUIDsAndStats(t *testing.T) {
+	h, c, _ := start(t)
+	ctx := context.Background()
+	for _, uid := range []string{"e", "c", "a", "d", "b"} {
+		harness.LoggedIn(t, h.WS+"/ws", uid)
+	}
+	page, err := c.UIDs(ctx, pushapi.UIDsQuery{Limit: 2})
+	if err != nil || !slices.Equal(page.UIDs, []string{"a", "b"}) || page.Next != "b" {
+		t.Fatalf("first page: %+v, %v", page, err)
+	}
+	page, err = c.UIDs(ctx, pushapi.UIDsQuery{After: page.Next, Limit: 2})
+	if err != nil || !slices.Equal(page.UIDs, []string{"c", "d"}) || page.Next != "d" {
+		t.Fatalf("second page: %+v, %v", page, err)
+	}
+	page, err = c.UIDs(ctx, pushapi.UIDsQuery{After: page.Next})
+	if err != nil || !slices.Equal(page.UIDs, []string{"e"}) || page.Next != "" {
+		t.Fatalf("last page: %+v, %v", page, err)
+	}
+	for _, limit := range []int{2, 0} {
+		if all, err := c.AllUIDs(ctx, "", limit); err != nil || !slices.Equal(all, []string{"a", "b", "c", "d", "e"}) {
+			t.Fatalf("AllUIDs with pages of %d: %v, %v", limit, all, err)
+		}
+	}
+	if err := c.Join(ctx, "c", "g"); err != nil {
+		t.Fatal(err)
+	}
+	if all, err := c.AllUIDs(ctx, "g", 1); err != nil || !slices.Equal(all, []string{"c"}) {
+		t.Fatalf("AllUIDs of g: %v, %v", all, err)
+	}
+	if _, err := c.SendUID(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Stats(ctx)
+	if err != nil || st.Hub != h.Hub("HUB") || st.Connections != 5 || st.UIDs != 5 || st.Groups != 1 ||
+		st.Pushes != 1 || st.MessagesOut != 1 || st.Goroutines <= 0 || st.Cluster != nil {
+		t.Fatalf("stats %+v, %v; want the hub's name, 5 connections and uids, 1 group, 1 push", st, err)
+	}
+}
+
+// TestErrors: a refusal by the API is a *pushapi.Error with its status and
+// code, never retried; an answer that is not the API's (a proxy's error
+// page) is one without a code, quoting the body.
+func TestErrors(t *testing.T) {
+	h, c, n := start(t)
+	ctx := context.Background()
+	harness.LoggedIn(t, h.WS+"/ws", "a")
+	for _, tc := range []struct {
+		name   string
+		call   func(*pushapi.Client) error
+		status int
+		code   string
+	}{
+		{"send without data", func(c *pushapi.Client) error { _, err := c.Send(ctx, pushapi.SendRequest{UID: "a"}); return err }, 400, "missing_data"},
+		{"send to two targets", func(c *pushapi.Client) error {
+			_, err := c.Send(ctx, pushapi.SendRequest{UID: "a", All: true, Data: 1})
+			return err
+		}, 400, "bad_target"},
+		{"send to a uid with a control character", func(c *pushapi.Client) error { _, err := c.SendUID(ctx, "a\x00", 1); return err }, 400, "invalid_uid"},
+		{"send with a key too long", func(c *pushapi.Client) error {
+			_, err := c.Send(ctx, pushapi.SendRequest{UID: "a", Data: 1, IdempotencyKey: strings.Repeat("k", 257)})
+			return err
+		}, 400, "bad_idempotency_key"},
+		{"join of an offline uid", func(c *pushapi.Client) error { return c.Join(ctx, "nobody", "g") }, 404, "uid_offline"},
+		{"online without a uid", func(c *pushapi.Client) error { _, err := c.Online(ctx, ""); return err }, 400, "invalid_uid"},
+		{"uids with a limit over 10000", func(c *pushapi.Client) error {
+			_, err := c.UIDs(ctx, pushapi.UIDsQuery{Limit: 10001})
+			return err
+		}, 400, "bad_limit"},
+		{"the wrong key", func(*pushapi.Client) error {
+			_, err := pushapi.New(h.API().URL+"/push", "not-the-key", nil).Stats(ctx)
+			return err
+		}, 401, "unauthorized"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := n.requests.Load()
+			err := tc.call(c)
+			var e *pushapi.Error
+			if !errors.As(err, &e) || e.Status != tc.status || e.Code != tc.code || e.Message == "" {
+				t.Fatalf("got %#v (%v), want a *pushapi.Error with status %d and code %q", err, err, tc.status, tc.code)
+			}
+			if want := fmt.Sprintf("push API: %d %s: ", tc.status, tc.code); !strings.HasPrefix(e.Error(), want) {
+				t.Fatalf("Error() = %q, want it to start with %q", e.Error(), want)
+			}
+			if pushapi.IsOffline(err) != (tc.code == "uid_offline") {
+				t.Fatalf("IsOffline(%v) = %v", err, pushapi.IsOffline(err))
+			}
+			if tc.status != 401 {
+				if got := n.requests.Load() - before; got != 1 {
+					t.Fatalf("%d requests for one refused call, want 1: a refusal is not retried", got)
+				}
+			}
+		})
+	}
+
+	t.Run("not the API's answer", func(t *testing.T) {
+		_, err := pushapi.New(h.HTTP+"/not-the-api", "", nil).SendUID(ctx, "a", 1)
+		var e *pushapi.Error
+		if !errors.As(err, &e) || e.Status != http.StatusBadGateway || e.Code != "" || !strings.Contains(e.Message, "502 Bad Gateway") {
+			t.Fatalf("got %#v, want a 502 *pushapi.Error without a code that quotes the body", err)
+		}
+		if !strings.HasPrefix(e.Error(), "push API: 502 Bad Gateway: ") {
+			t.Fatalf("Error() = %q", e.Error())
+		}
+	})
+
+	t.Run("context canceled", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		before := n.requests.Load()
+		if _, err := c.SendUID(cctx, "a", 1); !errors.Is(err, context.Canceled) {
+			t.Fatalf("got %v, want context.Canceled", err)
+		}
+		if _, err := c.Stats(cctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("got %v, want context.Canceled", err)
+		}
+		if got := n.requests.Load() - before; got > 2 {
+			t.Fatalf("%d requests with a canceled context: not retried", got)
+		}
+	})
+}
+
+// proxy stands between a client and Caddy's API site, and does to each
+// connection it accepts what fault says.
+type proxy struct {
+	ln       net.Listener
+	target   string
+	fault    func(n int64) fault // n counts the connections from 1
+	accepted atomic.Int64
+	wg       sync.WaitGroup
+}
+
+type fault int
+
+const (
+	pass          fault = iota // carry the connection both ways
+	resetAtAccept              // reset it at once: nothing reaches Caddy
+	resetAnswer                // carry the request, then reset it when Caddy's answer begins: the call landed
+)
+
+func startProxy(t *testing.T, target string, f func(n int64) fault) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target, fault: f}
+	p.wg.Go(p.serve)
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// URL is the proxy's address by the name localhost, which Caddy's site
+// answers to.
+func (p *proxy) URL() string {
+	return fmt.Sprintf("http://localhost:%d", p.ln.Addr().(*net.TCPAddr).Port)
+}
+
+func (p *proxy) serve() {
+	var conns sync.WaitGroup
+	var mu sync.Mutex
+	var open []net.Conn
+	defer func() {
+		mu.Lock()
+		for _, c := range open {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		conns.Wait()
+	}()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		f := p.fault(p.accepted.Add(1))
+		if f == resetAtAccept {
+			reset(c)
+			continue
+		}
+		up, err := net.Dial("tcp", p.target)
+		if err != nil {
+			reset(c)
+			continue
+		}
+		mu.Lock()
+		open = append(open, c, up)
+		mu.Unlock()
+		conns.Go(func() {
+			_, _ = io.Copy(up, c)
+			_ = up.Close()
+		})
+		conns.Go(func() {
+			if f == resetAnswer {
+				var b [1]byte
+				_, _ = up.Read(b[:])
+				reset(c)
+				return
+			}
+			_, _ = io.Copy(c, up)
+			_ = c.Close()
+		})
+	}
+}
+
+// reset closes c with a TCP reset.
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
+}
+
+// TestRetry: Send retries a connection error with the same idempotency
+// key, so a push lands once: when the connection failed before the request
+// reached the API (the retry delivers it), and when it failed after the
+// push was made but before its answer came (the retry delivers nothing and
+// gets the first receipt). It gives up after Retries more attempts.
+func TestRetry(t *testing.T) {
+	h := harness.Start(t, config)
+	ctx := context.Background()
+	u := harness.LoggedIn(t, h.WS+"/ws", "u")
+	target := strings.TrimPrefix(h.API().URL, "http://")
+	firstOnly := func(f fault) func(int64) fault {
+		return func(n int64) fault {
+			if n == 1 {
+				return f
+			}
+			return pass
+		}
+	}
+
+	t.Run("reset before the request reaches the API", func(t *testing.T) {
+		p := startProxy(t, target, firstOnly(resetAtAccept))
+		c, n := newClient(t, p.URL()+"/push")
+		rc, err := c.SendUID(ctx, "u", "after a reset")
+		if err != nil || rc != (pushapi.SendReceipt{Delivered: 1}) {
+			t.Fatalf("send: %+v, %v; want it delivered by the retry", rc, err)
+		}
+		u.ExpectMessage(`"after a reset"`)
+		if p.accepted.Load() != 2 || n.requests.Load() != 2 {
+			t.Fatalf("%d connections, %d requests; want 2 of each: the attempt, then the retry", p.accepted.Load(), n.requests.Load())
+		}
+	})
+
+	t.Run("reset before the answer of a push that landed", func(t *testing.T) {
+		p := startProxy(t, target, firstOnly(resetAnswer))
+		c, n := newClient(t, p.URL()+"/push")
+		rc, err := c.SendUID(ctx, "u", "landed")
+		if err != nil || rc != (pushapi.SendReceipt{Delivered: 1, Duplicate: true}) {
+			t.Fatalf("send: %+v, %v; want the first push's receipt, marked Duplicate", rc, err)
+		}
+		if p.accepted.Load() != 2 || n.requests.Load() != 2 {
+			t.Fatalf("%d connections, %d requests; want 2 of each", p.accepted.Load(), n.requests.Load())
+		}
+		u.ExpectMessage(`"landed"`)
+		// Once: the next frame is the next push.
+		if _, err := c.SendUID(ctx, "u", "next"); err != nil {
+			t.Fatal(err)
+		}
+		u.ExpectMessage(`"next"`)
+	})
+
+	t.Run("every connection reset", func(t *testing.T) {
+		p := startProxy(t, target, func(int64) fault { return resetAtAccept })
+		c, _ := newClient(t, p.URL()+"/push")
+		c.Retries = 2
+		_, err := c.SendUID(ctx, "u", "never")
+		var e *pushapi.Error
+		var ue *url.Error
+		if err == nil || errors.As(err, &e) || !errors.As(err, &ue) {
+			t.Fatalf("send through a proxy that resets everything: %v, want the connection error", err)
+		}
+		if p.accepted.Load() != 3 {
+			t.Fatalf("%d connections, want 3: the attempt and 2 retries", p.accepted.Load())
+		}
+		u.StillOpen() // nothing came
+	})
+}
+
+// TestKeepAlive: concurrent callers of one Client (New's own HTTP client)
+// share a bounded set of connections instead of opening one per call.
+func TestKeepAlive(t *testing.T) {
+	h := harness.Start(t, config)
+	p := startProxy(t, strings.TrimPrefix(h.API().URL, "http://"), func(int64) fault { return pass })
+	c := pushapi.New(p.URL()+"/push", key, nil)
 	const workers, calls = 16, 25
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			for range calls {
-				if _, err := c.SendUID(context.Background(), "u", "x"); err != nil {
+				if _, err := c.SendUID(context.Background(), "nobody", "x"); err != nil {
 					t.Error(err)
 					return
 				}
@@ -320,16 +535,11 @@ func TestKeepAlive(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := opened.Load(); n > 2*workers {
-		t.Errorf("%d calls opened %d connections, want at most %d", workers*calls, n, 2*workers)
+	if n := p.accepted.Load(); n > 2*workers {
+		t.Fatalf("%d calls opened %d connections, want at most %d", workers*calls, n, 2*workers)
 	}
-}
-
-func TestContextCanceled(t *testing.T) {
-	_, c := newFake(t, "", "")
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := c.Stats(ctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("got %v, want context.Canceled", err)
+	st, err := c.Stats(context.Background())
+	if err != nil || st.Pushes != workers*calls {
+		t.Fatalf("stats %+v, %v; want %d pushes", st, err, workers*calls)
 	}
 }

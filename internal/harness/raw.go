@@ -29,9 +29,11 @@ type RawConn struct {
 
 // WebSocket opcodes.
 const (
-	OpText  = 0x1
-	OpClose = 0x8
-	OpPing  = 0x9
+	OpContinuation = 0x0
+	OpText         = 0x1
+	OpClose        = 0x8
+	OpPing         = 0x9
+	OpPong         = 0xA
 )
 
 // DialRaw upgrades a TCP connection to wsURL (ws:// only). rcvbuf > 0 fixes
@@ -79,24 +81,38 @@ func DialRaw(t testing.TB, name, wsURL string, rcvbuf int) *RawConn {
 }
 
 // FrameBytes is a whole, masked client frame.
-func FrameBytes(op byte, payload []byte) []byte {
-	b := []byte{0x80 | op}
-	switch n := len(payload); {
+func FrameBytes(op byte, payload []byte) []byte { return Fragment(op, true, payload) }
+
+// Fragment is a masked client frame with the FIN bit as fin says: a part of
+// a fragmented message (op OpText then OpContinuation) when fin is false.
+func Fragment(op byte, fin bool, payload []byte) []byte {
+	b, mask := FrameHead(op, fin, uint64(len(payload)))
+	for i, c := range payload {
+		b = append(b, c^mask[i&3])
+	}
+	return b
+}
+
+// FrameHead is the head alone of a masked client frame that announces n
+// bytes of payload (any n, an invalid one too), up to and with its masking
+// key, which it also returns.
+func FrameHead(op byte, fin bool, n uint64) ([]byte, [4]byte) {
+	b := []byte{op}
+	if fin {
+		b[0] |= 0x80
+	}
+	switch {
 	case n < 126:
 		b = append(b, 0x80|byte(n))
 	case n < 1<<16:
 		b = append(b, 0x80|126, byte(n>>8), byte(n))
 	default:
 		b = append(b, 0x80|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
+		b = binary.BigEndian.AppendUint64(b, n)
 	}
 	var mask [4]byte
 	_, _ = rand.Read(mask[:])
-	b = append(b, mask[:]...)
-	for i, c := range payload {
-		b = append(b, c^mask[i&3])
-	}
-	return b
+	return append(b, mask[:]...), mask
 }
 
 // WriteBytes writes b as it is: frames, or parts of one.
