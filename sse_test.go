@@ -66,7 +66,9 @@ func TestSSE(t *testing.T) {
 	h := harness.Start(t, fmt.Sprintf(sseConfig, hash)+harness.APISite("HUB", "HUB2"))
 	h.WaitForCert()
 	api := h.API()
-	token := func(uid string) string { return harness.Token(t, jwt.SigningMethodHS256, []byte(jwtSecret), harness.Claims(uid)) }
+	token := func(uid string) string {
+		return harness.Token(t, jwt.SigningMethodHS256, []byte(jwtSecret), harness.Claims(uid))
+	}
 	h1, h2 := harness.HTTPClient(t, false), harness.HTTPClient(t, true)
 
 	for _, tc := range []struct {
