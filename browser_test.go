@@ -357,6 +357,7 @@ const eventSourceConfig = `
 		hub {$HUB}
 		auth first_message
 		history 100 2m
+		events %s/events
 	}
 	root * %q
 	file_server
@@ -372,14 +373,15 @@ const eventSourceConfig = `
 // page's origin, listens on push_hub's path and gets pushes whose
 // lastEventId is the seq; when the stream ends (here: kicked), the browser
 // reconnects by itself with Last-Event-ID, and the hub replays what was
-// pushed meanwhile.
+// pushed meanwhile. And pushhub.js's app() reaches the application.
 func TestBrowserEventSource(t *testing.T) {
 	chromium := testenv.LookPath(t, []string{"chromium", "chromium-browser", "google-chrome"}, "apt-get install chromium")
 	www, err := filepath.Abs("www")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := harness.Start(t, fmt.Sprintf(eventSourceConfig, www))
+	app := harness.StartApp(t, "")
+	h := harness.Start(t, fmt.Sprintf(eventSourceConfig, app.URL, www))
 	api := h.API()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -445,6 +447,23 @@ func TestBrowserEventSource(t *testing.T) {
 			t.Errorf("message %d: id %q %s, want id %d %s", i, m.ID, m.Frame, i+1, wantFrame)
 		}
 	}
+
+	// pushhub.js in the same page sends to the application: app() is
+	// settled by the hub's "queued", and the application gets the data.
+	answer, err := chromedp.Run(tab, chromedp.Evaluate[string](`(async () => {
+		const { PushHub } = await import("/pushhub.js");
+		const hub = new PushHub("ws://" + location.host + "/ws", { uid: "app-user", storage: null });
+		await new Promise((resolve) => hub.on("welcome", resolve));
+		await hub.app({ from: "the page" });
+		hub.close();
+		return "queued";
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil || answer != "queued" {
+		t.Fatalf("app() from the page: %q, %v", answer, err)
+	}
+	app.WaitEvent(t, "the page's app message", func(e harness.AppEvent) bool {
+		return e.Kind == "message" && e.UID == "app-user" && string(e.Data) == `{"from":"the page"}`
+	})
 	for _, m := range console.problems() {
 		t.Errorf("the page: %s", m)
 	}

@@ -1,6 +1,7 @@
 // Command receive logs in to a push_hub endpoint (json protocol) and prints the data of every push, a line each.
 // Run: go run ./examples/receive ws://localhost:8080/ws alice      (auth first_message, as in Caddyfile.example)
-//      PUSH_TOKEN=<jwt> go run ./examples/receive wss://push.example.com/ws   (auth jwt)
+//
+//	PUSH_TOKEN=<jwt> go run ./examples/receive wss://push.example.com/ws   (auth jwt)
 package main
 
 import (
