@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -466,5 +467,125 @@ func browserSend(t *testing.T, tab context.Context, kind, to, data string) {
 	err := chromedp.Do(tab, steps...)
 	if err != nil {
 		t.Fatalf("sending %q from the page: %v", data, err)
+	}
+}
+
+// eventSourceConfig serves www/ and, on the same path as WebSockets, event
+// streams with history, so that a reconnecting EventSource resumes.
+const eventSourceConfig = `
+{$WS_SITE} {
+	push_hub /ws {
+		hub {$HUB}
+		auth first_message
+		history 100 2m
+		events %s/events
+	}
+	root * %q
+	file_server
+}
+
+{$API_SITE} {
+	push_api {
+		hub {$HUB}
+	}
+}`
+
+// TestBrowserEventSource: the browser's own EventSource, in the demo
+// page's origin, listens on push_hub's path and gets pushes whose
+// lastEventId is the seq; when the stream ends (here: kicked), the browser
+// reconnects by itself with Last-Event-ID, and the hub replays what was
+// pushed meanwhile. And pushhub.js's app() reaches the application.
+func TestBrowserEventSource(t *testing.T) {
+	chromium := testenv.LookPath(t, []string{"chromium", "chromium-browser", "google-chrome"}, "apt-get install chromium")
+	www, err := filepath.Abs("www")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := harness.StartApp(t, "")
+	h := harness.Start(t, fmt.Sprintf(eventSourceConfig, app.URL, www))
+	api := h.API()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tab, closeBrowser := browserStart(t, ctx, chromium)
+	defer closeBrowser()
+	console := browserConsole(t, tab)
+	if err := chromedp.Do(tab, chromedp.Navigate(h.HTTP+"/"), chromedp.WaitVisible(chromedp.ID("login"))); err != nil {
+		t.Fatalf("loading the page: %v", err)
+	}
+	err = chromedp.Do(tab, chromedp.Evaluate[chromedp.Void](`
+		window.es = { welcomes: [], messages: [], closes: [] };
+		const source = new EventSource("/ws?uid=listener");
+		source.addEventListener("welcome", (e) => es.welcomes.push(JSON.parse(e.data)));
+		source.addEventListener("message", (e) => es.messages.push({ id: e.lastEventId, frame: JSON.parse(e.data) }));
+		source.addEventListener("close", (e) => es.closes.push(JSON.parse(e.data)));
+	`))
+	if err != nil {
+		t.Fatalf("opening an EventSource: %v", err)
+	}
+	browserWait(t, tab, "the welcome", `es.welcomes.length === 1 && es.welcomes[0].uid === "listener"`)
+	api.WaitOnline(t, "listener", 1)
+
+	for _, d := range []string{`"one"`, `{"two":2}`} {
+		api.Post(t, "/send", `{"uid":"listener","data":`+d+`}`).ExpectJSON(http.StatusOK, `{"delivered":1,"dropped":0,"stored":true}`)
+	}
+	browserWait(t, tab, "two messages", `es.messages.length === 2`)
+
+	// Kicked: the stream ends with a close event; the EventSource comes
+	// back by itself, with Last-Event-ID: 2.
+	api.Post(t, "/kick", `{"uid":"listener","reason":"reconnect, please"}`).ExpectJSON(http.StatusOK, `{"closed":1,"uid":"listener"}`)
+	browserWait(t, tab, "the close event", `es.closes.length === 1 && es.closes[0].close_code === 4005`)
+	api.WaitOnline(t, "listener", 0)
+	for _, d := range []string{`"three"`, `"four"`} {
+		if rc := api.Send(t, `{"uid":"listener","data":`+d+`}`); rc.Delivered != 0 || !rc.Stored {
+			t.Fatalf("push while the browser is away: %+v, want stored for it", rc)
+		}
+	}
+	browserWait(t, tab, "the EventSource back", `es.welcomes.length === 2`)
+	browserWait(t, tab, "what was missed", `es.messages.length === 4`)
+	api.Send(t, `{"uid":"listener","data":"five"}`)
+	browserWait(t, tab, "a new message", `es.messages.length === 5`)
+
+	type pageMessage struct {
+		ID    string          `json:"id"`
+		Frame json.RawMessage `json:"frame"`
+	}
+	type pageState struct {
+		Welcomes []map[string]any `json:"welcomes"`
+		Messages []pageMessage    `json:"messages"`
+	}
+	got, err := chromedp.Run(tab, chromedp.Evaluate[pageState](`es`))
+	if err != nil {
+		t.Fatalf("reading what the page got: %v", err)
+	}
+	if r, _ := json.Marshal(got.Welcomes[1]["resume"]); string(r) != `{"recovered":true,"replayed":2,"since":2}` {
+		t.Errorf("the second welcome's resume = %s, want 2 replayed since 2 (the Last-Event-ID)", r)
+	}
+	for i, want := range []string{`"one"`, `{"two":2}`, `"three"`, `"four"`, `"five"`} {
+		m := got.Messages[i]
+		wantFrame := fmt.Sprintf(`{"type":"message","seq":%d,"data":%s}`, i+1, want)
+		if m.ID != strconv.Itoa(i+1) || string(m.Frame) != wantFrame {
+			t.Errorf("message %d: id %q %s, want id %d %s", i, m.ID, m.Frame, i+1, wantFrame)
+		}
+	}
+
+	// pushhub.js in the same page sends to the application: app() is
+	// settled by the hub's "queued", and the application gets the data.
+	answer, err := chromedp.Run(tab, chromedp.Evaluate[string](`(async () => {
+		const { PushHub } = await import("/pushhub.js");
+		const hub = new PushHub("ws://" + location.host + "/ws", { uid: "app-user", storage: null });
+		await new Promise((resolve) => hub.on("welcome", resolve));
+		await hub.app({ from: "the page" });
+		hub.close();
+		return "queued";
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil || answer != "queued" {
+		t.Fatalf("app() from the page: %q, %v", answer, err)
+	}
+	app.WaitEvent(t, "the page's app message", func(e harness.AppEvent) bool {
+		return e.Kind == "message" && e.UID == "app-user" && string(e.Data) == `{"from":"the page"}`
+	})
+	for _, m := range console.problems() {
+		t.Errorf("the page: %s", m)
 	}
 }

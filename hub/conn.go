@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // Conn is one WebSocket connection on a hub. Publishers never block on it
@@ -178,17 +180,34 @@ func (c *Conn) teardown() {
 	fd := c.pollFD
 	why := c.closed
 	c.mu.Unlock()
+	if why == nil {
+		why = &closeInfo{1006, "connection lost"}
+	}
+	open := time.Since(time.Unix(0, c.openedAt))
+	c.logClose(why, open)
 	if c.loggedIn.Load() {
-		if why == nil {
-			why = &closeInfo{1006, "connection lost"}
-		}
 		c.emit(EventClose, func(e *Event) {
-			e.Code, e.Reason, e.Duration = why.code, why.reason, time.Since(time.Unix(0, c.openedAt))
+			e.Code, e.Reason, e.Duration = why.code, why.reason, open
 		})
 	}
 	c.hub.remove(c)
 	c.closeSocket(fd)
 	c.hub.live.done()
+}
+
+// logClose logs a connection's end: at info when the hub cut it off for a
+// reason an operator wants to see (a slow consumer, a client over its rate
+// limit, a peer gone silent), at debug otherwise, as its opening is.
+func (c *Conn) logClose(why *closeInfo, open time.Duration) {
+	level, msg := zap.DebugLevel, "connection closed"
+	switch why.code {
+	case CloseSlowConsumer, CloseRateLimited, ClosePingTimeout:
+		level, msg = zap.InfoLevel, "connection closed by the hub"
+	}
+	if ce := c.hub.logger().Check(level, msg); ce != nil {
+		ce.Write(zap.String("conn", c.ID()), zap.String("uid", c.uid), zap.Int("code", why.code),
+			zap.String("reason", why.reason), zap.Duration("duration", open), zap.Stringer("remote", c.nc.RemoteAddr()))
+	}
 }
 
 // closeSocket closes the socket. If the peer's bytes are still unread, a

@@ -296,7 +296,8 @@ func (c *Conn) peerClosed(p []byte) bool {
 			return c.refuse(CloseInvalidPayload, "close reason is not valid UTF-8")
 		}
 	}
-	c.closeAfterFlush(code, "", time.Second)
+	// The peer's reason is echoed, and told to the application.
+	c.closeAfterFlush(code, string(p[min(len(p), 2):]), time.Second)
 	return false
 }
 

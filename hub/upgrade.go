@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // The upgrade, owned here and nowhere else: the hub performs the WebSocket
@@ -169,6 +171,9 @@ func (h *Hub) accept(c *Conn) (_ *Conn, ok bool) {
 	h.pending[c] = struct{}{}
 	h.pendingMu.Unlock()
 	c.startTimer()
+	if ce := h.logger().Check(zap.DebugLevel, "connection opened"); ce != nil {
+		ce.Write(zap.String("conn", c.ID()), zap.Stringer("remote", c.nc.RemoteAddr()), zap.String("protocol", c.proto.Name()))
+	}
 	return c, true
 }
 

@@ -140,6 +140,18 @@ export class PushHub extends EventTarget {
   }
 
   /**
+   * Sends data to the application behind the hub (the endpoint's `events`),
+   * as a message event; the application answers, if at all, by pushing.
+   * @param {any} data
+   * @returns {Promise<void>} settled by the `queued` reply: the hub has queued
+   *   it for the application (rejected with `app_unavailable` where the
+   *   endpoint sends no messages, `app_busy` when its queue is full)
+   */
+  async app(data) {
+    await this._request({ type: "app", data });
+  }
+
+  /**
    * Joins a group (needs `allow_client_groups`); it is joined again after a
    * reconnect.
    * @param {string} group
@@ -283,7 +295,7 @@ export class PushHub extends EventTarget {
           this._emit("error", { code: f.code, message: f.message });
         }
         break;
-      default: // sent, joined, left, pong
+      default: // sent, queued, joined, left, pong
         if (req) this._settle(f.id, f);
     }
   }
