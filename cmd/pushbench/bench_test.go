@@ -167,7 +167,7 @@ func TestLoopbackOnly(t *testing.T) {
 		}
 	}
 	cfg, err := parseFlags([]string{"-ws", "ws://127.0.0.1:1/ws", "-tls"}, io.Discard)
-	if err != nil || cfg.wsURL != "wss://127.0.0.1:1/ws" || !cfg.tls {
+	if err != nil || cfg.wsURLs[0] != "wss://127.0.0.1:1/ws" || !cfg.tls {
 		t.Errorf("-tls on a ws URL: %v, %v", cfg, err)
 	}
 	if _, err := parseFlags([]string{"-api", "http://192.168.1.1:7070"}, io.Discard); err == nil {

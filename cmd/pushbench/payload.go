@@ -1,9 +1,6 @@
 package main
 
-import (
-	"bytes"
-	"strconv"
-)
+import "bytes"
 
 // A bench payload carries what a receiver needs to account for it, in a
 // fixed layout it can find and parse without allocating:
@@ -79,18 +76,4 @@ func jsonQuoted(payload []byte) []byte {
 	q = append(q, '"')
 	q = append(q, payload...)
 	return append(q, '"')
-}
-
-// publishFrame is the frame a client sends to publish payload to uid.
-func publishFrame(b []byte, protocol, uid string, payload []byte) []byte {
-	if protocol == "text" {
-		b = append(b, uid...)
-		b = append(b, ':')
-		return append(b, payload...)
-	}
-	b = append(b, `{"type":"send","to":`...)
-	b = strconv.AppendQuote(b, uid)
-	b = append(b, `,"data":"`...)
-	b = append(b, payload...)
-	return append(b, `"}`...)
 }
