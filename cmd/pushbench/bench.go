@@ -84,6 +84,9 @@ func (b *bench) run(ctx context.Context) *report {
 		rep.Skipped[phase] = why
 		b.logf("%s: skipped: %s", phase, why)
 	}
+	for k, why := range cfg.notes {
+		skip(k, why)
+	}
 	base, stats0, err := b.baseline(ctx)
 	if err != nil {
 		fail("baseline", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -29,16 +30,6 @@ func TestPayloadRoundTrip(t *testing.T) {
 		if _, _, _, ok := parsePayload([]byte(bad)); ok {
 			t.Errorf("parsePayload(%q) found a payload", bad)
 		}
-	}
-}
-
-func TestPublishFrame(t *testing.T) {
-	p := []byte("~pb")
-	if got := string(publishFrame(nil, "text", "u42", p)); got != "u42:~pb" {
-		t.Errorf("text frame %q", got)
-	}
-	if got := string(publishFrame(nil, "json", "u42", p)); got != `{"type":"send","to":"u42","data":"~pb"}` {
-		t.Errorf("json frame %q", got)
 	}
 }
 
@@ -141,6 +132,15 @@ func TestProcParsing(t *testing.T) {
 	}
 	if _, err := parseStatusRSS([]byte("Name:\tx\n")); err == nil {
 		t.Error("parseStatusRSS found a VmRSS in nothing")
+	}
+	if hwm, err := parseStatusKB([]byte("VmHWM:\t   70000 kB\nVmRSS:\t   61632 kB\n"), "VmHWM:"); err != nil || hwm != 70000<<10 {
+		t.Errorf("VmHWM = %d, %v", hwm, err)
+	}
+	if rss, peak, err := procMem(os.Getpid()); err != nil || rss <= 0 || peak < rss {
+		t.Errorf("procMem(self) = %d, %d, %v", rss, peak, err)
+	}
+	if n, err := procFDs(os.Getpid()); err != nil || n < 3 {
+		t.Errorf("procFDs(self) = %d, %v", n, err)
 	}
 	procStat := []byte("cpu  100 5 50 1000 20 1 2 3 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
 	if busy, err := parseMachineBusy(procStat); err != nil || busy != 161*clockTick {

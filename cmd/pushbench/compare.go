@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -230,24 +231,15 @@ func figures(cols []*column) []figure {
 	}
 	// The paced unicast runs, by path and rate, as the results have them.
 	type run struct {
-		path  string
-		cross bool
-		rate  float64
+		path string
+		rate float64
 	}
 	var runs []run
 	for _, c := range cols {
 		for _, r := range c.reports {
 			for _, x := range r.Unicast {
-				k := run{x.Path, false, x.TargetRate}
-				if !slices.ContainsFunc(runs, func(y run) bool { return y.path == k.path && y.rate == k.rate }) {
+				if k := (run{x.Path, x.TargetRate}); !slices.Contains(runs, k) {
 					runs = append(runs, k)
-				}
-				if x.CrossNode {
-					for i := range runs {
-						if runs[i].path == x.Path {
-							runs[i].cross = true
-						}
-					}
 				}
 			}
 		}
@@ -256,15 +248,12 @@ func figures(cols []*column) []figure {
 		if a.path != b.path {
 			return -strings.Compare(a.path, b.path) // client first: the recipe's only path
 		}
-		return int(a.rate - b.rate)
+		return cmp.Compare(a.rate, b.rate)
 	})
 	for _, u := range runs {
 		name := "unicast by client publishing"
 		if u.path == "api" {
 			name = "unicast through the API"
-		}
-		if u.cross {
-			name += " (cross-node)"
 		}
 		name = fmt.Sprintf("%s at %.0f/s", name, u.rate)
 		get := func(f func(x *rateR) []float64) func(r *report) []float64 {
@@ -492,6 +481,9 @@ func describeWire(r *report) string {
 	}
 	if r.Config.JWT {
 		s += ", JWT login"
+	}
+	if r.Config.CrossNode {
+		s += ", API pushes to another node than the target's"
 	}
 	if r.Config.BroadcastVia != "" {
 		s += ", broadcast through the " + r.Config.BroadcastVia

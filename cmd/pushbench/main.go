@@ -66,6 +66,7 @@ type config struct {
 	maxP99       time.Duration
 	stepDuration time.Duration
 	broadcastVia string
+	notes        map[string]string // what the target measures otherwise than asked, for the report
 
 	broadcasts, groupSize, groupPushes int
 	apiConcurrency, batch              int
@@ -229,7 +230,8 @@ func (cfg *config) applyTarget(ws, api string) error {
 			cfg.jwtSecret = cmp.Or(os.Getenv("CENTRIFUGO_SECRET"), defaultJWTSecret)
 		}
 		if cfg.broadcastVia == "client" {
-			return errors.New("centrifugo clients cannot publish here: broadcast through the API")
+			cfg.broadcastVia = "api"
+			cfg.notes = map[string]string{"broadcast via client": "Centrifugo's clients cannot publish here: broadcasts go through its API"}
 		}
 	}
 	if cfg.broadcastVia == "" {
