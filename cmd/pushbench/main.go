@@ -1,16 +1,34 @@
 // Command pushbench is caddy-pushhub's load generator. It opens N WebSocket
-// connections to a push_hub endpoint on this machine, logs each in as
-// u0 … u<N-1>, then measures the server phase by phase: connecting, idling,
-// unicast pushes (through push_api and through clients publishing),
-// broadcasts, group pushes and push_api throughput. It prints a table and,
-// last, the same results as one JSON line.
+// connections to a server on this machine, logs each in as u0 … u<N-1>, then
+// measures the server phase by phase: connecting, idling, unicast pushes
+// (through the push API and through clients publishing), broadcasts, group
+// pushes, API throughput, and, when asked, a reconnect storm and TLS session
+// resumption. It prints a table and, last, the same results as one JSON line.
 //
-// Server-side figures (CPU, memory) come from /proc of the server process
-// named by -pid, and goroutine counts from push_api's GET /stats. Run it on
-// the server's machine, against loopback addresses only:
+// It drives three targets through the same phases, so that every figure
+// means the same for each (-target): the hub (push_hub and push_api), the
+// Workerman recipe the hub grew from (its text protocol; no push API, so
+// unicast and broadcast go through clients publishing), and Centrifugo (its
+// JSON protocol and HTTP API). See target.go.
+//
+// Server-side figures (CPU, memory, open files) come from /proc of the server
+// processes named by -pid, and the hub's goroutine counts from push_api's
+// GET /stats. Run it on the server's machine, against loopback addresses
+// only:
 //
 //	caddy run --config bench.Caddyfile & echo $! > caddy.pid
-//	pushbench -ws ws://127.0.0.1:8080/ws -api http://127.0.0.1:7070 -pid $(cat caddy.pid) -n 2000
+//	pushbench -ws ws://127.0.0.1:28080/ws -api http://127.0.0.1:27070 -pid $(cat caddy.pid) -n 2000
+//	pushbench -target recipe -ws ws://127.0.0.1:8181/ -pid <the recipe's worker> -n 2000
+//	pushbench -target centrifugo -pid <centrifugo> -n 2000
+//
+// Cluster mode: -ws, -api and -pid take comma-separated lists, one per node.
+// Connections are spread over the nodes round-robin; API pushes to a uid go
+// to another node than the one holding it (cross-node), publishing clients
+// are on another node than their target, and a broadcast through one node
+// must reach every connection on every node. CPU and memory are summed over
+// the processes (and given per process). -redis reads the cluster's Redis
+// INFO before and after each phase: commands per push by name, and Redis's
+// own CPU.
 //
 // Make sure the ports are the bench server's own: Caddy listens with
 // SO_REUSEPORT, so a second server on a busy port starts without error and
@@ -21,6 +39,10 @@
 // Connections come from source addresses 127.0.0.2, 127.0.0.3, … (2000 per
 // address by default), so tens of thousands fit in the ephemeral port range.
 // Both the generator and the server need an open-file limit above N.
+//
+// "pushbench compare label=result.json ..." prints several results side by
+// side as one markdown table (compare.go); compare.sh and sidebyside.sh run
+// the servers and call it.
 package main
 
 import (
