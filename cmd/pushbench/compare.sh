@@ -12,7 +12,10 @@
 #                            bench.Caddyfile; the text protocol over ws by default.
 #                            Options: wss (Caddy's local CA), json, jwt (HS256 logins),
 #                            three-ports (bench3.Caddyfile: one hub on three ports, each with
-#                            its own push_api; pushbench's cluster mode against it).
+#                            its own push_api; pushbench's cluster mode against it),
+#                            nodes=<k> (k Caddy instances with cluster.Caddyfile, one hub on
+#                            the Redis at $PUSHBENCH_CLUSTER, on consecutive ports),
+#                            cluster (the same with one instance).
 #   recipe                   the Workerman recipe, started and stopped through
 #                            $RECIPE_DIR/start.sh and stop.sh. Option: wss.
 #   centrifugo               $CENTRIFUGO_BIN with a configuration this script writes.
@@ -37,7 +40,8 @@
 # (Caddy's storage, default /tmp/pushbench-data); Caddy's ports
 # PUSHBENCH_WS_PORT, PUSHBENCH_WSS_PORT, PUSHBENCH_API_PORT,
 # PUSHBENCH_ADMIN_PORT, PUSHBENCH_WS_PORT1..3, PUSHBENCH_API_PORT1..3 (see the
-# Caddyfiles; keep them below the ephemeral range, 32768); the recipe's
+# Caddyfiles; keep them below the ephemeral range, 32768), PUSHBENCH_CLUSTER
+# (default redis://127.0.0.1:6379/0; keys under pushbench-<label>); the recipe's
 # RECIPE_DIR, RECIPE_LISTEN (default websocket://127.0.0.1:8181),
 # RECIPE_CERT, RECIPE_WORKER_PID_FILE; Centrifugo's CENTRIFUGO_BIN,
 # CENTRIFUGO_PORT (its first node, default 8000), CENTRIFUGO_REDIS (default
@@ -82,6 +86,8 @@ QUIET_CORES=${QUIET_CORES:-0.25}
 ws_port=${PUSHBENCH_WS_PORT:-28080}
 wss_port=${PUSHBENCH_WSS_PORT:-28443}
 api_port=${PUSHBENCH_API_PORT:-27070}
+admin_port=${PUSHBENCH_ADMIN_PORT:-22019}
+cluster_url=${PUSHBENCH_CLUSTER:-redis://127.0.0.1:6379/0}
 jwt_secret=${PUSHBENCH_JWT_SECRET:-pushhub-bench-hmac-secret-0123456789abcdef}
 recipe_listen=${RECIPE_LISTEN:-websocket://127.0.0.1:8181}
 recipe_port=${recipe_listen##*:}
@@ -189,9 +195,15 @@ trap stop_server EXIT
 has_opt() { [[ ",$1," == *",$2,"* ]]; }
 
 start_caddy() { # <binary> <options> <log>
-	local bin=$1 opts=$2 log=$3 conf=cmd/pushbench/bench.Caddyfile path=/ws-text proto=text
+	local bin=$1 opts=$2 log=$3 conf=cmd/pushbench/bench.Caddyfile path=/ws-text proto=text nodes=0 o
 	has_opt "$opts" json && { path=/ws; proto=json; }
 	has_opt "$opts" jwt && path=$path-jwt
+	has_opt "$opts" cluster && nodes=1
+	for o in ${opts//,/ }; do [[ $o == nodes=* ]] && nodes=${o#nodes=}; done
+	if ((nodes > 0)); then
+		start_caddy_cluster "$bin" "$opts" "$log" "$nodes" "$path" "$proto"
+		return 0
+	fi
 	local ws_list api_list check_ports
 	if has_opt "$opts" three-ports; then
 		conf=cmd/pushbench/bench3.Caddyfile
@@ -225,6 +237,37 @@ start_caddy() { # <binary> <options> <log>
 	has_opt "$opts" jwt && flags+=(-jwt-secret "$jwt_secret")
 	has_opt "$opts" wss && flags+=(-ca "$PUSHBENCH_DATA/pki/authorities/local/root.crt")
 	return 0
+}
+
+# start_caddy_cluster starts k Caddy instances of one hub on Redis, node i
+# on the ws, API and admin ports plus i.
+start_caddy_cluster() { # <binary> <options> <log> <k> <path> <protocol>
+	local bin=$1 opts=$2 log=$3 nodes=$4 path=$5 proto=$6 k
+	if has_opt "$opts" wss || has_opt "$opts" jwt || has_opt "$opts" three-ports; then
+		echo "cluster.Caddyfile has ws endpoints with auth first_message only: no wss, jwt or three-ports with nodes=" >&2
+		exit 2
+	fi
+	local ws_list= api_list= pid_list=
+	for ((k = 0; k < nodes; k++)); do
+		local ws=$((ws_port + k)) api=$((api_port + k)) admin=$((admin_port + k)) p
+		for p in $ws $api $admin; do
+			port_busy "$p" && { echo "port $p is already in use: stop that server or set PUSHBENCH_*_PORT" >&2; exit 1; }
+		done
+		PUSHBENCH_WS_PORT=$ws PUSHBENCH_API_PORT=$api PUSHBENCH_ADMIN_PORT=$admin \
+			PUSHBENCH_CLUSTER=$cluster_url PUSHBENCH_CLUSTER_PREFIX=pushbench-$cur_label \
+			"$bin" run --config cmd/pushbench/cluster.Caddyfile --adapter caddyfile >"$log-node$k" 2>&1 &
+		pids+=($!)
+		for _ in $(seq 100); do
+			curl -sf -o /dev/null "http://127.0.0.1:$api/stats" && break
+			kill -0 "${pids[-1]}" 2>/dev/null || { cat "$log-node$k" >&2; exit 1; }
+			sleep 0.2
+		done
+		ws_list+=${ws_list:+,}ws://127.0.0.1:$ws$path
+		api_list+=${api_list:+,}http://127.0.0.1:$api
+		pid_list+=${pid_list:+,}${pids[-1]}
+	done
+	stop_cmd=(kill -TERM "${pids[@]}")
+	flags=(-target hub -ws "$ws_list" -api "$api_list" -pid "$pid_list" -protocol "$proto" -redis "$cluster_url")
 }
 
 start_recipe() { # <options> <log>
@@ -290,6 +333,7 @@ start_centrifugo() { # <options> <log prefix>
 # stops the server; reports whether pushbench found a phase disturbed.
 run_one() {
 	local label=$1 spec=$2 base=$3 kind opts bin
+	cur_label=$label
 	kind=${spec%%,*}
 	opts=${spec#"$kind"}
 	opts=${opts#,}
