@@ -101,6 +101,7 @@ func (b *bench) run(ctx context.Context) *report {
 		b.logf("phase %s", phase)
 		switch phase {
 		case "connect":
+			b.quiet(ctx)
 			rep.Connect = b.connect(ctx)
 			if rep.Connect.Connected == 0 {
 				fail("connect", errors.New("no connection succeeded: "+counts(rep.Connect.Failures)))
@@ -113,7 +114,8 @@ func (b *bench) run(ctx context.Context) *report {
 			for _, path := range paths {
 				for _, rate := range cfg.rates {
 					var r *rateR
-					if r, err = b.rateRun(ctx, path, rate, cfg.duration); r != nil {
+					r, err = measure(b, ctx, "unicast", func() (*rateR, error) { return b.rateRun(ctx, path, rate, cfg.duration) })
+					if r != nil {
 						rep.Unicast = append(rep.Unicast, r)
 					}
 					if err != nil {
@@ -145,7 +147,7 @@ func (b *bench) run(ctx context.Context) *report {
 				}
 			}
 		case "broadcast":
-			rep.Broadcast, err = b.broadcast(ctx)
+			rep.Broadcast, err = measure(b, ctx, phase, func() (*fanoutR, error) { return b.broadcast(ctx) })
 		case "group":
 			switch {
 			case b.push == nil:
@@ -162,12 +164,12 @@ func (b *bench) run(ctx context.Context) *report {
 				rep.API, err = b.apiThroughput(ctx)
 			}
 		case "storm":
-			rep.Storm, err = b.storm(ctx)
+			rep.Storm, err = measure(b, ctx, phase, func() (*stormR, error) { return b.storm(ctx) })
 		case "resume-tls":
 			if !cfg.tls {
 				skip(phase, "the target is ws://, without TLS")
 			} else {
-				rep.ResumeTLS, err = b.resumeTLS(ctx)
+				rep.ResumeTLS, err = measure(b, ctx, phase, func() (*resumeR, error) { return b.resumeTLS(ctx) })
 			}
 		}
 		if err != nil {
@@ -630,7 +632,7 @@ func (b *bench) findMax(ctx context.Context, path string) (*findMax, error) {
 	fm := &findMax{Path: path, MaxP99Ms: ms(b.cfg.maxP99), StepS: b.cfg.stepDuration.Seconds()}
 	rate, good, bad := b.cfg.rates[0], 0.0, 0.0
 	for range maxSteps {
-		r, err := b.rateRun(ctx, path, rate, b.cfg.stepDuration)
+		r, err := measure(b, ctx, "find-max step", func() (*rateR, error) { return b.rateRun(ctx, path, rate, b.cfg.stepDuration) })
 		if r != nil {
 			ok := r.Latency.Count > 0 && r.Latency.P99Ms < ms(b.cfg.maxP99) &&
 				r.SendRate >= 0.95*rate && len(r.SendErrors) == 0 &&
@@ -812,9 +814,11 @@ func (b *bench) group(ctx context.Context) (*fanoutR, error) {
 	wg.Wait()
 	joinTime := time.Since(t0)
 	b.logf("  %d joins in %.2fs", joined.Load(), joinTime.Seconds())
-	r, err := b.fanout(ctx, b.cfg.groupPushes, func(i int, payload []byte) (int, int, error) {
-		delivered, err := b.push.send(ctx, 0, pushTarget{group: name(i % groups)}, jsonQuoted(payload))
-		return delivered, delivered, err
+	r, err := measure(b, ctx, "group", func() (*fanoutR, error) {
+		return b.fanout(ctx, b.cfg.groupPushes, func(i int, payload []byte) (int, int, error) {
+			delivered, err := b.push.send(ctx, 0, pushTarget{group: name(i % groups)}, jsonQuoted(payload))
+			return delivered, delivered, err
+		})
 	})
 	if r != nil {
 		r.GroupSize, r.Groups, r.Joins = size, groups, int(joined.Load())
@@ -833,17 +837,21 @@ func (b *bench) apiThroughput(ctx context.Context) (*apiR, error) {
 	r := &apiR{Concurrency: b.cfg.apiConcurrency, CrossNode: b.cfg.crossNode()}
 	n := b.cfg.n
 	var err error
-	r.Single, err = b.hammer(ctx, 1, func(rng *rand.Rand) (int, pushTarget) {
-		i := rng.IntN(n)
-		return b.apiNode(i), pushTarget{uid: b.fleet.uids[i]}
+	r.Single, err = measure(b, ctx, "api single", func() (*throughputR, error) {
+		return b.hammer(ctx, 1, func(rng *rand.Rand) (int, pushTarget) {
+			i := rng.IntN(n)
+			return b.apiNode(i), pushTarget{uid: b.fleet.uids[i]}
+		})
 	})
 	if err != nil {
 		return r, err
 	}
 	batch := min(b.cfg.batch, n)
-	r.Batched, err = b.hammer(ctx, batch, func(rng *rand.Rand) (int, pushTarget) {
-		off := rng.IntN(n - batch + 1)
-		return rng.IntN(len(b.cfg.apiURLs)), pushTarget{uids: b.fleet.uids[off : off+batch]}
+	r.Batched, err = measure(b, ctx, "api batched", func() (*throughputR, error) {
+		return b.hammer(ctx, batch, func(rng *rand.Rand) (int, pushTarget) {
+			off := rng.IntN(n - batch + 1)
+			return rng.IntN(len(b.cfg.apiURLs)), pushTarget{uids: b.fleet.uids[off : off+batch]}
+		})
 	})
 	return r, err
 }
@@ -906,6 +914,63 @@ func (b *bench) hammer(ctx context.Context, batch int, target func(*rand.Rand) (
 	r.Redis = redisDelta(s0.redis, s1.redis, calls.Load(), "call")
 	b.logf("  batch %d: %.0f calls/s, %.0f msg/s, received %d/%d", batch, r.CallsPerS, r.MsgPerS, received, r.Messages)
 	return r, ctx.Err()
+}
+
+// quiet waits, up to -quiet-wait, until the other processes of the machine
+// use less than disturbedCores, sampled over a second: the generator and
+// the server (and Redis) are not counted.
+func (b *bench) quiet(ctx context.Context) {
+	if b.cfg.quietWait <= 0 {
+		return
+	}
+	start := time.Now()
+	for {
+		s0 := b.sample()
+		if !sleep(ctx, time.Second) {
+			return
+		}
+		c, _ := cpuFrom(s0, b.sample(), 0)
+		busy := deref(c.OthersCores)
+		waited := time.Since(start)
+		switch {
+		case busy < disturbedCores:
+			if waited > 2*time.Second {
+				b.logf("  quiet after %.0fs", waited.Seconds())
+			}
+			return
+		case waited >= b.cfg.quietWait:
+			b.logf("  other processes still take %.2f cores after %s: measuring anyway", busy, b.cfg.quietWait)
+			return
+		case waited < 2*time.Second:
+			b.logf("  other processes take %.2f cores: waiting up to %s", busy, b.cfg.quietWait)
+		}
+	}
+}
+
+// measured is a run's result that says whether it was disturbed.
+type measured interface {
+	disturbed() bool
+	setRedone(int)
+}
+
+// measure runs f once the machine is quiet, and again (up to -redo more
+// times) while other processes disturbed it. The result is the last run's;
+// f returns a result or an error.
+func measure[T measured](b *bench, ctx context.Context, name string, f func() (T, error)) (T, error) {
+	for i := 0; ; i++ {
+		b.quiet(ctx)
+		r, err := f()
+		if err != nil || ctx.Err() != nil {
+			return r, err
+		}
+		if i > 0 {
+			r.setRedone(i)
+		}
+		if i >= b.cfg.redo || !r.disturbed() {
+			return r, nil
+		}
+		b.logf("  %s was disturbed by other processes: measuring it again", name)
+	}
 }
 
 // sleep waits d or until ctx ends; it reports whether ctx is still live.

@@ -31,10 +31,12 @@
 # (-target, -ws, -api, -pid, ...), so they override them; in a run of several
 # kinds of server leave -ws, -api and -protocol to the script.
 #
-# Before each run the script waits (up to $QUIET_WAIT seconds, default 600)
-# until other processes use less than $QUIET_CORES cores (default 0.25), and
-# a run whose phases pushbench marks DISTURBED is run again, up to -retries
-# times (default 1, or $RETRIES).
+# Before each server the script waits (up to $QUIET_WAIT seconds, default
+# 600) until other processes use less than $QUIET_CORES cores (default 0.25);
+# pushbench runs with -quiet-wait 60s -redo 2 (it waits for quiet before each
+# measured run, and measures a disturbed one again); a server whose run still
+# has a phase pushbench marks DISTURBED is run again, up to -retries times
+# (default 1, or $RETRIES).
 #
 # Environment: OUT (results, default /tmp/pushbench-results), PUSHBENCH_DATA
 # (Caddy's storage, default /tmp/pushbench-data); Caddy's ports
@@ -191,6 +193,7 @@ stop_server() {
 	stop_cmd=()
 }
 trap stop_server EXIT
+trap 'exit 130' INT TERM
 
 has_opt() { [[ ",$1," == *",$2,"* ]]; }
 
@@ -347,15 +350,19 @@ run_one() {
 		;;
 	esac
 	echo "== $label ($spec), pids ${pids[*]}, load $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "   $OUT/pushbench ${flags[*]} -json-out $base.json ${common[*]}"
+	echo "   $OUT/pushbench ${flags[*]} ${robust[*]} -json-out $base.json ${common[*]}"
 	local rc=0
-	"$OUT/pushbench" "${flags[@]}" -json-out "$base.json" "${common[@]}" >"$base.txt" 2>"$base.log" || rc=$?
+	"$OUT/pushbench" "${flags[@]}" "${robust[@]}" -json-out "$base.json" "${common[@]}" >"$base.txt" 2>"$base.log" || rc=$?
 	stop_server
 	sed -n '/^pushbench:/,/^$/p' "$base.txt"
 	((rc == 0)) || echo "   pushbench exited with $rc (see $base.log)"
 	[ -s "$base.json" ] || { echo "no result in $base.json" >&2; return 2; }
 	jq -e '(.disturbed // []) | length == 0' "$base.json" >/dev/null
 }
+
+# On a shared machine: before each measured run pushbench waits for the other
+# processes to calm down, and measures a disturbed run again.
+robust=(-quiet-wait 60s -redo 2 -timeout 60m)
 
 labels=()
 for s in "${servers[@]}"; do labels+=("${s%%=*}"); done

@@ -97,6 +97,8 @@ type config struct {
 	stormConcurrency                   int
 	closeWait                          time.Duration
 	resumeN                            int
+	quietWait                          time.Duration
+	redo                               int
 
 	tls      bool
 	ca       string
@@ -156,6 +158,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&cfg.idleWindow, "idle-window", 5*time.Second, "window over which idle server CPU is measured")
 	fs.IntVar(&cfg.stormConcurrency, "storm-c", 0, "storm: connections reopened at once (0: all of them)")
 	fs.DurationVar(&cfg.closeWait, "close-wait", 30*time.Second, "storm and resume-tls: longest wait for the server to close the dropped connections before they reconnect")
+	fs.DurationVar(&cfg.quietWait, "quiet-wait", 0, "before each measured run, wait up to this long until other processes use less than 0.25 cores (0: do not wait)")
+	fs.IntVar(&cfg.redo, "redo", 0, "measure a run again, up to this many times, when other processes disturbed it (connect and idle excepted)")
 	fs.IntVar(&cfg.resumeN, "resume-n", 2000, "resume-tls: connections that reconnect, first with full TLS handshakes, then resuming")
 	fs.BoolVar(&cfg.tls, "tls", false, "connect over wss (ws:// -ws URLs become wss:// on the same port)")
 	fs.StringVar(&cfg.ca, "ca", "", "PEM root certificate to trust for wss, e.g. Caddy's local CA root.crt or the recipe's cert.pem")
@@ -368,8 +372,10 @@ func (cfg *config) validate() error {
 		return errors.New("-n must be at least 1")
 	case cfg.dialConcurrency < 1 || cfg.apiConcurrency < 1 || cfg.stormConcurrency < 0:
 		return errors.New("-c and -api-c must be at least 1, -storm-c not negative")
-	case cfg.duration <= 0 || cfg.stepDuration <= 0 || cfg.timeout <= 0 || cfg.idleWindow <= 0 || cfg.settle < 0 || cfg.closeWait <= 0:
+	case cfg.duration <= 0 || cfg.stepDuration <= 0 || cfg.timeout <= 0 || cfg.idleWindow <= 0 || cfg.settle < 0 || cfg.closeWait <= 0 || cfg.quietWait < 0:
 		return errors.New("durations must be positive")
+	case cfg.redo < 0 || cfg.redo > 10:
+		return errors.New("-redo must be from 0 to 10")
 	case cfg.broadcasts < 1 || cfg.groupPushes < 1 || cfg.groupSize < 1 || cfg.batch < 1 || cfg.findMaxRuns < 1 || cfg.resumeN < 1:
 		return errors.New("-broadcasts, -group-pushes, -group-size, -batch, -find-max-runs and -resume-n must be at least 1")
 	case cfg.msgSize < payloadHeader || cfg.msgSize > 60000:

@@ -197,7 +197,12 @@ type cpuUse struct {
 	// Redis is what the phase cost the cluster's Redis (-redis); its CPU
 	// is not counted among the others'.
 	Redis *redisUse `json:"redis,omitempty"`
+	// Redone counts the earlier measurements of this run that other
+	// processes disturbed (-redo); the figures are the last one's.
+	Redone int `json:"redone,omitempty"`
 }
+
+func (c *cpuUse) setRedone(n int) { c.Redone = n }
 
 // stormR is the reconnect storm: every connection dropped at once, then
 // every one reconnecting at once.
@@ -228,8 +233,15 @@ type resumeR struct {
 	Resumed *handshakeR `json:"resumed,omitempty"`
 	// Ratio is the server's CPU per resumed connection over its CPU per
 	// full one.
-	Ratio *float64 `json:"resumed_over_full,omitempty"`
+	Ratio  *float64 `json:"resumed_over_full,omitempty"`
+	Redone int      `json:"redone,omitempty"`
 }
+
+func (r *resumeR) disturbed() bool {
+	return (r.Full != nil && r.Full.disturbed()) || (r.Resumed != nil && r.Resumed.disturbed())
+}
+
+func (r *resumeR) setRedone(n int) { r.Redone = n }
 
 type handshakeR struct {
 	ServerClosedS float64        `json:"server_closed_s"`
@@ -561,6 +573,9 @@ func cpuRow(t *table, c cpuUse) {
 	note := ""
 	if c.disturbed() {
 		note = fmt.Sprintf(" = %.2f cores: DISTURBED by other processes", *c.OthersCores)
+	}
+	if c.Redone > 0 {
+		note += fmt.Sprintf(" (measured %d more time(s): the earlier ones were disturbed)", c.Redone)
 	}
 	t.row("generator / others CPU", "%.2fs / %s%s", c.GeneratorCPUS, secs(c.OthersCPUS), note)
 }

@@ -9,8 +9,9 @@
 #   RECIPE_DIR=/path/to/peers/recipe [CENTRIFUGO_BIN=/path/to/centrifugo] \
 #       cmd/pushbench/sidebyside.sh [-rounds N] [-n N] [-with "hub recipe ..."] [name] [-- pushbench flags]
 #
-# -with picks among hub recipe hub-wss recipe-wss centrifugo centrifugo-redis
-# (default: all of them; the centrifugo ones only with CENTRIFUGO_BIN set).
+# -with picks among hub recipe hub-wss recipe-wss hub-jwt centrifugo
+# centrifugo-redis (default: all but hub-jwt, the hub with HS256 logins; the
+# centrifugo ones only with CENTRIFUGO_BIN set).
 # -rounds defaults to 2, -n to 19000, name to "side". centrifugo-redis runs two
 # nodes on one Redis and reports Redis's commands and CPU per push.
 #
@@ -47,6 +48,7 @@ declare -A spec=(
 	[recipe]=recipe
 	[hub-wss]=build,wss
 	[recipe-wss]=recipe,wss
+	[hub-jwt]=build,jwt
 	[centrifugo]=centrifugo
 	[centrifugo-redis]=centrifugo,redis,nodes=2
 )
@@ -62,6 +64,7 @@ has hub-wss && has recipe-wss && ratios+=" hub-wss/recipe-wss"
 has hub && has centrifugo && ratios+=" hub/centrifugo"
 has hub && has centrifugo-redis && ratios+=" hub/centrifugo-redis"
 has hub && has hub-wss && ratios+=" hub-wss/hub"
+has hub-jwt && has recipe && ratios+=" hub-jwt/recipe"
 
 # The recipe can only broadcast through a client; the hub does the same here.
 # Centrifugo has no client publishing: pushbench uses its API and says so.

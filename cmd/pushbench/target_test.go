@@ -185,7 +185,7 @@ func TestLoginFrames(t *testing.T) {
 }
 
 func TestClientFrames(t *testing.T) {
-	p := appendPayload(nil, 'K', 0, 1795483401490334123, 64)
+	p := appendPayload(nil, runTag{'K', 'z'}, 0, 1795483401490334123, 64)
 	if strings.ContainsRune(string(p), ':') {
 		t.Fatalf("payload %q holds a colon, which the recipe splits at", p)
 	}
