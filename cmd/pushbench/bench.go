@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -17,13 +16,16 @@ import (
 	"github.com/pushhub/caddy-pushhub/pushapi"
 )
 
-// bench runs the phases against one server.
+// bench runs the phases against one server, or one cluster of nodes.
 type bench struct {
 	cfg   *config
-	api   *pushapi.Client
+	push  pusher // nil for the recipe, which has no push API
 	tr    *trackers
 	fleet *fleet
+	redis *redisClient // with -redis
 	log   io.Writer
+
+	redisErr sync.Once
 }
 
 // How long to wait for stragglers once a run has stopped sending, and for
@@ -40,8 +42,16 @@ func newBench(cfg *config, log io.Writer) (*bench, error) {
 	if err != nil {
 		return nil, err
 	}
-	hc := &http.Client{Transport: pushapi.NewTransport(2 * cfg.apiConcurrency), Timeout: 30 * time.Second}
-	return &bench{cfg: cfg, api: pushapi.New(cfg.apiURL, cfg.key, hc), tr: tr, fleet: f, log: log}, nil
+	b := &bench{cfg: cfg, push: newPusher(cfg), tr: tr, fleet: f, log: log}
+	if cfg.redisURL != "" {
+		if b.redis, err = newRedisClient(cfg.redisURL); err != nil {
+			return nil, err
+		}
+		if _, err := b.redis.info(); err != nil {
+			return nil, fmt.Errorf("-redis: %v", err)
+		}
+	}
+	return b, nil
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -54,13 +64,28 @@ func (b *bench) run(ctx context.Context) *report {
 	cfg := b.cfg
 	start := time.Now()
 	rep := &report{Started: start, Config: configOut{
-		WS: cfg.wsURL, API: cfg.apiURL, PID: cfg.pid, N: cfg.n, Protocol: cfg.protocol, TLS: cfg.tls,
-		Phases: cfg.phases, Rate: cfg.rate, DurationS: cfg.duration.Seconds(), MsgSize: cfg.msgSize,
-		APIConc: cfg.apiConcurrency, SourceAddrs: len(b.fleet.dialers),
+		Target: cfg.target, WS: cfg.wsURLs, API: cfg.apiURLs, PIDs: cfg.pids, Nodes: len(cfg.wsURLs),
+		CrossNode: cfg.crossNode(), N: cfg.n, Protocol: cfg.protocol, TLS: cfg.tls, JWT: cfg.jwtSecret != "",
+		Phases: cfg.phases, Rate: cfg.rates[0], Rates: cfg.rates, DurationS: cfg.duration.Seconds(),
+		StepS: cfg.stepDuration.Seconds(), MsgSize: cfg.msgSize, APIConc: cfg.apiConcurrency,
+		BroadcastVia: cfg.broadcastVia, SourceAddrs: len(b.fleet.dialers), Redis: cfg.redisURL != "",
 	}}
+	if b.redis != nil {
+		defer b.redis.close()
+	}
 	fail := func(phase string, err error) {
 		rep.Errors = append(rep.Errors, phase+": "+err.Error())
 		b.logf("%s: %v", phase, err)
+	}
+	skip := func(phase, why string) {
+		if rep.Skipped == nil {
+			rep.Skipped = map[string]string{}
+		}
+		rep.Skipped[phase] = why
+		b.logf("%s: skipped: %s", phase, why)
+	}
+	for k, why := range cfg.notes {
+		skip(k, why)
 	}
 	base, stats0, err := b.baseline(ctx)
 	if err != nil {
@@ -76,6 +101,7 @@ func (b *bench) run(ctx context.Context) *report {
 		b.logf("phase %s", phase)
 		switch phase {
 		case "connect":
+			b.quiet(ctx)
 			rep.Connect = b.connect(ctx)
 			if rep.Connect.Connected == 0 {
 				fail("connect", errors.New("no connection succeeded: "+counts(rep.Connect.Failures)))
@@ -84,20 +110,36 @@ func (b *bench) run(ctx context.Context) *report {
 		case "idle":
 			rep.Idle, err = b.idle(ctx, base)
 		case "unicast":
-			for _, path := range []string{"api", "client"} {
-				var r *rateR
-				if r, err = b.rateRun(ctx, path, cfg.rate, cfg.duration); r != nil {
-					rep.Unicast = append(rep.Unicast, r)
+			paths := b.unicastPaths(skip)
+			for _, path := range paths {
+				for _, rate := range cfg.rates {
+					var r *rateR
+					r, err = measure(b, ctx, "unicast", func() (*rateR, error) { return b.rateRun(ctx, path, rate, cfg.duration) })
+					if r != nil {
+						rep.Unicast = append(rep.Unicast, r)
+					}
+					if err != nil {
+						break
+					}
 				}
 				if err != nil {
 					break
 				}
 			}
 			if cfg.findMax && err == nil {
-				for _, path := range []string{"api", "client"} {
-					var fm *findMax
-					if fm, err = b.findMax(ctx, path); fm != nil {
-						rep.FindMax = append(rep.FindMax, fm)
+				for _, path := range paths {
+					if !slices.Contains(cfg.findMaxPaths, path) {
+						continue
+					}
+					for run := range cfg.findMaxRuns {
+						var fm *findMax
+						if fm, err = b.findMax(ctx, path); fm != nil {
+							fm.Run = run + 1
+							rep.FindMax = append(rep.FindMax, fm)
+						}
+						if err != nil {
+							break
+						}
 					}
 					if err != nil {
 						break
@@ -105,19 +147,50 @@ func (b *bench) run(ctx context.Context) *report {
 				}
 			}
 		case "broadcast":
-			rep.Broadcast, err = b.fanout(ctx, cfg.broadcasts, func(int) pushapi.SendRequest {
-				return pushapi.SendRequest{All: true}
-			})
+			rep.Broadcast, err = measure(b, ctx, phase, func() (*fanoutR, error) { return b.broadcast(ctx) })
 		case "group":
-			rep.Group, err = b.group(ctx)
+			switch {
+			case b.push == nil:
+				skip(phase, "the recipe has no push API (no groups)")
+			case !b.push.groups():
+				skip(phase, "Centrifugo has no groups to join through its API here (a group would be a channel); not measured")
+			default:
+				rep.Group, err = b.group(ctx)
+			}
 		case "api":
-			rep.API, err = b.apiThroughput(ctx)
+			if b.push == nil {
+				skip(phase, "the recipe has no push API")
+			} else {
+				rep.API, err = b.apiThroughput(ctx)
+			}
+		case "storm":
+			rep.Storm, err = measure(b, ctx, phase, func() (*stormR, error) { return b.storm(ctx) })
+		case "resume-tls":
+			if !cfg.tls {
+				skip(phase, "the target is ws://, without TLS")
+			} else {
+				rep.ResumeTLS, err = measure(b, ctx, phase, func() (*resumeR, error) { return b.resumeTLS(ctx) })
+			}
 		}
 		if err != nil {
 			fail(phase, err)
 		}
 	}
 	return b.finish(ctx, rep, start, stats0)
+}
+
+// unicastPaths are the unicast paths the target has: through the API and
+// through clients publishing.
+func (b *bench) unicastPaths(skip func(phase, why string)) []string {
+	switch b.cfg.target {
+	case targetRecipe:
+		skip("unicast api", "the recipe has no push API: unicast is measured through clients publishing")
+		return []string{"client"}
+	case targetCentrifugo:
+		skip("unicast client", "Centrifugo's clients may not publish to another user's personal channel: unicast is measured through its API")
+		return []string{"api"}
+	}
+	return []string{"api", "client"}
 }
 
 // finish closes the connections and completes the report.
@@ -128,72 +201,144 @@ func (b *bench) finish(ctx context.Context, rep *report, start time.Time, stats0
 	case ctx.Err() != nil:
 		rep.Aborted = "interrupted"
 	}
+	if _, peak, err := b.serverMem(); err == nil {
+		rep.PeakRSSBytes = &peak
+	}
 	b.fleet.setPhase("end")
 	b.logf("closing %d connections", b.fleet.live.Load())
 	b.fleet.close(5 * time.Second)
 	rep.Lost = b.fleet.lostSoFar()
 	rep.Stray = b.tr.stray.Load()
+	rep.CentrifugoPongs = b.fleet.pongs.Load()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if st, err := b.api.Stats(ctx); err == nil && stats0 != nil {
-		rep.SlowConsumers = st.SlowConsumers - stats0.SlowConsumers
+	if b.push != nil && stats0 != nil {
+		if st, err := b.push.stats(ctx, 0); err == nil {
+			rep.SlowConsumers = ptr(st.SlowConsumers - stats0.SlowConsumers)
+		}
 	}
+	rep.Disturbed = rep.disturbedPhases()
 	rep.ElapsedS = round(time.Since(start).Seconds())
 	return rep
 }
 
-// baseline reads the server before any connection: RSS and goroutines.
+// baseline reads the server before any connection: RSS, open files and,
+// from the hub's /stats, goroutines.
 func (b *bench) baseline(ctx context.Context) (*baseline, *pushapi.Stats, error) {
-	st, err := b.api.Stats(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("GET /stats: %w", err)
+	base := &baseline{}
+	var stats *pushapi.Stats
+	if b.push != nil {
+		st, err := b.push.stats(ctx, 0)
+		switch {
+		case errors.Is(err, errNoStats):
+		case err != nil:
+			return nil, nil, fmt.Errorf("GET /stats: %w", err)
+		default:
+			stats = &st
+			base.Goroutines, base.Connections = &st.Goroutines, &st.Connections
+			if st.Connections > 0 {
+				b.logf("warning: the hub already holds %d connections", st.Connections)
+			}
+		}
 	}
-	base := &baseline{Goroutines: st.Goroutines, Connections: st.Connections}
-	if b.cfg.pid > 0 {
-		rss, err := procRSS(b.cfg.pid)
+	if len(b.cfg.pids) > 0 {
+		rss, _, err := b.serverMem()
 		if err != nil {
 			return nil, nil, err
 		}
 		base.RSSBytes = &rss
+		if fds, err := b.serverFDs(); err == nil {
+			base.FDs = &fds
+		}
 	}
-	if st.Connections > 0 {
-		b.logf("warning: the hub already holds %d connections", st.Connections)
-	}
-	return base, &st, nil
+	return base, stats, nil
 }
 
-// usage samples the clock and the CPU time of the server, the generator and
-// the whole machine.
+// serverMem sums RSS and peak RSS over the server's processes.
+func (b *bench) serverMem() (rss, peak int64, err error) {
+	if len(b.cfg.pids) == 0 {
+		return 0, 0, errors.New("no -pid")
+	}
+	for _, pid := range b.cfg.pids {
+		r, p, err := procMem(pid)
+		if err != nil {
+			return 0, 0, err
+		}
+		rss, peak = rss+r, peak+p
+	}
+	return rss, peak, nil
+}
+
+// serverFDs sums the open files of the server's processes.
+func (b *bench) serverFDs() (int, error) {
+	if len(b.cfg.pids) == 0 {
+		return 0, errors.New("no -pid")
+	}
+	n := 0
+	for _, pid := range b.cfg.pids {
+		k, err := procFDs(pid)
+		if err != nil {
+			return 0, err
+		}
+		n += k
+	}
+	return n, nil
+}
+
+// usage samples the clock and the CPU time of the server's processes, the
+// generator, Redis (with -redis) and the whole machine.
 type usage struct {
 	at                  time.Time
-	server, machine     time.Duration
+	server              []time.Duration // by -pid
+	machine             time.Duration
 	serverOK, machineOK bool
 	generator           time.Duration
+	redis               *redisInfo
 }
 
 func (b *bench) sample() usage {
-	u := usage{at: time.Now(), generator: selfCPU()}
-	if b.cfg.pid > 0 {
-		cpu, err := procCPU(b.cfg.pid)
-		u.server, u.serverOK = cpu, err == nil
+	u := usage{at: time.Now(), generator: selfCPU(), serverOK: len(b.cfg.pids) > 0}
+	for _, pid := range b.cfg.pids {
+		cpu, err := procCPU(pid)
+		u.server = append(u.server, cpu)
+		u.serverOK = u.serverOK && err == nil
 	}
 	busy, err := machineBusy()
 	u.machine, u.machineOK = busy, err == nil
+	if b.redis != nil {
+		var err error
+		if u.redis, err = b.redis.info(); err != nil {
+			b.redisErr.Do(func() { b.logf("warning: redis INFO: %v", err) })
+		}
+	}
 	return u
 }
 
 // cpuFrom is the CPU time spent from u to v, and the server's per unit of
-// count in microseconds (nil when unknown or count is 0).
+// count in microseconds (nil when unknown or count is 0). With several
+// server processes, the server's figure is their sum, also given by process.
 func cpuFrom(u, v usage, count int64) (c cpuUse, perUnit *float64) {
 	gen := v.generator - u.generator
 	c.GeneratorCPUS = round(gen.Seconds())
-	if !u.serverOK || !v.serverOK {
+	if !u.serverOK || !v.serverOK || len(u.server) != len(v.server) {
 		return c, nil
 	}
-	server := v.server - u.server
+	var server time.Duration
+	for i := range v.server {
+		server += v.server[i] - u.server[i]
+	}
+	if len(v.server) > 1 {
+		for i := range v.server {
+			c.ServerCPUByPID = append(c.ServerCPUByPID, round((v.server[i] - u.server[i]).Seconds()))
+		}
+	}
 	c.ServerCPUS = ptr(round(server.Seconds()))
 	if u.machineOK && v.machineOK {
-		others := max(v.machine-u.machine-server-gen, 0).Seconds()
+		var redis time.Duration
+		if u.redis != nil && v.redis != nil {
+			redis = time.Duration((v.redis.cpu - u.redis.cpu) * 1e9)
+		}
+		others := max(v.machine-u.machine-server-gen-redis, 0).Seconds()
 		c.OthersCPUS = ptr(round(others))
 		if wall := v.at.Sub(u.at).Seconds(); wall > 0 {
 			c.OthersCores = ptr(round(others / wall))
@@ -210,54 +355,89 @@ func ptr[T any](v T) *T { return &v }
 // round keeps three decimals, enough for every figure reported.
 func round(v float64) float64 { return math.Round(v*1000) / 1000 }
 
-func (b *bench) connect(ctx context.Context) *connectR {
-	n := b.cfg.n
-	r := &connectR{Attempted: n, Failures: map[string]int{}}
-	var (
-		next  atomic.Int64
-		mu    sync.Mutex
-		hist  histogram
-		wg    sync.WaitGroup
-		ok    atomic.Int64
-		start = b.sample()
-	)
-	for range min(b.cfg.dialConcurrency, n) {
+// dialRun is the outcome of opening a set of connections.
+type dialRun struct {
+	ok, resumed atomic.Int64
+	mu          sync.Mutex
+	failures    map[string]int
+	hist        histogram
+	lastOK      atomic.Int64 // unix nanoseconds of the last login
+}
+
+// dialAll opens the connections idx names, conc at a time, and logs them in.
+// tlsFor, when set, gives connection idx[k] its own TLS configuration.
+func (b *bench) dialAll(ctx context.Context, idx []int, conc int, tlsFor func(k int) *tls.Config) *dialRun {
+	d := &dialRun{failures: map[string]int{}}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(conc, len(idx)) {
 		wg.Go(func() {
 			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
+				k := int(next.Add(1) - 1)
+				if k >= len(idx) {
 					return
 				}
 				if ctx.Err() != nil {
-					mu.Lock()
-					r.Failures["not attempted: "+reason(ctx.Err())]++
-					mu.Unlock()
+					d.mu.Lock()
+					d.failures["not attempted: "+reason(ctx.Err())]++
+					d.mu.Unlock()
 					continue
+				}
+				var tc *tls.Config
+				if tlsFor != nil {
+					tc = tlsFor(k)
 				}
 				t0 := time.Now()
-				if err := b.fleet.dial(ctx, i); err != nil {
-					mu.Lock()
-					r.Failures[reason(err)]++
-					mu.Unlock()
+				resumed, err := b.fleet.dial(ctx, idx[k], tc)
+				if err != nil {
+					d.mu.Lock()
+					d.failures[reason(err)]++
+					d.mu.Unlock()
 					continue
 				}
-				hist.record(time.Since(t0))
-				if c := ok.Add(1); c%5000 == 0 {
+				now := time.Now()
+				d.hist.record(now.Sub(t0))
+				for {
+					last := d.lastOK.Load()
+					if now.UnixNano() <= last || d.lastOK.CompareAndSwap(last, now.UnixNano()) {
+						break
+					}
+				}
+				if resumed {
+					d.resumed.Add(1)
+				}
+				if c := d.ok.Add(1); c%5000 == 0 {
 					b.logf("  %d connected", c)
 				}
 			}
 		})
 	}
 	wg.Wait()
+	return d
+}
+
+func (b *bench) connect(ctx context.Context) *connectR {
+	n := b.cfg.n
+	r := &connectR{Attempted: n}
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	start := b.sample()
+	d := b.dialAll(ctx, idx, b.cfg.dialConcurrency, nil)
 	end := b.sample()
-	r.Connected = int(ok.Load())
+	r.Connected = int(d.ok.Load())
+	r.Failures = d.failures
 	wall := end.at.Sub(start.at).Seconds()
 	r.Seconds = round(wall)
 	r.PerSecond = round(float64(r.Connected) / wall)
-	r.Latency = hist.summary()
-	r.cpuUse, r.ServerCPUPerConn = cpuFrom(start, end, ok.Load())
-	if st, err := b.api.Stats(ctx); err == nil {
-		r.ServerConnections = st.Connections
+	r.Latency = d.hist.summary()
+	r.cpuUse, r.ServerCPUPerConn = cpuFrom(start, end, d.ok.Load())
+	r.Redis = redisDelta(start.redis, end.redis, d.ok.Load(), "connection")
+	if b.push != nil {
+		if st, err := b.push.stats(ctx, 0); err == nil {
+			r.ServerConnections = &st.Connections
+		}
 	}
 	b.logf("  %d/%d connected in %.2fs, failures: %s", r.Connected, n, r.Seconds, counts(r.Failures))
 	return r
@@ -276,24 +456,33 @@ func (b *bench) idle(ctx context.Context, base *baseline) (*idleR, error) {
 		return nil, context.Cause(ctx)
 	}
 	s1 := b.sample()
-	st, err := b.api.Stats(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("GET /stats: %w", err)
-	}
 	live := b.fleet.live.Load()
 	r.Connections = live
-	r.Goroutines = st.Goroutines
-	if live > 0 {
-		r.GoroutinesPerConn = round(float64(st.Goroutines-base.Goroutines) / float64(live))
-	}
-	if b.cfg.pid > 0 && base.RSSBytes != nil {
-		rss, err := procRSS(b.cfg.pid)
+	if b.push != nil && base.Goroutines != nil {
+		st, err := b.push.stats(ctx, 0)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("GET /stats: %w", err)
 		}
-		r.RSSBytes = &rss
+		r.Goroutines = &st.Goroutines
 		if live > 0 {
-			r.RSSPerConn = ptr(round(float64(rss-*base.RSSBytes) / float64(live)))
+			r.GoroutinesPerConn = ptr(round(float64(st.Goroutines-*base.Goroutines) / float64(live)))
+		}
+	}
+	if len(b.cfg.pids) > 0 && base.RSSBytes != nil {
+		for _, pid := range b.cfg.pids {
+			rss, peak, err := procMem(pid)
+			if err != nil {
+				return nil, err
+			}
+			r.RSSBytes = ptr(deref(r.RSSBytes) + rss)
+			r.PeakRSSBytes = ptr(deref(r.PeakRSSBytes) + peak)
+			if len(b.cfg.pids) > 1 {
+				r.RSSByPID = append(r.RSSByPID, rss)
+			}
+		}
+		if live > 0 {
+			r.RSSPerConn = ptr(round(float64(*r.RSSBytes-*base.RSSBytes) / float64(live)))
+			r.PeakPerConn = ptr(round(float64(*r.PeakRSSBytes-*base.RSSBytes) / float64(live)))
 		}
 	}
 	r.cpuUse, _ = cpuFrom(s0, s1, 0)
@@ -307,10 +496,29 @@ func (b *bench) idle(ctx context.Context, base *baseline) (*idleR, error) {
 	return r, nil
 }
 
+func deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
+}
+
+// apiNode is the node whose API pushes to connection i: another node than
+// i's in a cluster with an API per node (a cross-node push), else the first.
+func (b *bench) apiNode(i int) int {
+	if !b.cfg.crossNode() {
+		return 0
+	}
+	return (b.fleet.node(i) + 1) % len(b.cfg.wsURLs)
+}
+
 // rateRun sends unicast messages at rate for d, through the API or from
 // clients, to uids at random, and measures how they arrive. Each message
 // carries the time it was sent; how far sending fell behind the schedule is
-// reported apart as the send lag.
+// reported apart as the send lag. In a cluster, every message crosses
+// nodes: the API call goes to another node than the target's, and a
+// publishing client is on another node.
 func (b *bench) rateRun(ctx context.Context, path string, rate float64, d time.Duration) (*rateR, error) {
 	tag, t, err := b.tr.start(0)
 	if err != nil {
@@ -321,6 +529,7 @@ func (b *bench) rateRun(ctx context.Context, path string, rate float64, d time.D
 	if path == "client" {
 		workers = 8 // a client write seldom blocks; a few writers keep up
 	}
+	multi := len(b.cfg.wsURLs) > 1
 	var (
 		next, sent, expected atomic.Int64
 		lag, call            histogram
@@ -356,17 +565,23 @@ func (b *bench) rateRun(ctx context.Context, path string, rate float64, d time.D
 				lag.record(now.Sub(due))
 				payload = appendPayload(payload[:0], tag, 0, now.UnixNano(), b.cfg.msgSize)
 				if path == "api" {
-					rc, err := b.api.Send(ctx, pushapi.SendRequest{UID: b.fleet.uids[to], Data: json.RawMessage(jsonQuoted(payload))})
+					delivered, err := b.push.send(ctx, b.apiNode(to), pushTarget{uid: b.fleet.uids[to]}, jsonQuoted(payload))
 					call.record(time.Since(now))
 					if err != nil {
 						noteErr(reason(err))
 						continue
 					}
 					sent.Add(1)
-					expected.Add(int64(rc.Delivered))
+					if delivered < 0 {
+						delivered = 1
+					}
+					expected.Add(int64(delivered))
 					continue
 				}
 				from := b.fleet.randomLive()
+				if multi {
+					from = b.fleet.randomLiveOff(b.fleet.node(to))
+				}
 				if from < 0 {
 					noteErr("no live connection")
 					continue
@@ -387,7 +602,8 @@ func (b *bench) rateRun(ctx context.Context, path string, rate float64, d time.D
 	s1 := b.sample()
 	wall := sendEnd.Sub(s0.at).Seconds()
 	r := &rateR{
-		Path: path, TargetRate: rate, Seconds: round(wall), SendRate: round(float64(sent.Load()) / wall),
+		Path: path, CrossNode: multi && (path == "client" || b.cfg.crossNode()),
+		TargetRate: rate, Seconds: round(wall), SendRate: round(float64(sent.Load()) / wall),
 		Sent: sent.Load(), SendErrors: sendErrs, Expected: expected.Load(), Received: received,
 		Latency: t.latency.summary(), SendLagP99: ms(lag.quantile(0.99)),
 	}
@@ -401,21 +617,22 @@ func (b *bench) rateRun(ctx context.Context, path string, rate float64, d time.D
 		r.Call = ptr(call.summary())
 	}
 	r.cpuUse, r.CPUPerMsg = cpuFrom(s0, s1, received)
+	r.Redis = redisDelta(s0.redis, s1.redis, r.Sent, "push")
 	b.logf("  %s at %.0f/s: sent %d, received %d, p50 %.2fms p99 %.2fms max %.2fms",
 		path, rate, r.Sent, received, r.Latency.P50Ms, r.Latency.P99Ms, r.Latency.MaxMs)
 	return r, ctx.Err()
 }
 
-// findMax steps the unicast rate up from -rate, doubling while the bounds
-// hold and then bisecting, to find the highest rate at which p99 latency
-// stays under -max-p99 with every message delivered and sending on
-// schedule. It takes at most maxSteps steps.
+// findMax steps the unicast rate up from the first -rate, doubling while
+// the bounds hold and then bisecting, to find the highest rate at which p99
+// latency stays under -max-p99 with every message delivered and sending on
+// schedule. It takes at most maxSteps steps of -step-duration each.
 func (b *bench) findMax(ctx context.Context, path string) (*findMax, error) {
 	const maxSteps = 12
-	fm := &findMax{Path: path, MaxP99Ms: ms(b.cfg.maxP99)}
-	rate, good, bad := b.cfg.rate, 0.0, 0.0
+	fm := &findMax{Path: path, MaxP99Ms: ms(b.cfg.maxP99), StepS: b.cfg.stepDuration.Seconds()}
+	rate, good, bad := b.cfg.rates[0], 0.0, 0.0
 	for range maxSteps {
-		r, err := b.rateRun(ctx, path, rate, b.cfg.stepDuration)
+		r, err := measure(b, ctx, "find-max step", func() (*rateR, error) { return b.rateRun(ctx, path, rate, b.cfg.stepDuration) })
 		if r != nil {
 			ok := r.Latency.Count > 0 && r.Latency.P99Ms < ms(b.cfg.maxP99) &&
 				r.SendRate >= 0.95*rate && len(r.SendErrors) == 0 &&
@@ -455,9 +672,40 @@ func (b *bench) findMax(ctx context.Context, path string) (*findMax, error) {
 	return fm, nil
 }
 
-// fanout sends pushes through the API one at a time, each to the target
-// req(i) names, and times each until its last copy has arrived.
-func (b *bench) fanout(ctx context.Context, pushes int, req func(i int) pushapi.SendRequest) (*fanoutR, error) {
+// broadcast measures -broadcasts pushes to everyone: through the first
+// node's API, or published by a client at random ("all:<payload>" in the
+// text protocol). Every live connection must get a copy, on every node.
+func (b *bench) broadcast(ctx context.Context) (*fanoutR, error) {
+	if b.cfg.broadcastVia == "client" {
+		frame := make([]byte, 0, b.cfg.msgSize+64)
+		r, err := b.fanout(ctx, b.cfg.broadcasts, func(_ int, payload []byte) (int, int, error) {
+			from := b.fleet.randomLive()
+			if from < 0 {
+				return 0, 0, errors.New("no live connection")
+			}
+			frame = broadcastFrame(frame[:0], b.cfg.protocol, payload)
+			return -1, -1, b.fleet.clients[from].write(frame)
+		})
+		if r != nil {
+			r.Via = "client"
+		}
+		return r, err
+	}
+	r, err := b.fanout(ctx, b.cfg.broadcasts, func(_ int, payload []byte) (int, int, error) {
+		delivered, err := b.push.send(ctx, 0, pushTarget{all: true}, jsonQuoted(payload))
+		return -1, delivered, err
+	})
+	if r != nil {
+		r.Via = "api"
+	}
+	return r, err
+}
+
+// fanout sends pushes one at a time, each through send, and times each
+// until its last copy has arrived. send returns the copies to wait for (-1:
+// one per live connection) and the copies the server says it queued (-1: it
+// does not say).
+func (b *bench) fanout(ctx context.Context, pushes int, send func(i int, payload []byte) (expected, queued int, err error)) (*fanoutR, error) {
 	tag, t, err := b.tr.start(pushes)
 	if err != nil {
 		return nil, err
@@ -471,28 +719,35 @@ func (b *bench) fanout(ctx context.Context, pushes int, req func(i int) pushapi.
 		if ctx.Err() != nil {
 			break
 		}
-		q := req(i)
 		now := time.Now()
 		payload = appendPayload(payload[:0], tag, uint64(i), now.UnixNano(), b.cfg.msgSize)
-		q.Data = json.RawMessage(jsonQuoted(payload))
-		rc, err := b.api.Send(ctx, q)
+		live := b.fleet.live.Load()
+		expected, queued, err := send(i, payload)
 		call.record(time.Since(now))
 		if err != nil {
 			r.Errors[reason(err)]++
 			continue
 		}
-		r.Deliveries += int64(rc.Delivered)
+		if queued >= 0 {
+			r.Deliveries = ptr(deref(r.Deliveries) + int64(queued))
+		}
+		want := int64(expected)
+		if expected < 0 {
+			want = live
+		}
+		r.Expected += want
 		p := &t.pushes[i]
 		deadline := time.Now().Add(fanoutWait)
-		for p.count.Load() < int64(rc.Delivered) && time.Now().Before(deadline) && ctx.Err() == nil {
+		// A connection that ends meanwhile gets no copy: wait for the live ones.
+		for p.count.Load() < min(want, b.fleet.live.Load()) && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(200 * time.Microsecond)
 		}
-		if p.count.Load() < int64(rc.Delivered) {
+		if p.count.Load() < min(want, b.fleet.live.Load()) {
 			r.Errors[fmt.Sprintf("incomplete after %s", fanoutWait)]++
 			continue
 		}
 		r.Completed++
-		if rc.Delivered > 0 {
+		if want > 0 {
 			d := time.Duration(p.last.Load() - now.UnixNano())
 			toLast.record(d)
 			toLastAll = append(toLastAll, d)
@@ -504,6 +759,7 @@ func (b *bench) fanout(ctx context.Context, pushes int, req func(i int) pushapi.
 	r.PerDelivery = t.latency.summary()
 	r.Call = call.summary()
 	r.cpuUse, r.CPUPerMsg = cpuFrom(s0, s1, r.Received)
+	r.Redis = redisDelta(s0.redis, s1.redis, int64(r.Completed), "push")
 	if len(r.Errors) == 0 {
 		r.Errors = nil
 	}
@@ -545,7 +801,7 @@ func (b *bench) group(ctx context.Context) (*fanoutR, error) {
 				if i >= groups*size || ctx.Err() != nil {
 					return
 				}
-				if err := b.api.Join(ctx, b.fleet.uids[i], name(i/size)); err != nil {
+				if err := b.push.join(ctx, b.apiNode(i), b.fleet.uids[i], name(i/size)); err != nil {
 					mu.Lock()
 					joinErrs[reason(err)]++
 					mu.Unlock()
@@ -558,8 +814,11 @@ func (b *bench) group(ctx context.Context) (*fanoutR, error) {
 	wg.Wait()
 	joinTime := time.Since(t0)
 	b.logf("  %d joins in %.2fs", joined.Load(), joinTime.Seconds())
-	r, err := b.fanout(ctx, b.cfg.groupPushes, func(i int) pushapi.SendRequest {
-		return pushapi.SendRequest{Group: name(i % groups)}
+	r, err := measure(b, ctx, "group", func() (*fanoutR, error) {
+		return b.fanout(ctx, b.cfg.groupPushes, func(i int, payload []byte) (int, int, error) {
+			delivered, err := b.push.send(ctx, 0, pushTarget{group: name(i % groups)}, jsonQuoted(payload))
+			return delivered, delivered, err
+		})
 	})
 	if r != nil {
 		r.GroupSize, r.Groups, r.Joins = size, groups, int(joined.Load())
@@ -571,27 +830,33 @@ func (b *bench) group(ctx context.Context) (*fanoutR, error) {
 	return r, err
 }
 
-// apiThroughput drives push_api as fast as -api-c callers can: single-uid
-// sends, then sends to -batch uids at once.
+// apiThroughput drives the API as fast as -api-c callers can: single-uid
+// sends (in a cluster, each to another node than the uid's), then sends to
+// -batch uids at once (Centrifugo: /api/broadcast to their channels).
 func (b *bench) apiThroughput(ctx context.Context) (*apiR, error) {
-	r := &apiR{Concurrency: b.cfg.apiConcurrency}
+	r := &apiR{Concurrency: b.cfg.apiConcurrency, CrossNode: b.cfg.crossNode()}
 	n := b.cfg.n
 	var err error
-	r.Single, err = b.hammer(ctx, 1, func(rng *rand.Rand) pushapi.SendRequest {
-		return pushapi.SendRequest{UID: b.fleet.uids[rng.IntN(n)]}
+	r.Single, err = measure(b, ctx, "api single", func() (*throughputR, error) {
+		return b.hammer(ctx, 1, func(rng *rand.Rand) (int, pushTarget) {
+			i := rng.IntN(n)
+			return b.apiNode(i), pushTarget{uid: b.fleet.uids[i]}
+		})
 	})
 	if err != nil {
 		return r, err
 	}
 	batch := min(b.cfg.batch, n)
-	r.Batched, err = b.hammer(ctx, batch, func(rng *rand.Rand) pushapi.SendRequest {
-		off := rng.IntN(n - batch + 1)
-		return pushapi.SendRequest{UIDs: b.fleet.uids[off : off+batch]}
+	r.Batched, err = measure(b, ctx, "api batched", func() (*throughputR, error) {
+		return b.hammer(ctx, batch, func(rng *rand.Rand) (int, pushTarget) {
+			off := rng.IntN(n - batch + 1)
+			return rng.IntN(len(b.cfg.apiURLs)), pushTarget{uids: b.fleet.uids[off : off+batch]}
+		})
 	})
 	return r, err
 }
 
-func (b *bench) hammer(ctx context.Context, batch int, target func(*rand.Rand) pushapi.SendRequest) (*throughputR, error) {
+func (b *bench) hammer(ctx context.Context, batch int, target func(*rand.Rand) (int, pushTarget)) (*throughputR, error) {
 	tag, t, err := b.tr.start(0)
 	if err != nil {
 		return nil, err
@@ -614,10 +879,9 @@ func (b *bench) hammer(ctx context.Context, batch int, target func(*rand.Rand) p
 				if now.After(stop) {
 					return
 				}
-				q := target(rng)
+				node, to := target(rng)
 				payload = appendPayload(payload[:0], tag, 0, now.UnixNano(), b.cfg.msgSize)
-				q.Data = json.RawMessage(jsonQuoted(payload))
-				rc, err := b.api.Send(ctx, q)
+				delivered, err := b.push.send(ctx, node, to, jsonQuoted(payload))
 				call.record(time.Since(now))
 				if err != nil {
 					mu.Lock()
@@ -625,8 +889,11 @@ func (b *bench) hammer(ctx context.Context, batch int, target func(*rand.Rand) p
 					mu.Unlock()
 					continue
 				}
+				if delivered < 0 { // the server does not say: one per uid
+					delivered = max(len(to.uids), 1)
+				}
 				calls.Add(1)
-				msgs.Add(int64(rc.Delivered))
+				msgs.Add(int64(delivered))
 			}
 		})
 	}
@@ -644,8 +911,66 @@ func (b *bench) hammer(ctx context.Context, batch int, target func(*rand.Rand) p
 		r.Errors = errs
 	}
 	r.cpuUse, r.CPUPerMsg = cpuFrom(s0, s1, received)
+	r.Redis = redisDelta(s0.redis, s1.redis, calls.Load(), "call")
 	b.logf("  batch %d: %.0f calls/s, %.0f msg/s, received %d/%d", batch, r.CallsPerS, r.MsgPerS, received, r.Messages)
 	return r, ctx.Err()
+}
+
+// quiet waits, up to -quiet-wait, until the other processes of the machine
+// use less than disturbedCores, sampled over a second: the generator and
+// the server (and Redis) are not counted.
+func (b *bench) quiet(ctx context.Context) {
+	if b.cfg.quietWait <= 0 {
+		return
+	}
+	start := time.Now()
+	for {
+		s0 := b.sample()
+		if !sleep(ctx, time.Second) {
+			return
+		}
+		c, _ := cpuFrom(s0, b.sample(), 0)
+		busy := deref(c.OthersCores)
+		waited := time.Since(start)
+		switch {
+		case busy < disturbedCores:
+			if waited > 2*time.Second {
+				b.logf("  quiet after %.0fs", waited.Seconds())
+			}
+			return
+		case waited >= b.cfg.quietWait:
+			b.logf("  other processes still take %.2f cores after %s: measuring anyway", busy, b.cfg.quietWait)
+			return
+		case waited < 2*time.Second:
+			b.logf("  other processes take %.2f cores: waiting up to %s", busy, b.cfg.quietWait)
+		}
+	}
+}
+
+// measured is a run's result that says whether it was disturbed.
+type measured interface {
+	disturbed() bool
+	setRedone(int)
+}
+
+// measure runs f once the machine is quiet, and again (up to -redo more
+// times) while other processes disturbed it. The result is the last run's;
+// f returns a result or an error.
+func measure[T measured](b *bench, ctx context.Context, name string, f func() (T, error)) (T, error) {
+	for i := 0; ; i++ {
+		b.quiet(ctx)
+		r, err := f()
+		if err != nil || ctx.Err() != nil {
+			return r, err
+		}
+		if i > 0 {
+			r.setRedone(i)
+		}
+		if i >= b.cfg.redo || !r.disturbed() {
+			return r, nil
+		}
+		b.logf("  %s was disturbed by other processes: measuring it again", name)
+	}
 }
 
 // sleep waits d or until ctx ends; it reports whether ctx is still live.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -12,7 +13,7 @@ import (
 
 func TestPayloadRoundTrip(t *testing.T) {
 	const ts = int64(1795483401490334123)
-	p := appendPayload(nil, 'K', 42, ts, 64)
+	p := appendPayload(nil, runTag{'K', '7'}, 42, ts, 64)
 	if len(p) != 64 {
 		t.Fatalf("payload is %d bytes, want 64: %q", len(p), p)
 	}
@@ -21,24 +22,14 @@ func TestPayloadRoundTrip(t *testing.T) {
 		[]byte(`{"type":"message","seq":7,"data":"` + string(p) + `","from":"u3"}`), // json protocol
 	} {
 		tag, id, sent, ok := parsePayload(frame)
-		if !ok || tag != 'K' || id != 42 || sent != ts {
-			t.Errorf("parsePayload(%q) = %c %d %d %v", frame, tag, id, sent, ok)
+		if !ok || tag != (runTag{'K', '7'}) || id != 42 || sent != ts {
+			t.Errorf("parsePayload(%q) = %s %d %d %v", frame, tag[:], id, sent, ok)
 		}
 	}
-	for _, bad := range []string{"", "login success, your uid is u1", `{"type":"welcome"}`, "~pbK00000000", "~pbK0000000042x795483401490334123~"} {
+	for _, bad := range []string{"", "login success, your uid is u1", `{"type":"welcome"}`, "~pbK700000000", "~pbK70000000042x795483401490334123~", "~pbK70000000042179548340149033412x~"} {
 		if _, _, _, ok := parsePayload([]byte(bad)); ok {
 			t.Errorf("parsePayload(%q) found a payload", bad)
 		}
-	}
-}
-
-func TestPublishFrame(t *testing.T) {
-	p := []byte("~pb")
-	if got := string(publishFrame(nil, "text", "u42", p)); got != "u42:~pb" {
-		t.Errorf("text frame %q", got)
-	}
-	if got := string(publishFrame(nil, "json", "u42", p)); got != `{"type":"send","to":"u42","data":"~pb"}` {
-		t.Errorf("json frame %q", got)
 	}
 }
 
@@ -88,20 +79,21 @@ func TestTrackersDeliver(t *testing.T) {
 	ts.deliver(frame, sent+int64(3*time.Millisecond))
 	ts.deliver(frame, sent+int64(time.Millisecond))
 	ts.deliver([]byte("login success, your uid is u1"), sent)
-	ts.deliver(appendPayload(nil, 'z', 0, sent, 64), sent)
+	ts.deliver(appendPayload(nil, runTag{'z', 'z'}, 0, sent, 64), sent)
+	ts.deliver(appendPayload(nil, runTag{'~', 'z'}, 0, sent, 64), sent)
 	if tr.received.Load() != 2 || tr.pushes[2].count.Load() != 2 {
 		t.Errorf("received %d, push 2 counted %d; want 2 and 2", tr.received.Load(), tr.pushes[2].count.Load())
 	}
 	if got := time.Duration(tr.pushes[2].last.Load() - sent); got != 3*time.Millisecond {
 		t.Errorf("last copy after %v, want 3ms", got)
 	}
-	if ts.other.Load() != 1 || ts.stray.Load() != 1 {
-		t.Errorf("other %d stray %d, want 1 and 1", ts.other.Load(), ts.stray.Load())
+	if ts.other.Load() != 1 || ts.stray.Load() != 2 {
+		t.Errorf("other %d stray %d, want 1 and 2", ts.other.Load(), ts.stray.Load())
 	}
 	if allocs := testing.AllocsPerRun(100, func() { ts.deliver(frame, sent) }); allocs != 0 {
 		t.Errorf("deliver allocates %.0f times per frame", allocs)
 	}
-	for range len(trackerTags) - 1 {
+	for range maxRuns - 1 {
 		if _, _, err := ts.start(0); err != nil {
 			t.Fatal(err)
 		}
@@ -142,6 +134,15 @@ func TestProcParsing(t *testing.T) {
 	if _, err := parseStatusRSS([]byte("Name:\tx\n")); err == nil {
 		t.Error("parseStatusRSS found a VmRSS in nothing")
 	}
+	if hwm, err := parseStatusKB([]byte("VmHWM:\t   70000 kB\nVmRSS:\t   61632 kB\n"), "VmHWM:"); err != nil || hwm != 70000<<10 {
+		t.Errorf("VmHWM = %d, %v", hwm, err)
+	}
+	if rss, peak, err := procMem(os.Getpid()); err != nil || rss <= 0 || peak < rss {
+		t.Errorf("procMem(self) = %d, %d, %v", rss, peak, err)
+	}
+	if n, err := procFDs(os.Getpid()); err != nil || n < 3 {
+		t.Errorf("procFDs(self) = %d, %v", n, err)
+	}
 	procStat := []byte("cpu  100 5 50 1000 20 1 2 3 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
 	if busy, err := parseMachineBusy(procStat); err != nil || busy != 161*clockTick {
 		t.Errorf("parseMachineBusy = %v, %v; want 1.61s", busy, err)
@@ -167,7 +168,7 @@ func TestLoopbackOnly(t *testing.T) {
 		}
 	}
 	cfg, err := parseFlags([]string{"-ws", "ws://127.0.0.1:1/ws", "-tls"}, io.Discard)
-	if err != nil || cfg.wsURL != "wss://127.0.0.1:1/ws" || !cfg.tls {
+	if err != nil || cfg.wsURLs[0] != "wss://127.0.0.1:1/ws" || !cfg.tls {
 		t.Errorf("-tls on a ws URL: %v, %v", cfg, err)
 	}
 	if _, err := parseFlags([]string{"-api", "http://192.168.1.1:7070"}, io.Discard); err == nil {
@@ -208,5 +209,30 @@ func TestReason(t *testing.T) {
 	}
 	if got := reason(bytes.ErrTooLarge); got != bytes.ErrTooLarge.Error() {
 		t.Errorf("reason(other) = %q", got)
+	}
+}
+
+func TestMeasureRedo(t *testing.T) {
+	busy, quiet := cpuUse{OthersCores: ptr(0.9)}, cpuUse{OthersCores: ptr(0.0)}
+	for _, c := range []struct {
+		redo   int
+		runs   []cpuUse
+		calls  int
+		redone int
+	}{
+		{0, []cpuUse{busy, quiet}, 1, 0},
+		{2, []cpuUse{quiet}, 1, 0},
+		{2, []cpuUse{busy, busy, quiet}, 3, 2},
+		{2, []cpuUse{busy, busy, busy, quiet}, 3, 2},
+	} {
+		b := &bench{cfg: &config{redo: c.redo}, log: io.Discard}
+		calls := 0
+		r, err := measure(b, t.Context(), "x", func() (*rateR, error) {
+			calls++
+			return &rateR{cpuUse: c.runs[calls-1]}, nil
+		})
+		if err != nil || calls != c.calls || r.Redone != c.redone {
+			t.Errorf("redo %d over %d runs: %d calls, redone %d, %v; want %d and %d", c.redo, len(c.runs), calls, r.Redone, err, c.calls, c.redone)
+		}
 	}
 }

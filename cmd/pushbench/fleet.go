@@ -23,15 +23,21 @@ import (
 // client is one WebSocket connection of the fleet, logged in as uid.
 type client struct {
 	ws   *websocket.Conn
+	node int
 	dead atomic.Bool
+	// dropped: the bench closed it on purpose (storm, resume-tls), which
+	// is not a lost connection.
+	dropped atomic.Bool
 
 	wmu sync.Mutex // one data-frame writer at a time (gorilla's rule)
 }
 
-// fleet is the generator's N connections and their readers.
+// fleet is the generator's N connections and their readers. Connection i
+// goes to node i mod the number of nodes.
 type fleet struct {
-	target   string
-	protocol string
+	targets  []string            // WebSocket URL by node
+	wire     string              // json, text or centrifugo
+	secret   string              // signs login tokens, if any
 	dialers  []*websocket.Dialer // one per source address
 	perAddr  int
 	trackers *trackers
@@ -41,6 +47,7 @@ type fleet struct {
 	live    atomic.Int64
 	readers sync.WaitGroup
 	closing atomic.Bool
+	pongs   atomic.Int64 // Centrifugo pings answered
 
 	mu    sync.Mutex
 	phase string
@@ -63,8 +70,9 @@ func newFleet(cfg *config, tr *trackers) (*fleet, error) {
 		return nil, err
 	}
 	f := &fleet{
-		target:   cfg.wsURL,
-		protocol: cfg.protocol,
+		targets:  cfg.wsURLs,
+		wire:     cfg.protocol,
+		secret:   cfg.jwtSecret,
 		perAddr:  cfg.perAddr,
 		trackers: tr,
 		uids:     make([]string, cfg.n),
@@ -155,78 +163,115 @@ func (f *fleet) lostSoFar() map[string]int {
 	return out
 }
 
-// dial opens connection i and logs it in; on success its reader runs.
-func (f *fleet) dial(ctx context.Context, i int) error {
+// node is the node connection i goes to.
+func (f *fleet) node(i int) int { return i % len(f.targets) }
+
+// dial opens connection i and logs it in; on success its reader runs. A
+// non-nil tc replaces the dialer's TLS configuration (resume-tls gives each
+// connection its own session cache); resumed tells whether the TLS session
+// was resumed.
+func (f *fleet) dial(ctx context.Context, i int, tc *tls.Config) (resumed bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	ws, resp, err := f.dialers[i/f.perAddr].DialContext(ctx, f.target, nil)
+	d := f.dialers[i/f.perAddr]
+	if tc != nil {
+		dd := *d
+		dd.TLSClientConfig = tc
+		d = &dd
+	}
+	ws, resp, err := d.DialContext(ctx, f.targets[f.node(i)], nil)
 	if err != nil {
 		if resp != nil {
-			return fmt.Errorf("handshake refused: %s", resp.Status)
+			return false, fmt.Errorf("handshake refused: %s", resp.Status)
 		}
-		return err
+		return false, err
 	}
-	if err := f.login(ws, f.uids[i]); err != nil {
+	rest, err := f.login(ws, f.uids[i])
+	if err != nil {
 		ws.Close()
-		return err
+		return false, err
 	}
-	c := &client{ws: ws}
+	if t, ok := ws.NetConn().(*tls.Conn); ok {
+		resumed = t.ConnectionState().DidResume
+	}
+	c := &client{ws: ws, node: f.node(i)}
 	f.clients[i] = c
 	f.live.Add(1)
+	for _, line := range rest {
+		f.centrifugoLine(c, line)
+	}
 	f.readers.Add(1)
 	go f.read(c)
-	return nil
+	return resumed, nil
 }
 
-// login sends the first frame and waits for the server's greeting.
-func (f *fleet) login(ws *websocket.Conn, uid string) error {
-	frame := []byte(uid)
-	if f.protocol == "json" {
-		frame = []byte(`{"type":"login","uid":` + strconv.Quote(uid) + `}`)
-	}
+// login sends the first frame and waits for the server's greeting; for
+// Centrifugo it returns the lines that shared the connect reply's frame.
+func (f *fleet) login(ws *websocket.Conn, uid string) ([][]byte, error) {
+	frame := loginFrame(f.wire, uid, loginToken(f.wire, f.secret, uid))
 	deadline := time.Now().Add(loginTimeout)
 	_ = ws.SetWriteDeadline(deadline)
 	if err := ws.WriteMessage(websocket.TextMessage, frame); err != nil {
-		return err
+		return nil, err
 	}
 	_ = ws.SetReadDeadline(deadline)
 	_, msg, err := ws.ReadMessage()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	greeted := strings.HasPrefix(string(msg), "login success")
-	if f.protocol == "json" {
-		greeted = strings.Contains(string(msg), `"type":"welcome"`)
-	}
-	if !greeted {
-		return fmt.Errorf("login answered %.80q", msg)
+	rest, err := checkGreeting(f.wire, uid, msg)
+	if err != nil {
+		return nil, err
 	}
 	_ = ws.SetReadDeadline(time.Time{})
-	return ws.SetWriteDeadline(time.Time{})
+	return rest, ws.SetWriteDeadline(time.Time{})
 }
 
 // read is a connection's receiver: it accounts for every frame without
-// allocating beyond gorilla's own small reader per message. Pings are
-// answered by gorilla's default handler while it reads.
+// allocating beyond gorilla's own small reader per message. WebSocket pings
+// are answered by gorilla's default handler while it reads, Centrifugo's
+// {} pings by centrifugoLine.
 func (f *fleet) read(c *client) {
 	defer f.readers.Done()
 	buf := make([]byte, frameBufSize)
+	var onLine func([]byte)
+	if f.wire == protoCentrifugo {
+		onLine = func(line []byte) { f.centrifugoLine(c, line) }
+	}
 	for {
 		_, r, err := c.ws.NextReader()
 		if err != nil {
 			c.dead.Store(true)
 			f.live.Add(-1)
-			if !f.closing.Load() {
+			if !f.closing.Load() && !c.dropped.Load() {
 				f.noteLost(reason(err))
 			}
 			c.ws.NetConn().Close()
 			return
+		}
+		if onLine != nil {
+			_ = readLines(r, buf, onLine) // NextReader reports the connection's error
+			continue
 		}
 		n, err := readFrame(r, buf)
 		if err != nil {
 			continue // NextReader reports the connection's error
 		}
 		f.trackers.deliver(buf[:n], time.Now().UnixNano())
+	}
+}
+
+// centrifugoLine handles one line of a Centrifugo frame: a push is
+// accounted for, a ping answered.
+func (f *fleet) centrifugoLine(c *client, line []byte) {
+	switch centrifugoKind(line) {
+	case cfPush:
+		f.trackers.deliver(line, time.Now().UnixNano())
+	case cfPing:
+		f.pongs.Add(1)
+		_ = c.write([]byte("{}"))
+	default:
+		f.trackers.other.Add(1)
 	}
 }
 
@@ -267,14 +312,56 @@ func (c *client) write(frame []byte) error {
 
 // randomLive picks a live connection at random, or -1 when a few tries find
 // none.
-func (f *fleet) randomLive() int {
-	for range 16 {
+func (f *fleet) randomLive() int { return f.randomLiveOff(-1) }
+
+// randomLiveOff picks a live connection at random that is not on node
+// (-1: any node), or -1 when a few tries find none.
+func (f *fleet) randomLiveOff(node int) int {
+	for range 32 {
 		i := rand.IntN(len(f.clients))
-		if c := f.clients[i]; c != nil && !c.dead.Load() {
+		if c := f.clients[i]; c != nil && !c.dead.Load() && c.node != node {
 			return i
 		}
 	}
 	return -1
+}
+
+// liveIndexes lists the live connections, at most max of them.
+func (f *fleet) liveIndexes(max int) []int {
+	var out []int
+	for i, c := range f.clients {
+		if len(out) == max {
+			break
+		}
+		if c != nil && !c.dead.Load() {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// drop closes the connections idx names at once, without a close frame,
+// as a network failure or a crashed client would (over TLS, without a
+// close_notify either), and waits up to wait for their readers to end.
+func (f *fleet) drop(idx []int, wait time.Duration) {
+	want := f.live.Load()
+	for _, i := range idx {
+		c := f.clients[i]
+		if c == nil || c.dead.Load() {
+			continue
+		}
+		c.dropped.Store(true)
+		want--
+		nc := c.ws.NetConn()
+		if t, ok := nc.(*tls.Conn); ok {
+			nc = t.NetConn()
+		}
+		nc.Close()
+	}
+	deadline := time.Now().Add(wait)
+	for f.live.Load() > want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // close ends every connection: a close frame first, so that the server

@@ -1,14 +1,11 @@
 package main
 
-import (
-	"bytes"
-	"strconv"
-)
+import "bytes"
 
 // A bench payload carries what a receiver needs to account for it, in a
 // fixed layout it can find and parse without allocating:
 //
-//	~pb<tag><id: 10 digits><unix nanoseconds: 19 digits>~ then '.' up to the size
+//	~pb<tag: 2 characters><id: 10 digits><unix nanoseconds: 19 digits>~ then '.' up to the size
 //
 // tag names the tracker (one per measured run) and id the message within the
 // run (the broadcast or group push it belongs to). The payload is plain
@@ -16,15 +13,15 @@ import (
 // the text protocol's bare text and inside the json protocol's frames.
 const (
 	payloadMarker = "~pb"
-	payloadHeader = len(payloadMarker) + 1 + 10 + 19 + 1
+	payloadHeader = len(payloadMarker) + 2 + 10 + 19 + 1
 )
 
 var marker = []byte(payloadMarker)
 
 // appendPayload appends a payload of size bytes (at least payloadHeader).
-func appendPayload(b []byte, tag byte, id uint64, unixNano int64, size int) []byte {
+func appendPayload(b []byte, tag runTag, id uint64, unixNano int64, size int) []byte {
 	b = append(b, payloadMarker...)
-	b = append(b, tag)
+	b = append(b, tag[:]...)
 	b = appendDigits(b, id, 10)
 	b = appendDigits(b, uint64(unixNano), 19)
 	b = append(b, '~')
@@ -48,18 +45,18 @@ func appendDigits(b []byte, v uint64, width int) []byte {
 }
 
 // parsePayload finds a payload in a received frame.
-func parsePayload(frame []byte) (tag byte, id uint64, unixNano int64, ok bool) {
+func parsePayload(frame []byte) (tag runTag, id uint64, unixNano int64, ok bool) {
 	i := bytes.Index(frame, marker)
 	if i < 0 || len(frame)-i < payloadHeader {
-		return 0, 0, 0, false
+		return tag, 0, 0, false
 	}
 	p := frame[i+len(payloadMarker):]
-	id, ok1 := parseDigits(p[1:11])
-	ts, ok2 := parseDigits(p[11:30])
-	if !ok1 || !ok2 || p[30] != '~' {
-		return 0, 0, 0, false
+	id, ok1 := parseDigits(p[2:12])
+	ts, ok2 := parseDigits(p[12:31])
+	if !ok1 || !ok2 || p[31] != '~' {
+		return tag, 0, 0, false
 	}
-	return p[0], id, int64(ts), true
+	return runTag{p[0], p[1]}, id, int64(ts), true
 }
 
 func parseDigits(b []byte) (uint64, bool) {
@@ -79,18 +76,4 @@ func jsonQuoted(payload []byte) []byte {
 	q = append(q, '"')
 	q = append(q, payload...)
 	return append(q, '"')
-}
-
-// publishFrame is the frame a client sends to publish payload to uid.
-func publishFrame(b []byte, protocol, uid string, payload []byte) []byte {
-	if protocol == "text" {
-		b = append(b, uid...)
-		b = append(b, ':')
-		return append(b, payload...)
-	}
-	b = append(b, `{"type":"send","to":`...)
-	b = strconv.AppendQuote(b, uid)
-	b = append(b, `,"data":"`...)
-	b = append(b, payload...)
-	return append(b, `"}`...)
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -42,19 +44,27 @@ func parseStatCPU(b []byte) (time.Duration, error) {
 	return time.Duration(utime+stime) * clockTick, nil
 }
 
-// procRSS is the resident set size of the process pid, in bytes.
-func procRSS(pid int) (int64, error) {
+// procMem is the resident set size of the process pid and its peak (VmHWM),
+// in bytes.
+func procMem(pid int) (rss, peak int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return parseStatusRSS(b)
+	if rss, err = parseStatusRSS(b); err != nil {
+		return 0, 0, err
+	}
+	peak, err = parseStatusKB(b, "VmHWM:")
+	return rss, peak, err
 }
 
 // parseStatusRSS reads the VmRSS line of /proc/<pid>/status ("VmRSS:	  1234 kB").
-func parseStatusRSS(b []byte) (int64, error) {
+func parseStatusRSS(b []byte) (int64, error) { return parseStatusKB(b, "VmRSS:") }
+
+// parseStatusKB reads a line of /proc/<pid>/status given in kB, in bytes.
+func parseStatusKB(b []byte, field string) (int64, error) {
 	for line := range bytes.Lines(b) {
-		rest, ok := bytes.CutPrefix(line, []byte("VmRSS:"))
+		rest, ok := bytes.CutPrefix(line, []byte(field))
 		if !ok {
 			continue
 		}
@@ -68,7 +78,28 @@ func parseStatusRSS(b []byte) (int64, error) {
 		}
 		return kb << 10, nil
 	}
-	return 0, fmt.Errorf("no VmRSS line in /proc status")
+	return 0, fmt.Errorf("no %s line in /proc status", strings.TrimSuffix(field, ":"))
+}
+
+// procFDs is how many files the process pid has open: its sockets, which
+// tells when it has closed the connections the bench dropped.
+func procFDs(pid int) (int, error) {
+	d, err := os.Open(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	n := 0
+	for {
+		names, err := d.Readdirnames(4096)
+		n += len(names)
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
 
 // selfCPU is the CPU time this process has spent: the generator's own share

@@ -21,15 +21,41 @@ type pushSlot struct {
 	last  atomic.Int64
 }
 
-// trackerTags are the payload tags: ASCII letters and digits, which travel
-// unescaped in JSON and in the text protocol.
+// trackerTags are the characters of payload tags: ASCII letters and digits,
+// which travel unescaped in JSON and in the text protocol.
 const trackerTags = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// runTag names a measured run in its payloads: two of trackerTags.
+type runTag [2]byte
+
+// maxRuns is how many runs one invocation can tell apart.
+const maxRuns = len(trackerTags) * len(trackerTags)
+
+// tagIndex maps a character of trackerTags to its position, others to -1.
+var tagIndex = func() (ix [256]int16) {
+	for i := range ix {
+		ix[i] = -1
+	}
+	for i := range len(trackerTags) {
+		ix[trackerTags[i]] = int16(i)
+	}
+	return ix
+}()
+
+// slot is the tracker index of a tag, or -1.
+func (t runTag) slot() int {
+	a, b := tagIndex[t[0]], tagIndex[t[1]]
+	if a < 0 || b < 0 {
+		return -1
+	}
+	return int(a)*len(trackerTags) + int(b)
+}
 
 // trackers hands out a tag per run and routes received frames to the run's
 // tracker.
 type trackers struct {
 	next  atomic.Int32
-	byTag [256]atomic.Pointer[tracker]
+	byTag [maxRuns]atomic.Pointer[tracker]
 	// stray counts payloads whose tag names no run; other counts frames
 	// without a payload (pongs to nothing, welcome frames, errors).
 	stray atomic.Int64
@@ -39,14 +65,14 @@ type trackers struct {
 var errNoTags = errors.New("out of payload tags: too many measured runs in one invocation")
 
 // start opens a run with pushes fan-out slots (0 for a unicast run).
-func (ts *trackers) start(pushes int) (byte, *tracker, error) {
+func (ts *trackers) start(pushes int) (runTag, *tracker, error) {
 	i := int(ts.next.Add(1) - 1)
-	if i >= len(trackerTags) {
-		return 0, nil, errNoTags
+	if i >= maxRuns {
+		return runTag{}, nil, errNoTags
 	}
-	tag := trackerTags[i]
+	tag := runTag{trackerTags[i/len(trackerTags)], trackerTags[i%len(trackerTags)]}
 	t := &tracker{pushes: make([]pushSlot, pushes)}
-	ts.byTag[tag].Store(t)
+	ts.byTag[i].Store(t)
 	return tag, t, nil
 }
 
@@ -58,7 +84,12 @@ func (ts *trackers) deliver(frame []byte, now int64) {
 		ts.other.Add(1)
 		return
 	}
-	t := ts.byTag[tag].Load()
+	i := tag.slot()
+	if i < 0 {
+		ts.stray.Add(1)
+		return
+	}
+	t := ts.byTag[i].Load()
 	if t == nil {
 		ts.stray.Add(1)
 		return
