@@ -40,7 +40,7 @@ func TestBrowserClientTypes(t *testing.T) {
 
 	tsc := testenv.LookPath(t, []string{"tsc"}, "npm install -g typescript; .ci/run installs it")
 	cmd := exec.Command(tsc, "--noEmit", "--strict", "--target", "es2022", "--module", "esnext",
-		"--moduleResolution", "bundler", "--lib", "es2022,dom", "types-check.ts")
+		"--moduleResolution", "node", "--lib", "es2022,dom", "types-check.ts")
 	cmd.Dir = "www"
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("tsc: %v\n%s", err, out)
