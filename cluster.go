@@ -119,8 +119,22 @@ func newBroker(h *hub.Hub, cfg *redisbroker.Config, log *zap.Logger) (hub.Broker
 	if cfg == nil {
 		return hub.NewMemoryBroker(h.Local()), nil
 	}
-	return redisbroker.New(h.Name(), h.Local(), *cfg, log)
+	b, err := redisbroker.New(h.Name(), h.Local(), *cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	// A node that started routing before it joined would refuse its first
+	// pushes; one whose Redis is down starts anyway, after a short wait.
+	if !b.WaitConnected(joinWait) {
+		log.Warn("the cluster's Redis has not answered: this node delivers only to its own connections until it does",
+			zap.String("hub", h.Name()), zap.Strings("redis", redactAll(cfg.URLs)))
+	}
+	return b, nil
 }
+
+// joinWait bounds how long a start or reload waits for a node to join its
+// cluster.
+const joinWait = 3 * time.Second
 
 // swap installs b and closes the broker it replaces.
 func swap(h *hub.Hub, b hub.Broker, cfg *redisbroker.Config) {

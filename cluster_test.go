@@ -25,11 +25,15 @@ func clusterConfig(redis *harness.Redis, directives ...string) string {
 	}, directives...)...)
 }
 
-// clusterNodes starts n nodes of one hub on redis.
+// clusterNodes starts n nodes of one hub on redis. A node that has started
+// has joined the cluster: its first push is routed, not refused.
 func clusterNodes(t *testing.T, redis *harness.Redis, n int, directives ...string) []*harness.Node {
 	nodes := make([]*harness.Node, n)
 	for i := range nodes {
 		nodes[i] = harness.StartNode(t, clusterConfig(redis, directives...))
+		if st := getClusterStats(t, nodes[i].API()); !st.Cluster.Connected || len(st.Cluster.Nodes) != i+1 {
+			t.Fatalf("node %d has started but not joined the cluster: %+v", i+1, st.Cluster)
+		}
 	}
 	return nodes
 }

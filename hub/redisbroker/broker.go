@@ -54,8 +54,12 @@ type Broker struct {
 	allCh  string   // every node's channel
 	nextID atomic.Uint64
 
-	connected atomic.Bool
-	wake      chan struct{} // a failed operation asks the heartbeat to check at once
+	connected  atomic.Bool
+	wake       chan struct{} // a failed operation asks the heartbeat to check at once
+	subscribed chan struct{} // closed once Redis confirmed the first subscription
+	subOnce    sync.Once
+	ready      chan struct{} // closed after the first heartbeat Redis answered
+	readyOnce  sync.Once
 
 	waitMu  sync.Mutex
 	waiters map[uint64]*waiter
@@ -102,7 +106,9 @@ func New(hubName string, l hub.Local, cfg Config, log *zap.Logger) (*Broker, err
 		rdb:       redis.NewUniversalClient(opts),
 		node:      hex.EncodeToString(id[:]),
 		p:         fmt.Sprintf("%s:{%s}:", cfg.Prefix, hubName),
-		wake:      make(chan struct{}, 1),
+		wake:       make(chan struct{}, 1),
+		subscribed: make(chan struct{}),
+		ready:      make(chan struct{}),
 		waiters:   make(map[uint64]*waiter),
 		replies:   make(chan outReply, 4096),
 		changed:   make(map[string]struct{}),
@@ -120,6 +126,23 @@ func New(hubName string, l hub.Local, cfg Config, log *zap.Logger) (*Broker, err
 	b.goFn("announcer", b.announce)
 	b.goFn("heartbeat", b.heartbeat)
 	return b, nil
+}
+
+// WaitConnected waits up to d for the node to join the cluster: Redis
+// confirmed its subscriptions, took its lease and recorded its uids. It
+// reports whether that happened; until it does, pushes are refused with
+// ClusterUnavailable rather than routed.
+func (b *Broker) WaitConnected(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-b.ready:
+		return true
+	case <-b.stop:
+		return false
+	case <-t.C:
+		return false
+	}
 }
 
 // Node is this node's id in the cluster.

@@ -131,6 +131,13 @@ func (b *Broker) UIDs(ctx context.Context, group, after string, limit int) ([]st
 // the node's uids again (Redis may have lost them) and starts new epochs
 // for uids numbered here meanwhile. Failed attempts back off with jitter.
 func (b *Broker) heartbeat() {
+	// No lease and no uids announced before the node's channels are live:
+	// another node would route pushes here that nobody reads.
+	select {
+	case <-b.stop:
+		return
+	case <-b.subscribed:
+	}
 	every := b.cfg.Lease / 3
 	backoff := 50 * time.Millisecond
 	next := time.Duration(0)
@@ -177,6 +184,7 @@ func (b *Broker) beat() bool {
 		}
 	}
 	b.reap(ctx)
+	b.readyOnce.Do(func() { close(b.ready) })
 	return true
 }
 

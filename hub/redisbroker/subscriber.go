@@ -29,6 +29,9 @@ func (b *Broker) subscribe(ps *redis.PubSub) {
 			switch m := v.(type) {
 			case *redis.Subscription:
 				if m.Kind == "subscribe" && m.Channel == b.inbox {
+					// Redis runs one SUBSCRIBE for both channels: once it
+					// confirms the inbox, both are live.
+					b.subOnce.Do(func() { close(b.subscribed) })
 					select {
 					case b.wake <- struct{}{}: // the heartbeat re-announces if needed
 					default:
