@@ -101,20 +101,20 @@ func New(hubName string, l hub.Local, cfg Config, log *zap.Logger) (*Broker, err
 		return nil, err
 	}
 	b := &Broker{
-		cfg:       cfg,
-		local:     l,
-		rdb:       redis.NewUniversalClient(opts),
-		node:      hex.EncodeToString(id[:]),
-		p:         fmt.Sprintf("%s:{%s}:", cfg.Prefix, hubName),
+		cfg:        cfg,
+		local:      l,
+		rdb:        redis.NewUniversalClient(opts),
+		node:       hex.EncodeToString(id[:]),
+		p:          fmt.Sprintf("%s:{%s}:", cfg.Prefix, hubName),
 		wake:       make(chan struct{}, 1),
 		subscribed: make(chan struct{}),
 		ready:      make(chan struct{}),
-		waiters:   make(map[uint64]*waiter),
-		replies:   make(chan outReply, 4096),
-		changed:   make(map[string]struct{}),
-		changedCh: make(chan struct{}, 1),
-		diverged:  make(map[string]struct{}),
-		stop:      make(chan struct{}),
+		waiters:    make(map[uint64]*waiter),
+		replies:    make(chan outReply, 4096),
+		changed:    make(map[string]struct{}),
+		changedCh:  make(chan struct{}, 1),
+		diverged:   make(map[string]struct{}),
+		stop:       make(chan struct{}),
 	}
 	b.log = log.With(zap.String("hub", hubName), zap.String("node", b.node))
 	b.keys = []string{b.p + "nodes"}
