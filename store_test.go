@@ -75,6 +75,18 @@ func TestStoreBudgetPerClient(t *testing.T) {
 	}
 	f.ExpectMessage(`"from other"`)
 	f.ExpectMessage(`"from the API"`)
+
+	// A reload that raises the bound reaches the open connection at its
+	// next publish: it stores again, up to the new bound.
+	h.Load(harness.OneHub("history 100 1m", "allow_client_publish", "max_stored_per_client 8KiB"))
+	for i := range sends {
+		c.Send(fmt.Sprintf(`{"type":"send","id":%d,"to":"later-%d","data":%s}`, i, i, data))
+		c.Expect(fmt.Sprintf(`{"type":"sent","id":%d,"delivered":0,"dropped":0}`, i))
+	}
+	after := api.Stats(t).HistoryStored - kept - 2
+	if after < 1 || (kept+after)*size > 8<<10 {
+		t.Fatalf("%d more stored after the bound went from 4 KiB to 8 KiB, %d before: want some, and at most 8 KiB in all", after, kept)
+	}
 }
 
 // TestPublishSprayBesideBystander: a client that sprays publishes at uids

@@ -73,11 +73,12 @@ type Publication struct {
 }
 
 // StoreAccount counts the history one client's publishes hold for offline
-// uids, until it expires or is evicted, against the bound its endpoint set
-// when the client first published (max_stored_per_client).
+// uids, until it expires or is evicted, against the bound its endpoint
+// sets (max_stored_per_client) as of the client's latest publish, so a
+// reload applies from the next one.
 type StoreAccount struct {
 	bytes atomic.Int64
-	max   int64
+	max   atomic.Int64
 }
 
 // Target names where a push goes: exactly one field is set.

@@ -218,7 +218,7 @@ func (h *Hub) sendToUID(uid string, d *delivery, o DeliverOptions, storeOffline 
 	// A new offline uid costs the budget its entry and the message.
 	cost := entryCost(uid) + storedSize(d.msg)
 	if !o.Store || !storeOffline || st.HistorySize == 0 || h.histBytes.Load()+cost > st.HistoryMaxBytes || h.closed.Load() ||
-		(d.acct != nil && d.acct.bytes.Load()+storedSize(d.msg) > d.acct.max) {
+		(d.acct != nil && d.acct.bytes.Load()+storedSize(d.msg) > d.acct.max.Load()) {
 		return Receipt{}
 	}
 	s.mu.Lock()

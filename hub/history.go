@@ -113,7 +113,7 @@ func (h *Hub) store(e *uidEntry, m StoredMessage, st *Settings, acct *StoreAccou
 		acct = nil // history for resume, bounded per uid
 	}
 	if acct != nil {
-		if acct.bytes.Add(size) > acct.max {
+		if acct.bytes.Add(size) > acct.max.Load() {
 			acct.bytes.Add(-size)
 			return false
 		}

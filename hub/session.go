@@ -219,8 +219,9 @@ func (c *Conn) publish(cmd Command) {
 	}
 	t := Target{UID: cmd.To, Group: cmd.Group, All: cmd.All}
 	if c.account == nil {
-		c.account = &StoreAccount{max: c.settings().MaxStoredPerClient}
+		c.account = &StoreAccount{}
 	}
+	c.account.max.Store(c.settings().MaxStoredPerClient)
 	r, err := c.hub.Send(context.Background(), t, Message{Data: cmd.Data, From: c.uid}, SendOptions{Account: c.account})
 	if err != nil {
 		c.replyError(cmd.ID, &Error{Code: ErrorCode(err, "send_failed"), Message: err.Error()})
