@@ -84,8 +84,8 @@ func TestStoreBudgetPerClient(t *testing.T) {
 		c.Expect(fmt.Sprintf(`{"type":"sent","id":%d,"delivered":0,"dropped":0}`, i))
 	}
 	after := api.Stats(t).HistoryStored - kept - 2
-	if after < 1 || (kept+after)*size > 8<<10 {
-		t.Fatalf("%d more stored after the bound went from 4 KiB to 8 KiB, %d before: want some, and at most 8 KiB in all", after, kept)
+	if all := (kept + after) * size; all <= 4<<10 || all > 8<<10 {
+		t.Fatalf("%d more stored after the bound went from 4 KiB to 8 KiB, %d before: want more than 4 KiB in all, at most 8 KiB", after, kept)
 	}
 }
 
