@@ -81,6 +81,7 @@ func (p *poller) add(c *Conn) bool {
 	s.m[c.pollID] = c
 	s.mu.Unlock()
 	ev := pollEvent(c.pollID)
+	c.releaseTLS() // what the handshake and the request left: no reader yet
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pollFD = fd

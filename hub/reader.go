@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"io"
 	"time"
@@ -78,8 +79,17 @@ func (c *Conn) readReady() {
 			break
 		}
 	}
+	c.releaseTLS()
 	if (deadline && c.nc.SetReadDeadline(time.Time{}) != nil) || !c.hub.poller.rearm(c) {
 		c.teardown()
+	}
+}
+
+// releaseTLS drops the TLS layer's empty buffers before the connection
+// idles on the poller (tls_buffers.go).
+func (c *Conn) releaseTLS() {
+	if c.tls {
+		releaseTLSBuffers(c.nc.(*tls.Conn))
 	}
 }
 
