@@ -72,8 +72,8 @@ func TestDocsCaddyfiles(t *testing.T) {
 			}
 		}
 	}
-	if n < 4 {
-		t.Fatalf("found %d caddyfile blocks, want at least the four of MIGRATING.md", n)
+	if n < 7 {
+		t.Fatalf("found %d caddyfile blocks, want at least the four of README.md and the three of MIGRATING.md", n)
 	}
 }
 
