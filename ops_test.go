@@ -155,7 +155,7 @@ func TestAPIBehindProxy(t *testing.T) {
 	guarded := fmt.Sprintf("http://localhost:%d", h.Spare(0))
 	keyed := fmt.Sprintf("http://localhost:%d", h.Spare(1))
 	h.LoadWithOptions(`	servers {
-		trusted_proxies static private_ranges
+		trusted_proxies static 127.0.0.1/8 ::1
 	}`, fmt.Sprintf(`
 {$API_SITE} {
 	push_api {
