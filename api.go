@@ -480,8 +480,25 @@ func wireStats(st hub.Stats) pushapi.Stats {
 		EventsSent:     st.EventsSent,
 		EventsFailed:   st.EventsFailed,
 		EventsDropped:  st.EventsDropped,
+		Logins:         st.Logins,
+		LoginRefusals:  st.LoginRefusals,
+		Closes:         wireCloses(st.Closes),
+		SendQueued:     st.SendQueued,
+		SendQueueMax:   st.SendQueueMax,
 		Cluster:        wireCluster(st.Cluster),
 	}
+}
+
+// wireCloses keys closes by the close code's decimal text, as JSON does.
+func wireCloses(m map[int]uint64) map[string]uint64 {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]uint64, len(m))
+	for code, n := range m {
+		out[strconv.Itoa(code)] = n
+	}
+	return out
 }
 
 func wireCluster(c *hub.ClusterStats) *pushapi.ClusterStats {

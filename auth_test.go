@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -96,6 +97,13 @@ func TestAuthJWTSecret(t *testing.T) {
 	}
 	harness.DialRefused(t, h.WS+"/ws", http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("a:b"))}}, http.StatusUnauthorized)
 	api.Get(t, "/online?uid=mallory").ExpectJSON(http.StatusOK, harness.OnlineJSON("mallory", 0))
+
+	// /stats counts every login and every refusal, by the code the client
+	// was told (or would have been, for a 401).
+	st := api.Stats(t)
+	if want := map[string]uint64{"token_expired": 3, "token_algorithm_refused": 2, "auth_failed": 1}; st.Logins != 5 || !maps.Equal(st.LoginRefusals, want) {
+		t.Fatalf("stats: %d logins, refusals %v; want 5 and %v", st.Logins, st.LoginRefusals, want)
+	}
 }
 
 // TestAuthJWTKeys: auth jwt_key with PEM public keys written at test time:

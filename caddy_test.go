@@ -168,6 +168,30 @@ func TestMetrics(t *testing.T) {
 			t.Fatalf("GET /metrics: HTTP %d, no line %q in\n%s", r.Status, want, r.Body)
 		}
 	}
+
+	// Logins, refusals by reason, closes by code, and the latency of the
+	// one copy written.
+	x := harness.Dial(t, "no login", h.WS+"/ws", nil)
+	x.Send(`{"type":"send","to":"m","data":2}`)
+	x.ExpectError("login_required", "")
+	x.ExpectClose(4001)
+	c.CloseNormally()
+	hubLabel := `hub="` + h.Hub("HUB") + `"`
+	for _, want := range []string{
+		"caddy_pushhub_logins_total" + hub + "1",
+		`caddy_pushhub_login_refusals_total{` + hubLabel + `,reason="login_required"} 1`,
+		`caddy_pushhub_closes_total{code="1000",` + hubLabel + `} 1`,
+		`caddy_pushhub_closes_total{code="4001",` + hubLabel + `} 1`,
+		"caddy_pushhub_write_latency_seconds_count" + hub + "1",
+		`caddy_pushhub_write_latency_seconds_bucket{` + hubLabel + `,le="+Inf"} 1`,
+		"caddy_pushhub_send_queue_frames" + hub + "0",
+		"caddy_pushhub_send_queue_max_frames" + hub + "0",
+	} {
+		harness.Eventually(t, want, func() (bool, string) {
+			r := metrics.Get(t, "/metrics")
+			return strings.Contains(r.Body, "\n"+want+"\n"), r.Body
+		})
+	}
 }
 
 // TestDefaultHub: push_hub and push_api without a hub directive both serve

@@ -2,6 +2,7 @@ package pushhub
 
 import (
 	"errors"
+	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,8 +14,8 @@ import (
 // registry. It reads them when scraped, so pushes pay nothing for metrics.
 type hubCollector struct{}
 
-func metricDesc(name, help string) *prometheus.Desc {
-	return prometheus.NewDesc("caddy_pushhub_"+name, help, []string{"hub"}, nil)
+func metricDesc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("caddy_pushhub_"+name, help, append([]string{"hub"}, labels...), nil)
 }
 
 var (
@@ -27,6 +28,13 @@ var (
 	descPushes        = metricDesc("pushes_total", "Pushes (API sends and client publishes).")
 	descSlowConsumers = metricDesc("slow_consumers_total", "Connections cut off because their send queue was full.")
 	descHistoryBytes  = metricDesc("history_bytes", "Memory held by resume history.")
+
+	descLogins        = metricDesc("logins_total", "Logins accepted.")
+	descLoginRefusals = metricDesc("login_refusals_total", "Logins refused, by the error code the client was told (auth_timeout: no login came in time).", "reason")
+	descCloses        = metricDesc("closes_total", "Connections closed, by close code (1006: lost without a close frame).", "code")
+	descSendQueued    = metricDesc("send_queue_frames", "Frames waiting in connections' send queues.")
+	descSendQueueMax  = metricDesc("send_queue_max_frames", "The longest send queue.")
+	descWriteLatency  = metricDesc("write_latency_seconds", "From a push taken by this instance to a connection's socket taking its frame, per copy.")
 
 	descEventsSent    = metricDesc("events_sent_total", "Events the application took.")
 	descEventsFailed  = metricDesc("events_failed_total", "Events given up after retries.")
@@ -41,6 +49,7 @@ var (
 func (hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descPending, descUIDs, descGroups,
 		descMessagesIn, descMessagesOut, descPushes, descSlowConsumers, descHistoryBytes,
+		descLogins, descLoginRefusals, descCloses, descSendQueued, descSendQueueMax, descWriteLatency,
 		descEventsSent, descEventsFailed, descEventsDropped,
 		descClusterConnected, descClusterErrors, descClusterReconnect, descClusterUnreached} {
 		ch <- d
@@ -68,6 +77,16 @@ func (hubCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descEventsSent, st.EventsSent)
 		counter(descEventsFailed, st.EventsFailed)
 		counter(descEventsDropped, st.EventsDropped)
+		counter(descLogins, st.Logins)
+		for reason, n := range st.LoginRefusals {
+			ch <- prometheus.MustNewConstMetric(descLoginRefusals, prometheus.CounterValue, float64(n), st.Hub, reason)
+		}
+		for code, n := range st.Closes {
+			ch <- prometheus.MustNewConstMetric(descCloses, prometheus.CounterValue, float64(n), st.Hub, strconv.Itoa(code))
+		}
+		gauge(descSendQueued, float64(st.SendQueued))
+		gauge(descSendQueueMax, float64(st.SendQueueMax))
+		ch <- latencyMetric(st)
 		if c, ok := v.(pooledHub).Broker().(hub.ClusterReporter); ok {
 			cs := c.ClusterState()
 			connected := 0.0
@@ -81,6 +100,21 @@ func (hubCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return true
 	})
+}
+
+// latencyMetric is the push-to-write histogram in Prometheus's form:
+// cumulative counts by upper bound in seconds.
+func latencyMetric(st hub.Stats) prometheus.Metric {
+	h := st.WriteLatency
+	buckets := make(map[float64]uint64, len(hub.LatencyBounds))
+	var cum uint64
+	for i, bound := range hub.LatencyBounds {
+		if i < len(h.Counts) {
+			cum += h.Counts[i]
+		}
+		buckets[bound.Seconds()] = cum
+	}
+	return prometheus.MustNewConstHistogram(descWriteLatency, h.Count(), h.Sum.Seconds(), buckets, st.Hub)
 }
 
 // registerMetrics adds the collector to this config's registry; a second

@@ -378,7 +378,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	opts := hub.ConnOptions{Protocol: h.Protocol, Endpoint: h.endpoint, Headers: h.hookHeaders(r)}
 	id, err := h.identityAtUpgrade(r)
 	if err != nil {
-		return caddyhttp.Error(http.StatusUnauthorized, err)
+		return h.refuse(err)
 	}
 	uid := id.UID
 	opts.UID, opts.Claims = uid, id.Claims
@@ -409,14 +409,14 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	id, err := h.identityAtUpgrade(r)
 	if err != nil {
-		return caddyhttp.Error(http.StatusUnauthorized, err)
+		return h.refuse(err)
 	}
 	q := r.URL.Query()
 	if id.UID == "" && h.Auth.Mode == AuthFirstMessage {
 		id.UID = q.Get("uid")
 	}
 	if id.UID == "" {
-		return caddyhttp.Error(http.StatusUnauthorized, errors.New("an event stream authenticates in its request: a token (query, header or cookie), a placeholder, or with first_message the uid query parameter"))
+		return h.refuse(errors.New("an event stream authenticates in its request: a token (query, header or cookie), a placeholder, or with first_message the uid query parameter"))
 	}
 	opts := hub.ConnOptions{Endpoint: h.endpoint, UID: id.UID, Claims: id.Claims, Headers: h.hookHeaders(r)}
 	if opts.Since, err = sinceOf(q); err != nil {
@@ -439,6 +439,17 @@ func sinceOf(q url.Values) (*hub.Position, error) {
 		return nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("since=%q is not a sequence number", v))
 	}
 	return &hub.Position{Epoch: q.Get("epoch"), Offset: since}, nil
+}
+
+// refuse answers a request whose credential did not pass with 401, and
+// counts the refused login under the code a login frame would have got.
+func (h *Handler) refuse(err error) error {
+	counted := err
+	if je := (*jwtauth.Error)(nil); errors.As(err, &je) {
+		counted = &hub.Error{Code: je.Code, Message: je.Error()}
+	}
+	h.hub.CountRefusal(counted)
+	return caddyhttp.Error(http.StatusUnauthorized, err)
 }
 
 // identityAtUpgrade authenticates at the upgrade where the credential is
@@ -475,7 +486,7 @@ func (h *Handler) identityAtUpgrade(r *http.Request) (hub.Identity, error) {
 		}
 		uid, claims, err := h.verifier.VerifyClaims(token)
 		if err != nil {
-			return hub.Identity{}, fmt.Errorf("token refused: %v", err)
+			return hub.Identity{}, fmt.Errorf("token refused: %w", err)
 		}
 		return hub.Identity{UID: uid, Claims: claims}, nil
 	}

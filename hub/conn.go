@@ -184,6 +184,7 @@ func (c *Conn) teardown() {
 		why = &closeInfo{1006, "connection lost"}
 	}
 	open := time.Since(time.Unix(0, c.openedAt))
+	c.hub.outcomes.closed(why.code)
 	c.logClose(why, open)
 	if c.loggedIn.Load() {
 		c.emit(EventClose, func(e *Event) {

@@ -519,7 +519,7 @@ func TestSlowConsumer(t *testing.T) {
 		fast := ts.jsonUser("fast")
 		pad := strings.Repeat("x", 4096)
 
-		var cutAt int
+		var cutAt, deepest int
 		for i := 1; cutAt == 0; i++ {
 			if i > 5000 { // 20 MB: far beyond the socket buffers
 				t.Fatalf("no cut-off after %d broadcasts; stats %+v", i, ts.hub.Stats())
@@ -527,6 +527,11 @@ func TestSlowConsumer(t *testing.T) {
 			r := ts.hub.Broadcast(msg(fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, pad)))
 			switch {
 			case r.Delivered == 2 && r.Dropped == 0:
+				if st := ts.hub.Stats(); st.SendQueued < st.SendQueueMax {
+					t.Fatalf("stats: %d frames queued in all, %d in the longest queue", st.SendQueued, st.SendQueueMax)
+				} else {
+					deepest = max(deepest, st.SendQueueMax)
+				}
 			case r.Delivered == 1 && r.Dropped == 1:
 				cutAt = i
 			default:
@@ -562,6 +567,10 @@ func TestSlowConsumer(t *testing.T) {
 		// the least) before the cut.
 		if cutAt < 8 {
 			t.Fatalf("cut at broadcast %d, with a send queue of 8", cutAt)
+		}
+		// Stats saw the queue fill up to its bound before the cut.
+		if deepest < 7 || deepest > 8 {
+			t.Fatalf("the longest send queue in stats reached %d before the cut, want 7 or 8 (send_queue 8)", deepest)
 		}
 
 		st := waitStats(t, ts.hub, "the slow client gone", func(s hub.Stats) bool { return s.Connections == 1 })

@@ -15,6 +15,7 @@ import (
 type delivery struct {
 	msg      *Message
 	acct     *StoreAccount // who pays for what is stored for offline uids
+	at       int64         // unix nanoseconds this node took the push
 	prepared [maxProtocols]struct {
 		once sync.Once
 		p    PreparedMessage
@@ -78,7 +79,7 @@ func (l Local) DeliverAndReport(p *Publication, o DeliverOptions, report func(Re
 // connections to wait for when p.WaitAck is set.
 func (l Local) queue(p *Publication, o DeliverOptions) (Receipt, []ackTarget) {
 	h := l.h
-	d := &delivery{msg: &p.Message, acct: p.Account}
+	d := &delivery{msg: &p.Message, acct: p.Account, at: time.Now().UnixNano()}
 	var acks []ackTarget
 	if p.WaitAck > 0 {
 		d.acks = &acks
@@ -146,7 +147,7 @@ func (h *Hub) deliver(e *uidEntry, uid string, d *delivery, o DeliverOptions, st
 			}
 			continue
 		}
-		switch c.enqueue(outFrame{wire: f}) {
+		switch c.enqueue(outFrame{wire: f, at: d.at}) {
 		case queued:
 			r.Delivered++
 			if d.acks != nil && c.proto.Resumes() {

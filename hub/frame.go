@@ -25,6 +25,7 @@ const (
 type outFrame struct {
 	wire  []byte // the whole frame, header included; shared, never modified
 	close bool   // a close frame: nothing after it is written
+	at    int64  // a push's frame: unix nanoseconds this node took the push (latency.go)
 }
 
 // frameHeaderLen is the size of a server frame header for a payload of n.

@@ -57,6 +57,9 @@ type Hub struct {
 	framesOut     atomic.Uint64
 	pushes        atomic.Uint64
 	slowConsumers atomic.Uint64
+
+	outcomes     outcomes         // logins, refusals, closes (outcomes.go)
+	writeLatency latencyHistogram // push to socket write (latency.go)
 }
 
 type brokerRef struct{ Broker }

@@ -124,6 +124,7 @@ func (c *Conn) login(id Identity, since *Position) bool {
 	err := h.register(c, uid, since, groups)
 	switch {
 	case err == nil:
+		h.outcomes.logins.Add(1)
 		if ce := h.logger().Check(zap.DebugLevel, "logged in"); ce != nil {
 			ce.Write(zap.String("conn", c.ID()), zap.String("uid", uid), zap.Stringer("remote", c.nc.RemoteAddr()))
 		}
@@ -166,6 +167,9 @@ func (c *Conn) welcome(pos Position, r *Resume, history bool) outFrame {
 // then closes with code after the queue is flushed.
 func (c *Conn) fail(code int, err error) {
 	e := &Error{Code: ErrorCode(err, "error"), Message: err.Error()}
+	if !c.loggedIn.Load() {
+		c.hub.outcomes.refused(e.Code)
+	}
 	if f, ok := c.proto.Error(nil, e); ok {
 		c.enqueue(f)
 	}

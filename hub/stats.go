@@ -24,6 +24,13 @@ type Stats struct {
 	EventsSent     uint64 // events the application took
 	EventsFailed   uint64 // events given up after retries
 	EventsDropped  uint64 // events never sent: their queue was full
+	// This node's own, in cluster mode too:
+	Logins        uint64            // logins accepted
+	LoginRefusals map[string]uint64 // logins refused, by error code (auth_timeout: none came in time)
+	Closes        map[int]uint64    // connections closed, by close code (1006: lost without one)
+	SendQueued    int               // frames waiting in send queues
+	SendQueueMax  int               // the longest send queue
+	WriteLatency  Histogram         // push to socket write, per copy (latency.go)
 	// Cluster is what a cluster broker adds; nil on one node. With it, the
 	// counters above are the whole cluster's.
 	Cluster *ClusterStats
@@ -82,15 +89,24 @@ func (l Local) Stats() Stats {
 		EventsFailed:   h.events.Failed.Load(),
 		EventsDropped:  h.events.Dropped.Load(),
 	}
+	h.outcomes.into(&st)
+	st.WriteLatency = h.writeLatency.snapshot()
 	for i := range h.uids {
 		s := &h.uids[i]
 		s.mu.RLock()
 		for _, e := range s.m {
-			if e.online() {
-				st.UIDs++
-			} else {
+			if !e.online() {
 				st.OfflineKept++
+				continue
 			}
+			st.UIDs++
+			e.mu.Lock()
+			for _, c := range e.conns {
+				q := c.queued()
+				st.SendQueued += q
+				st.SendQueueMax = max(st.SendQueueMax, q)
+			}
+			e.mu.Unlock()
 		}
 		s.mu.RUnlock()
 		gs := &h.groups[i]

@@ -31,6 +31,7 @@ func (c *Conn) tick() {
 	if !c.loggedIn.Load() {
 		left := s.AuthTimeout - now.Sub(time.Unix(0, c.openedAt))
 		if left <= 0 {
+			c.hub.outcomes.refused("auth_timeout")
 			c.abort(CloseAuthTimeout, "no login within auth_timeout")
 			return
 		}

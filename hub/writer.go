@@ -48,6 +48,7 @@ func (c *Conn) enqueue(f outFrame) queueResult {
 		}
 		if done {
 			c.mu.Unlock()
+			c.hub.writeLatency.observeSince(f.at)
 			if f.close {
 				c.teardown()
 			}
@@ -58,6 +59,13 @@ func (c *Conn) enqueue(f outFrame) queueResult {
 	c.queue = append(c.queue, f)
 	c.startWriter()
 	return queued
+}
+
+// queued is how many frames wait in the connection's send queue.
+func (c *Conn) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
 }
 
 // startWriter starts the writer goroutine unless it runs, and unlocks c.mu.
@@ -195,6 +203,9 @@ func (c *Conn) writeLoop() {
 			if ok {
 				_, err := conn.Write(batch[i].wire)
 				ok = err == nil && !batch[i].close
+				if err == nil {
+					c.hub.writeLatency.observeSince(batch[i].at)
+				}
 			}
 			batch[i] = outFrame{}
 		}

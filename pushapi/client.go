@@ -194,6 +194,12 @@ type Stats struct {
 	EventsSent     uint64 `json:"events_sent"`       // events the application took
 	EventsFailed   uint64 `json:"events_failed"`     // events given up after retries
 	EventsDropped  uint64 `json:"events_dropped"`    // events never sent: their queue was full
+	// The answering instance's own, in cluster mode too:
+	Logins        uint64            `json:"logins"`                   // logins accepted
+	LoginRefusals map[string]uint64 `json:"login_refusals,omitempty"` // logins refused, by error code ("auth_timeout": none came in time)
+	Closes        map[string]uint64 `json:"closes,omitempty"`         // connections closed, by close code ("1006": lost without one)
+	SendQueued    int               `json:"send_queued"`              // frames waiting in send queues
+	SendQueueMax  int               `json:"send_queue_max"`           // the longest send queue
 	// Cluster is set in cluster mode; the counters above are then the
 	// whole cluster's.
 	Cluster *ClusterStats `json:"cluster,omitempty"`
