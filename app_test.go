@@ -240,7 +240,7 @@ func TestEventsApplicationTrouble(t *testing.T) {
 		auth first_message
 		events %[1]s/events {
 			secret %[2]s
-			retries 1
+			retries 0
 			timeout 300ms
 		}
 	}
@@ -298,17 +298,25 @@ func TestEventsApplicationTrouble(t *testing.T) {
 	late[0].CloseNormally()
 	counts(api, 5, 2, 3)
 	app.AnswerEvents(http.StatusNotFound, "<html>404</html>")
+	tries := app.Arrived("/events")
 	late[1].CloseNormally()
 	counts(api, 5, 3, 3)
+	if n := app.Arrived("/events") - tries; n != 2 {
+		t.Errorf("a batch the application refused was POSTed %d times, want 2 (retries 1)", n)
+	}
 	app.AnswerEvents(http.StatusNoContent, "")
 
-	// Too slow: every try times out (timeout 300ms, retries 1), and the
-	// batch fails; the client was welcomed long before.
+	// Too slow: the try times out (timeout 300ms, retries 0: no second
+	// try), and the batch fails; the client was welcomed long before.
 	app.SetDelay(harness.Guard)
+	tries = app.Arrived("/events")
 	erin := harness.LoggedIn(t, h.WS+"/ws2", "erin")
 	api2.Send(t, `{"uid":"erin","data":"while the application is too slow"}`)
 	erin.ExpectMessage(`"while the application is too slow"`)
 	counts(api2, 0, 1, 0)
+	if n := app.Arrived("/events") - tries; n != 1 {
+		t.Errorf("with retries 0, a batch was POSTed %d times, want once", n)
+	}
 	if n := len(app.Events()); n != 5 {
 		t.Errorf("the application took %d events, want 5", n)
 	}

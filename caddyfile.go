@@ -237,7 +237,16 @@ func parseEvents(d *caddyfile.Dispenser) (*Events, error) {
 		case "queue_size":
 			return intArg(d, &e.QueueSize)
 		case "retries":
-			return intArg(d, &e.Retries)
+			var s string
+			if err := oneArg(d, &s); err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				return d.Errf("bad number %q: want 0 or a positive whole number", s)
+			}
+			e.Retries = &n
+			return nil
 		case "timeout":
 			return durationArg(d, &e.Timeout)
 		}

@@ -43,8 +43,9 @@ type Events struct {
 	QueueSize int `json:"queue_size,omitempty"`
 
 	// Retries is how many times a failed batch is tried again, with backoff
-	// and jitter, before it is given up (counted as failed). Default: 5.
-	Retries int `json:"retries,omitempty"`
+	// and jitter, before it is given up (counted as failed); 0 gives up at
+	// the first failure. Default (unset): 5.
+	Retries *int `json:"retries,omitempty"`
 
 	// Timeout bounds one POST. Default: 5s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
@@ -90,7 +91,7 @@ func (h *Handler) checkHooks() error {
 		if e.TextMessages != "" && e.TextMessages != "route" && e.TextMessages != "app" {
 			return fmt.Errorf(`events: text_messages %q: want "route" or "app"`, e.TextMessages)
 		}
-		if e.QueueSize < 0 || e.Retries < 0 || e.Timeout < 0 {
+		if e.QueueSize < 0 || (e.Retries != nil && *e.Retries < 0) || e.Timeout < 0 {
 			return errors.New("events: queue_size, retries and timeout must not be negative")
 		}
 	}
@@ -108,6 +109,18 @@ func (h *Handler) checkHooks() error {
 	return nil
 }
 
+// retries is the events' retries as webhook counts them: 0 for the
+// default, negative for none.
+func retries(n *int) int {
+	switch {
+	case n == nil:
+		return 0
+	case *n == 0:
+		return -1
+	}
+	return *n
+}
+
 // provisionHooks makes the endpoint's event sink and login hook, once
 // checkHooks has passed and the hub is known.
 func (h *Handler) provisionHooks() hub.Hooks {
@@ -117,7 +130,7 @@ func (h *Handler) provisionHooks() hub.Hooks {
 		hk.TextToApp = e.TextMessages == "app"
 		h.events = webhook.NewEvents(webhook.EventsConfig{
 			URL: repl.ReplaceKnown(e.URL, ""), Secret: repl.ReplaceKnown(e.Secret, ""), Kinds: e.Kinds,
-			Hub: h.Hub, Node: nodeName(), QueueSize: e.QueueSize, Retries: e.Retries, Timeout: time.Duration(e.Timeout),
+			Hub: h.Hub, Node: nodeName(), QueueSize: e.QueueSize, Retries: retries(e.Retries), Timeout: time.Duration(e.Timeout),
 		}, h.hub.EventCounters(), h.logger)
 		hk.Events = h.events
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // Hooks tie an endpoint to the application that uses the hub: what happens
@@ -114,4 +116,16 @@ func (c *Conn) emit(kind string, fill func(*Event)) bool {
 		fill(&e)
 	}
 	return sink.Emit(e)
+}
+
+// hookFailed counts a login hook call that got no usable answer, and logs
+// it at most once a second: an application that is down must not flood
+// the log with one line per login.
+func (h *Hub) hookFailed(c *Conn, uid string, allowed bool, err error) {
+	n := h.hookFailures.Add(1)
+	now := time.Now().UnixNano()
+	if last := h.lastHookWarn.Load(); now-last > int64(time.Second) && h.lastHookWarn.CompareAndSwap(last, now) {
+		h.logger().Warn("the login hook did not answer", zap.String("conn", c.ID()), zap.String("uid", uid),
+			zap.Bool("allowed", allowed), zap.Uint64("failures_in_all", n), zap.Error(err))
+	}
 }

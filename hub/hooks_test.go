@@ -255,7 +255,9 @@ func TestLoginHook(t *testing.T) {
 			if req["uid"] == "mallory" {
 				return http.StatusOK, `{"allow": false, "reason": "banned"}`
 			}
-			return http.StatusOK, `{"allow": true, "groups": ["room-1", "room-2"]}`
+			// A field the hub does not know is ignored: applications may
+			// answer more than this version reads.
+			return http.StatusOK, `{"allow": true, "groups": ["room-1", "room-2"], "ttl": 60}`
 		}
 	})
 	ts := newTestServer(t, hub.Settings{})
@@ -329,5 +331,29 @@ func TestLoginHookFailures(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLoginHookFailuresLogged: an application that cannot be asked is
+// logged at warn at most once a second, with how many logins it failed in
+// all, not once per login.
+func TestLoginHookFailuresLogged(t *testing.T) {
+	app := newApplication(t, "")
+	app.set(func() { app.down = true })
+	ts := newTestServer(t, hub.Settings{})
+	logs := observed(ts)
+	ts.withHooks(hub.Settings{}, hub.Hooks{Login: webhook.NewLogin(webhook.LoginConfig{URL: app.srv.URL + "/login", AllowOnError: true})})
+	for i := range 5 {
+		c := ts.dial("")
+		c.loginJSON(fmt.Sprintf("u%d", i))
+	}
+	var warned []map[string]any
+	for _, e := range logs.All() {
+		if e.Message == "the login hook did not answer" {
+			warned = append(warned, e.ContextMap())
+		}
+	}
+	if len(warned) != 1 || warned[0]["failures_in_all"] != uint64(1) {
+		t.Fatalf("warnings for 5 failed login hook calls within a second: %v, want one, the first", warned)
 	}
 }

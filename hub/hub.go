@@ -59,6 +59,8 @@ type Hub struct {
 	slowConsumers atomic.Uint64
 
 	outcomes     outcomes         // logins, refusals, closes (outcomes.go)
+	hookFailures atomic.Uint64    // login hook calls that got no answer
+	lastHookWarn atomic.Int64     // unix nanoseconds of the last warning about them
 	writeLatency latencyHistogram // push to socket write (latency.go)
 }
 

@@ -106,8 +106,7 @@ func (c *Conn) login(id Identity, since *Position) bool {
 		})
 		cancel()
 		if err != nil {
-			h.logger().Warn("the login hook did not answer", zap.String("conn", c.ID()), zap.String("uid", uid),
-				zap.Bool("allowed", answer.Allow), zap.Error(err))
+			h.hookFailed(c, uid, answer.Allow, err)
 		}
 		if !answer.Allow {
 			reason := answer.Reason

@@ -46,7 +46,7 @@ type EventsConfig struct {
 	QueueSize int           // events waiting to be sent; past it they are dropped. Default: 10000.
 	BatchSize int           // events per POST at most. Default: 100.
 	Timeout   time.Duration // of one POST. Default: 5s.
-	Retries   int           // tries again after a failed POST, with backoff. Default: 5.
+	Retries   int           // tries again after a failed POST, with backoff. Default (0): 5; negative: never.
 	Client    *http.Client  // default: a client of its own
 }
 
@@ -246,7 +246,7 @@ func (e *Events) send(evs []hub.Event, abort <-chan struct{}) {
 	id := newID()
 	pause := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		err := post(e.cfg.Client, e.cfg.URL, e.cfg.Secret, id, body, e.cfg.Timeout, nil)
+		err := post(context.Background(), e.cfg.Client, e.cfg.URL, e.cfg.Secret, id, body, e.cfg.Timeout, nil)
 		if err == nil {
 			e.counters.Sent.Add(uint64(len(evs)))
 			return
@@ -267,10 +267,12 @@ func (e *Events) send(evs []hub.Event, abort <-chan struct{}) {
 	}
 }
 
-// post sends a signed JSON body and, with out, decodes a JSON answer into
-// it; a non-2xx answer is an error.
-func post(c *http.Client, url, secret, id string, body []byte, timeout time.Duration, out any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+// post sends a signed JSON body, within timeout unless ctx ends first,
+// and, with out, decodes a JSON answer into it; a non-2xx answer is an
+// error. Fields of the answer that out does not name are ignored, so an
+// application may answer more than the hub reads.
+func post(ctx context.Context, c *http.Client, url, secret, id string, body []byte, timeout time.Duration, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
@@ -297,9 +299,7 @@ func post(c *http.Client, url, secret, id string, body []byte, timeout time.Dura
 	if out == nil {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(answer))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(out); err != nil {
+	if err := json.Unmarshal(answer, out); err != nil {
 		return fmt.Errorf("the application's answer is not the expected JSON: %v", err)
 	}
 	return nil

@@ -66,12 +66,8 @@ func (l *Login) Check(ctx context.Context, req hub.LoginRequest) (hub.LoginAnswe
 	if err != nil {
 		return l.onError(err)
 	}
-	timeout := l.cfg.Timeout
-	if d, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(d))
-	}
 	var a loginAnswer
-	if err := post(l.cfg.Client, l.cfg.URL, l.cfg.Secret, newID(), body, timeout, &a); err != nil {
+	if err := post(ctx, l.cfg.Client, l.cfg.URL, l.cfg.Secret, newID(), body, l.cfg.Timeout, &a); err != nil {
 		return l.onError(err)
 	}
 	if a.Allow == nil {
