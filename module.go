@@ -383,7 +383,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	uid := id.UID
 	opts.UID, opts.Claims = uid, id.Claims
 	if uid == "" {
-		opts.Login = h.login
+		opts.Login, opts.QuickLogin = h.login, true // a credential check, no I/O
 	}
 	if opts.Since, err = sinceOf(r.URL.Query()); err != nil {
 		return err

@@ -14,6 +14,8 @@ type memoryBroker struct{ local Local }
 // is l.
 func NewMemoryBroker(l Local) Broker { return memoryBroker{l} }
 
+func (memoryBroker) nonBlocking() {}
+
 func (b memoryBroker) Publish(ctx context.Context, p *Publication) (Receipt, error) {
 	return b.local.Deliver(ctx, p, DeliverOptions{Store: true}), nil
 }

@@ -1,8 +1,13 @@
 package hub
 
 import (
+	"bufio"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -141,4 +146,125 @@ func TestBroadcastAcrossCores(t *testing.T) {
 			t.Fatalf("round %d: %d frames queued in all, want %d", round, got, round*n)
 		}
 	}
+}
+
+// TestFramesInPieces: the poller reads a logged-in client's whole frames
+// itself, without waiting; a frame that arrives in pieces, or is larger
+// than the reader's buffer, is finished by a worker that waits for the
+// rest. Every message arrives, in order, however the bytes were cut.
+func TestFramesInPieces(t *testing.T) {
+	h, url := burstServer(t, false)
+	nc, err := net.Dial("tcp", strings.TrimPrefix(url, "ws://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := nc.Write([]byte("GET /?uid=me HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(nc)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	c := h.connOf(t, "me")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		polled := c.polled
+		c.mu.Unlock()
+		if polled {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the connection is not on the poller: this test would not test it")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !c.readsInline() {
+		t.Fatal("a logged-in client on plain TCP with the in-process broker is not read inline: this test would not test it")
+	}
+
+	n := 0
+	frame := func(pad int) []byte {
+		n++
+		return maskedText(fmt.Sprintf(`{"type":"send","to":"me","data":{"n":%d,"pad":%q}}`, n, strings.Repeat("p", pad)))
+	}
+	cut := func(b []byte, pieces ...int) {
+		for _, p := range pieces {
+			if _, err := nc.Write(b[:p]); err != nil {
+				t.Fatal(err)
+			}
+			b = b[p:]
+			time.Sleep(20 * time.Millisecond) // let each piece land on its own
+		}
+		if _, err := nc.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cut(frame(0), 1)                                             // one byte, then the rest
+	cut(frame(0), 5)                                             // a header cut short
+	cut(frame(0), 20)                                            // a payload cut short
+	cut(frame(1000))                                             // larger than the reader's buffer, whole
+	big := frame(5000)                                           // larger still, dribbled
+	cut(big, 100, 100, 100, 1000, 2000)                          // (the rest in one piece)
+	cut(append(append(frame(0), frame(0)...), frame(0)...), 150) // whole frames, then half of one
+
+	want := 1
+	for want <= n {
+		f, err := readServerFrame(br)
+		if err != nil {
+			t.Fatalf("after %d of %d messages: %v", want-1, n, err)
+		}
+		var m struct {
+			Type string
+			Data struct{ N int }
+		}
+		if json.Unmarshal(f, &m) != nil || m.Type != "message" {
+			continue // the welcome
+		}
+		if m.Data.N != want {
+			t.Fatalf("message %d, want %d", m.Data.N, want)
+		}
+		want++
+	}
+}
+
+// maskedText is a client's text frame, masked as RFC 6455 requires.
+func maskedText(payload string) []byte {
+	key := [4]byte{1, 2, 3, 4}
+	b := appendFrameHeader(nil, opText, len(payload))
+	b[1] |= maskBit
+	b = append(b, key[:]...)
+	for i := range len(payload) {
+		b = append(b, payload[i]^key[i%4])
+	}
+	return b
+}
+
+// readServerFrame reads one unmasked, unfragmented server frame's payload.
+func readServerFrame(br *bufio.Reader) ([]byte, error) {
+	var h [2]byte
+	if _, err := io.ReadFull(br, h[:]); err != nil {
+		return nil, err
+	}
+	size := int(h[1] & 0x7f)
+	switch size {
+	case 126:
+		var l [2]byte
+		if _, err := io.ReadFull(br, l[:]); err != nil {
+			return nil, err
+		}
+		size = int(binary.BigEndian.Uint16(l[:]))
+	case 127:
+		var l [8]byte
+		if _, err := io.ReadFull(br, l[:]); err != nil {
+			return nil, err
+		}
+		size = int(binary.BigEndian.Uint64(l[:]))
+	}
+	p := make([]byte, size)
+	_, err := io.ReadFull(br, p)
+	return p, err
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -27,6 +28,13 @@ type Conn struct {
 	pre      *preLogin     // how to log in; nil once logged in
 	openedAt int64         // unix nanoseconds
 	tls      bool          // read through a TLS layer, which buffers on its own
+	// raw is the socket of a connection the poller may read without
+	// blocking (plain TCP on Linux), nil otherwise; noWait makes its reader
+	// do that. Only the reader uses them.
+	raw        syscall.RawConn
+	noWait     bool
+	drained    bool // the last read without waiting took all the socket had
+	quickLogin bool // ConnOptions.QuickLogin; set once
 	// catchingUp holds pushes in catchup until the login is done; guarded
 	// by the uid entry's mutex.
 	catchingUp bool
@@ -105,6 +113,10 @@ type ConnOptions struct {
 	Claims map[string]any
 	// Login verifies the first frame's credential when UID is empty.
 	Login LoginFunc
+	// QuickLogin says Login never waits (no I/O: it only checks the
+	// credential): then, without a login hook, the poller may read and run
+	// the login frame itself rather than hand it to a worker.
+	QuickLogin bool
 	// Since is the last position a resuming client has seen (the since and
 	// epoch query parameters); a login frame's since overrides it.
 	Since *Position
@@ -115,7 +127,7 @@ type ConnOptions struct {
 	Headers map[string]string
 }
 
-func newConn(h *Hub, nc net.Conn, br *bufio.Reader, p *protocol, o ConnOptions) *Conn {
+func newConn(h *Hub, nc net.Conn, p *protocol, o ConnOptions) *Conn {
 	ep := o.Endpoint
 	if ep == nil {
 		ep = h.defaultEP
@@ -125,7 +137,6 @@ func newConn(h *Hub, nc net.Conn, br *bufio.Reader, p *protocol, o ConnOptions) 
 	c := &Conn{
 		hub:      h,
 		nc:       nc,
-		br:       br,
 		proto:    p,
 		cell:     ep.cell,
 		openedAt: now,
@@ -135,7 +146,11 @@ func newConn(h *Hub, nc net.Conn, br *bufio.Reader, p *protocol, o ConnOptions) 
 		inlineFD: -1,
 		wslot:    -1,
 	}
+	if p != sseProtocol {
+		c.br = bufio.NewReaderSize((*sockReader)(c), readBufferSize)
+	}
 	c.pre = &preLogin{login: o.Login, since: o.Since, headers: o.Headers}
+	c.quickLogin = o.QuickLogin
 	c.lastRead.Store(now)
 	return c
 }

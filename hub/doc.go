@@ -14,7 +14,10 @@
 // A client's frame comes the other way: the poller (poller_linux.go) sees
 // the socket readable, the reader (reader.go) reads a frame, the
 // connection's codec decodes it into a Command, and the session
-// (session.go) runs it, through the same Hub calls as the push API.
+// (session.go) runs it, through the same Hub calls as the push API. Where
+// nothing on that path can wait (plain TCP, the in-process broker, no
+// login hook to ask), the poller reads whole frames itself (readInline);
+// otherwise, or for a frame that has not arrived whole, a worker does.
 //
 // # Where things go
 //

@@ -92,7 +92,7 @@ func newFzHub(tb testing.TB, s Settings) *fzHub {
 	fh := &fzHub{hub: New("fuzz", Options{Settings: s, Logger: zap.New(core)}), errs: errs}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		o := ConnOptions{UID: q.Get("uid"), Login: fzLogin, Protocol: q.Get("proto")}
+		o := ConnOptions{UID: q.Get("uid"), Login: fzLogin, QuickLogin: true, Protocol: q.Get("proto")}
 		if err := fh.hub.upgrade(w, r, o, !q.Has("goroutine")); err != nil {
 			tb.Errorf("upgrade: %v", err)
 		}

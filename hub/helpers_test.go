@@ -82,7 +82,7 @@ func newTestServerReader(t testing.TB, s hub.Settings, poll bool) *testServer {
 				_ = tc.SetWriteBuffer(smallSocketBuffer)
 			}
 		}
-		o := hub.ConnOptions{UID: q.Get("uid"), Login: testLogin, Protocol: q.Get("proto")}
+		o := hub.ConnOptions{UID: q.Get("uid"), Login: testLogin, QuickLogin: true, Protocol: q.Get("proto")}
 		if q.Has("nologin") {
 			o.Login = nil
 		}

@@ -64,7 +64,14 @@ type Hub struct {
 	writeLatency latencyHistogram // push to socket write (latency.go)
 }
 
-type brokerRef struct{ Broker }
+type brokerRef struct {
+	Broker
+	inline bool // its calls never wait: the poller may handle commands itself
+}
+
+// nonBlocking is implemented by brokers whose calls never wait on
+// anything but memory (the in-process broker).
+type nonBlocking interface{ nonBlocking() }
 
 // Options configure a new hub.
 type Options struct {
@@ -132,7 +139,8 @@ func (h *Hub) Broker() Broker { return h.broker.Load().Broker }
 // for a new hub), which the caller closes.
 func (h *Hub) SetBroker(b Broker) Broker {
 	h.localHistory.Store(b.LocalHistory())
-	old := h.broker.Swap(&brokerRef{b})
+	_, inline := b.(nonBlocking)
+	old := h.broker.Swap(&brokerRef{b, inline})
 	if old == nil {
 		return nil
 	}

@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bufio"
 	"context"
 	"net"
 )
@@ -20,5 +19,5 @@ func (h *Hub) stats() Stats { return h.Stats(context.Background()) }
 // serveConn hands the hub a connection whose handshake is done, read by a
 // goroutine of its own.
 func (h *Hub) serveConn(nc net.Conn, o ConnOptions) *Conn {
-	return h.serve(nc, bufio.NewReaderSize(nc, readBufferSize), lookupProtocol(o.Protocol), o, false)
+	return h.serve(nc, lookupProtocol(o.Protocol), o, false)
 }

@@ -4,9 +4,12 @@ package hub
 
 import (
 	"crypto/tls"
+	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -17,6 +20,13 @@ import (
 // socket becomes readable, a goroutine reads what is there (readReady) and
 // then re-arms it. EPOLLONESHOT guarantees one reader at a time. An eventfd
 // in the same set wakes the loop when the hub closes.
+//
+// The loop does not block in epoll_wait: the epoll instance is itself
+// registered with Go's network poller (an epoll instance is readable while
+// it has events), and the loop parks there like any goroutine waiting on a
+// socket. A thread blocked in a system call would have the runtime's
+// monitor take its processor back and hand it over on every wake-up,
+// costing a few context switches per message under a steady trickle.
 type poller struct {
 	epfd   int
 	wake   int // eventfd: written by close
@@ -72,9 +82,12 @@ func (p *poller) add(c *Conn) bool {
 	if p == nil {
 		return false
 	}
-	fd, ok := socketFD(c.nc)
+	rc, fd, ok := socketOf(c.nc)
 	if !ok {
 		return false
+	}
+	if !c.tls {
+		c.raw = rc // before the poller can see c (the shard's lock orders it)
 	}
 	s := p.shard(c.pollID)
 	s.mu.Lock()
@@ -106,13 +119,31 @@ func (p *poller) add(c *Conn) bool {
 
 // writeNonblocking writes to a non-blocking socket without waiting.
 func writeNonblocking(fd int, b []byte) (int, error) {
-	for {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		return max(n, 0), err
+	n, err := rawWrite(fd, b)
+	return max(n, 0), err
+}
+
+// readNoWait reads what the socket under rc holds, without waiting:
+// errNothingToRead if nothing. Through rc, the socket cannot be closed and
+// its number reused while it is read.
+func readNoWait(rc syscall.RawConn, p []byte) (int, error) {
+	var n int
+	var err error
+	if cerr := rc.Read(func(fd uintptr) bool {
+		n, err = rawRead(int(fd), p)
+		return true
+	}); cerr != nil {
+		return 0, cerr
 	}
+	switch {
+	case err == unix.EAGAIN:
+		return 0, errNothingToRead
+	case err != nil:
+		return 0, err
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 func errWouldBlock(err error) bool { return err == unix.EAGAIN }
@@ -137,7 +168,7 @@ func (p *poller) rearm(c *Conn) bool {
 	if c.torn.Load() {
 		return false
 	}
-	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, c.pollFD, &ev) == nil
+	return rawEpollCtl(p.epfd, unix.EPOLL_CTL_MOD, c.pollFD, &ev) == nil
 }
 
 // remove forgets c; teardown calls it under c.mu before closing the socket.
@@ -170,10 +201,14 @@ func pollEvent(id uint64) unix.EpollEvent {
 
 func (p *poller) run() {
 	defer unix.Close(p.wake)
-	defer unix.Close(p.epfd)
 	events := make([]unix.EpollEvent, 256)
+	wait, closeEpoll := p.parkedWait(events)
+	defer closeEpoll()
+	if wait == nil { // blocking in epoll_wait, then
+		wait = func() (int, error) { return unix.EpollWait(p.epfd, events, -1) }
+	}
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
+		n, err := wait()
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -190,15 +225,58 @@ func (p *poller) run() {
 			s.mu.Lock()
 			c := s.m[id]
 			s.mu.Unlock()
-			if c != nil {
+			switch {
+			case c == nil:
+			case c.readsInline():
+				c.readHere()
+			default:
 				p.hub.run(job{c: c})
 			}
 		}
 	}
 }
 
-// socketFD finds the socket under a connection (through TLS and wrappers).
-func socketFD(conn net.Conn) (int, bool) {
+// readHere reads c inline on the poller's goroutine; a panic closes c
+// and is logged, and the poller goes on.
+func (c *Conn) readHere() {
+	defer c.recoverPanic("reader")
+	c.readInline()
+}
+
+// parkedWait makes a wait for events that parks in Go's network poller
+// until the epoll instance has some, and then takes them without blocking;
+// wait is nil if the instance cannot be registered there, and the loop
+// blocks in epoll_wait instead. closeEpoll closes the instance, through the
+// file that owns it from now on.
+func (p *poller) parkedWait(events []unix.EpollEvent) (wait func() (int, error), closeEpoll func()) {
+	if unix.SetNonblock(p.epfd, true) != nil {
+		return nil, func() { unix.Close(p.epfd) }
+	}
+	f := os.NewFile(uintptr(p.epfd), "epoll")
+	closeEpoll = func() { f.Close() }
+	rc, err := f.SyscallConn()
+	// A file the network poller does not watch has no deadlines.
+	if err != nil || f.SetReadDeadline(time.Time{}) != nil {
+		_ = unix.SetNonblock(p.epfd, false)
+		return nil, closeEpoll
+	}
+	return func() (int, error) {
+		var n int
+		var werr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, werr = rawEpollPoll(int(fd), events)
+			return n > 0 || (werr != nil && werr != unix.EINTR)
+		})
+		if err != nil {
+			return 0, err
+		}
+		return n, werr
+	}, closeEpoll
+}
+
+// socketOf finds the socket under a connection (through TLS and
+// wrappers): its raw access and its number.
+func socketOf(conn net.Conn) (syscall.RawConn, int, bool) {
 	for range 8 {
 		switch v := conn.(type) {
 		case *tls.Conn:
@@ -206,18 +284,18 @@ func socketFD(conn net.Conn) (int, bool) {
 		case syscall.Conn:
 			rc, err := v.SyscallConn()
 			if err != nil {
-				return 0, false
+				return nil, 0, false
 			}
 			fd := -1
 			if rc.Control(func(f uintptr) { fd = int(f) }) != nil || fd < 0 {
-				return 0, false
+				return nil, 0, false
 			}
-			return fd, true
+			return rc, fd, true
 		case interface{ NetConn() net.Conn }:
 			conn = v.NetConn()
 		default:
-			return 0, false
+			return nil, 0, false
 		}
 	}
-	return 0, false
+	return nil, 0, false
 }

@@ -2,6 +2,8 @@
 
 package hub
 
+import "syscall"
+
 // poller is Linux-only (epoll); elsewhere every connection has a reader
 // goroutine.
 type poller struct{}
@@ -13,8 +15,9 @@ func (p *poller) remove(*Conn)     {}
 func (p *poller) close()           {}
 
 // Never called: no connection has an inline socket without the poller.
-func writeNonblocking(int, []byte) (int, error) { return 0, errNoInline }
-func errWouldBlock(error) bool                  { return false }
+func writeNonblocking(int, []byte) (int, error)       { return 0, errNoInline }
+func errWouldBlock(error) bool                        { return false }
+func readNoWait(syscall.RawConn, []byte) (int, error) { return 0, errNoInline }
 
 var errNoInline = &Error{Code: "no_inline", Message: "inline writes are Linux-only"}
 

@@ -3,6 +3,7 @@ package hub
 import (
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"io"
 	"time"
 	"unicode/utf8"
@@ -91,6 +92,87 @@ func (c *Conn) releaseTLS() {
 	if c.tls {
 		releaseTLSBuffers(c.nc.(*tls.Conn))
 	}
+}
+
+// readsInline reports whether the poller may read c on its own goroutine:
+// a client on plain TCP whose commands (publishing, groups,
+// acknowledgements) never wait, as with the in-process broker, and which
+// is logged in or logs in without waiting (QuickLogin, no login hook). A
+// login hook asks the application, TLS has its own buffering, and a
+// cluster broker waits on Redis: those go to a worker.
+func (c *Conn) readsInline() bool {
+	return c.raw != nil && c.hub.broker.Load().inline &&
+		(c.loggedIn.Load() || (c.quickLogin && c.hooks().Login == nil))
+}
+
+// readInline reads, on the poller's goroutine and without ever waiting,
+// the frames that are already whole: the common case of a message that
+// arrives in one piece costs no hand-over to another goroutine. A frame
+// that has not arrived whole, or does not fit the reader's buffer, is left
+// to a worker (readReady), which waits for the rest under pong_timeout.
+func (c *Conn) readInline() {
+	c.mu.Lock() // as in readReady: after the reader before
+	polled := c.polled
+	c.mu.Unlock()
+	if !polled {
+		return
+	}
+	c.noWait, c.drained = true, false
+	for {
+		if c.frameBuffered() {
+			if !c.readFrame() {
+				c.noWait = false
+				c.readDone()
+				return
+			}
+			continue
+		}
+		n := c.br.Buffered()
+		if n == 0 && c.drained {
+			break // all the socket had is read
+		}
+		if n == readBufferSize {
+			c.noWait = false // a frame larger than the buffer
+			c.hub.run(job{c: c})
+			return
+		}
+		_, err := c.br.Peek(n + 1)
+		switch {
+		case err == nil:
+			continue
+		case err != errNothingToRead:
+			c.noWait = false
+			c.readDone() // the peer went away
+			return
+		case n > 0:
+			c.noWait = false // a frame that has begun: wait for its rest
+			c.hub.run(job{c: c})
+			return
+		}
+		break
+	}
+	c.noWait = false
+	if !c.hub.poller.rearm(c) {
+		c.teardown()
+	}
+}
+
+// sockReader is a connection seen as the source of its reader's bytes: its
+// socket, read the usual way (waiting, under the read deadline) or, while
+// the poller reads it inline, without waiting.
+type sockReader Conn
+
+// errNothingToRead: a read without waiting found nothing.
+var errNothingToRead = errors.New("hub: nothing to read without waiting")
+
+func (r *sockReader) Read(p []byte) (int, error) {
+	c := (*Conn)(r)
+	if !c.noWait {
+		return c.nc.Read(p)
+	}
+	n, err := readNoWait(c.raw, p)
+	c.drained = err == nil && n < len(p)
+	return n, err
 }
 
 // frameBuffered reports whether a whole frame is in the reader's buffer,

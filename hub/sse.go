@@ -56,7 +56,7 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request, o ConnOptions) er
 // serveStream takes over a one-way connection: nothing is read from it,
 // and it is logged in at once.
 func (h *Hub) serveStream(sc *sseConn, o ConnOptions) *Conn {
-	c := newConn(h, sc, nil, sseProtocol, o)
+	c := newConn(h, sc, sseProtocol, o)
 	c.oneWay = true
 	if c, ok := h.accept(c); ok {
 		c.login(Identity{UID: o.UID, Claims: o.Claims}, o.Since)

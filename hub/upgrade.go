@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bufio"
 	"crypto/sha1"
 	"encoding/base64"
 	"errors"
@@ -60,7 +59,7 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, o ConnOptions, pol
 	if err != nil {
 		return err
 	}
-	nc, br, err := hijack(w)
+	nc, err := hijack(w)
 	if err != nil {
 		return err
 	}
@@ -68,7 +67,7 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, o ConnOptions, pol
 		_ = nc.Close()
 		return err
 	}
-	h.serve(nc, br, p, o, poll)
+	h.serve(nc, p, o, poll)
 	return nil
 }
 
@@ -93,12 +92,12 @@ func checkHandshake(r *http.Request) (string, error) {
 }
 
 // hijack takes the connection from under the response writer's wrappers
-// (a server's compression, headers and logging middleware) and gives it a
-// reader of the hub's.
-func hijack(w http.ResponseWriter) (net.Conn, *bufio.Reader, error) {
+// (a server's compression, headers and logging middleware); the hub reads
+// it with a reader of its own (newConn).
+func hijack(w http.ResponseWriter) (net.Conn, error) {
 	nc, brw, err := http.NewResponseController(innermost(w)).Hijack()
 	if err != nil {
-		return nil, nil, fmt.Errorf("hub: taking over the connection: %w", err)
+		return nil, fmt.Errorf("hub: taking over the connection: %w", err)
 	}
 	if brw.Reader.Buffered() > 0 {
 		// A client must wait for the handshake's answer before it sends
@@ -106,9 +105,9 @@ func hijack(w http.ResponseWriter) (net.Conn, *bufio.Reader, error) {
 		// The request is answered here: the response writer is gone.
 		_, _ = nc.Write([]byte("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n"))
 		_ = nc.Close()
-		return nil, nil, errors.New("hub: the client sent data before the handshake ended; answered 400")
+		return nil, errors.New("hub: the client sent data before the handshake ended; answered 400")
 	}
-	return nc, bufio.NewReaderSize(nc, readBufferSize), nil
+	return nc, nil
 }
 
 // innermost unwraps w to net/http's own writer. Hijacking through a
@@ -180,8 +179,8 @@ func (h *Hub) accept(c *Conn) (_ *Conn, ok bool) {
 // serve takes over an upgraded connection. It returns at once. With poll
 // and the poller, the connection is read only when readable and holds no
 // goroutine while idle; otherwise a goroutine reads it.
-func (h *Hub) serve(nc net.Conn, br *bufio.Reader, p *protocol, o ConnOptions, poll bool) *Conn {
-	c, ok := h.accept(newConn(h, nc, br, p, o))
+func (h *Hub) serve(nc net.Conn, p *protocol, o ConnOptions, poll bool) *Conn {
+	c, ok := h.accept(newConn(h, nc, p, o))
 	if !ok || (o.UID != "" && !c.login(Identity{UID: o.UID, Claims: o.Claims}, o.Since)) {
 		return c
 	}
