@@ -113,8 +113,8 @@ func New(name string, o Options) *Hub {
 	if !o.GoroutineReaders {
 		h.poller = newPoller(h)
 	}
-	h.routines.goFn("reaper", h.reap)
-	h.routines.goFn("timer wheel", h.turn)
+	h.routines.goEvery("reaper", reapEvery, h.done, h.reap)
+	h.routines.goEvery("timer wheel", wheelTick, h.done, h.tickSlot)
 	return h
 }
 

@@ -10,20 +10,15 @@ import (
 	"go.uber.org/zap"
 )
 
+// reapEvery is how often the reaper runs.
+const reapEvery = time.Second
+
 // reap expires history and drops offline uids whose history is empty and
-// older than the ttl. It runs until Close.
-func (h *Hub) reap() {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-h.done:
-			return
-		case now := <-t.C:
-			h.reapOnce(now)
-			h.idempotency.expire(now.UnixNano())
-		}
-	}
+// older than the ttl, and forgets expired idempotency keys. It runs every
+// reapEvery until Close.
+func (h *Hub) reap(now time.Time) {
+	h.reapOnce(now)
+	h.idempotency.expire(now.UnixNano())
 }
 
 func (h *Hub) reapOnce(now time.Time) {

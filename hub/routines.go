@@ -76,6 +76,22 @@ func (r *routines) goWith(name string, onPanic func(), fn func()) {
 // goFn runs fn in a goroutine of the hub.
 func (r *routines) goFn(name string, fn func()) { r.goWith(name, nil, fn) }
 
+// goEvery runs tick every d in a goroutine of the hub until done is closed.
+func (r *routines) goEvery(name string, d time.Duration, done <-chan struct{}, tick func(now time.Time)) {
+	r.goFn(name, func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				tick(now)
+			}
+		}
+	})
+}
+
 // The hot work of a connection (its writer, its reader on the poller) runs
 // on reused workers (workers.go), counted like any goroutine of the hub.
 

@@ -63,23 +63,11 @@ func (w *wheel) unlink(c *Conn) {
 	c.wnext, c.wprev, c.wslot = nil, nil, -1
 }
 
-// turn runs the wheel until the hub closes.
-func (h *Hub) turn() {
-	t := time.NewTicker(wheelTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-h.done:
-			return
-		case now := <-t.C:
-			h.tickSlot(now.UnixNano())
-		}
-	}
-}
-
-// tickSlot advances the wheel one slot and ticks the connections due in
-// it; one due later than the wheel reaches goes round again.
-func (h *Hub) tickSlot(now int64) {
+// tickSlot runs every wheelTick until the hub closes: it advances the
+// wheel one slot and ticks the connections due in it; one due later than
+// the wheel reaches goes round again.
+func (h *Hub) tickSlot(at time.Time) {
+	now := at.UnixNano()
 	w := &h.wheel
 	w.mu.Lock()
 	w.at = (w.at + 1) % wheelSlots
