@@ -68,20 +68,18 @@ func (a *API) Provision(ctx caddy.Context) error {
 		a.MaxBodySize = 1 << 20
 	}
 	if a.Key != "" {
-		key := caddy.NewReplacer().ReplaceKnown(a.Key, "")
-		if key == "" {
-			return fmt.Errorf("push_api: the key %q is empty once expanded (is the environment variable set?)", a.Key)
+		key, err := expandRequired("push_api: the key", a.Key)
+		if err != nil {
+			return err
 		}
 		a.key, a.hasKey = sha256.Sum256([]byte(key)), true
 	}
-	app, err := appOf(ctx)
+	app, h, err := takeHub(ctx, a.Hub, a.logger)
 	if err != nil {
 		return err
 	}
-	if a.hub, err = acquireHub(a.Hub, a.logger); err != nil {
-		return err
-	}
-	app.hold(a.hub)
+	a.hub = h
+	app.hold(h)
 	return registerMetrics(ctx)
 }
 

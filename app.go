@@ -78,6 +78,22 @@ func appOf(ctx caddy.Context) (app *App, err error) {
 	return v.(*App), nil
 }
 
+// takeHub is how a handler's Provision gets its hub: it finds the app of
+// the configuration being provisioned and takes the named hub from the
+// pool (the handler's Cleanup releases it). The handler then tells the app
+// how it uses the hub (hold, stage).
+func takeHub(ctx caddy.Context, name string, log *zap.Logger) (*App, *hub.Hub, error) {
+	app, err := appOf(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := acquireHub(name, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return app, h, nil
+}
+
 // stage records an endpoint of this configuration and the cluster it names.
 // Endpoints of one hub that share a key share their settings, so they must
 // agree; and the cluster belongs to the hub, so all its endpoints must name

@@ -2,7 +2,6 @@ package pushhub
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -49,23 +48,24 @@ type Cluster struct {
 
 // config expands the placeholders and checks the result.
 func (c *Cluster) config() (redisbroker.Config, error) {
-	repl := caddy.NewReplacer()
 	cfg := redisbroker.Config{
-		Password:     repl.ReplaceKnown(c.Password, ""),
 		MasterName:   c.MasterName,
 		Prefix:       c.Prefix,
 		Lease:        time.Duration(c.Lease),
 		ReplyTimeout: time.Duration(c.ReplyTimeout),
 	}
 	for _, u := range c.URLs {
-		x := repl.ReplaceKnown(u, "")
-		if x == "" {
-			return cfg, fmt.Errorf("cluster: %q is empty once expanded (is the environment variable set?)", u)
+		x, err := expandRequired("cluster:", u)
+		if err != nil {
+			return cfg, err
 		}
 		cfg.URLs = append(cfg.URLs, x)
 	}
-	if c.Password != "" && cfg.Password == "" {
-		return cfg, fmt.Errorf("cluster: the password %q is empty once expanded (is the environment variable set?)", c.Password)
+	if c.Password != "" {
+		var err error
+		if cfg.Password, err = expandRequired("cluster: the password", c.Password); err != nil {
+			return cfg, err
+		}
 	}
 	if c.Lease < 0 || c.ReplyTimeout < 0 {
 		return cfg, errors.New("cluster: lease and reply_timeout must not be negative")

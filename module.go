@@ -246,14 +246,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.cluster = &cfg
 	}
-	app, err := appOf(ctx)
+	app, hb, err := takeHub(ctx, h.Hub, h.logger)
 	if err != nil {
 		return err
 	}
-	h.hub, err = acquireHub(h.Hub, h.logger)
-	if err != nil {
-		return err
-	}
+	h.hub = hb
 	// Endpoints of one hub with the same protocol and auth mode share their
 	// settings; a reload reconfigures them under the same key.
 	h.endpoint = h.hub.Endpoint(h.Protocol+" "+h.Auth.Mode, h.settings())
@@ -300,9 +297,9 @@ func (h *Handler) provisionAuth() error {
 		case a.Secret != "" && a.KeyFile != "":
 			return errors.New("auth jwt: set either a secret or a key file, not both")
 		case a.Secret != "":
-			secret := caddy.NewReplacer().ReplaceKnown(a.Secret, "")
-			if secret == "" {
-				return fmt.Errorf("auth jwt: the secret %q is empty once expanded (is the environment variable set?)", a.Secret)
+			secret, err := expandRequired("auth jwt: the secret", a.Secret)
+			if err != nil {
+				return err
 			}
 			cfg.Secret = []byte(secret)
 		case a.KeyFile != "":
