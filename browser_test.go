@@ -55,20 +55,12 @@ type browserEntry struct {
 // from the HTTP API, send to another tab, join a group, and survive a
 // dropped connection.
 func TestBrowserDemo(t *testing.T) {
-	chromium := testenv.LookPath(t, []string{"chromium", "chromium-browser", "google-chrome"}, "apt-get install chromium")
-	www, err := filepath.Abs("www")
-	if err != nil {
-		t.Fatal(err)
-	}
+	chromium, www := browserNeeds(t)
 
 	h := harness.Start(t, fmt.Sprintf(browserConfig, www))
 	api := h.API()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	alice, closeBrowser := browserStart(t, ctx, chromium)
-	defer closeBrowser()
-	aliceConsole := browserConsole(t, alice)
+	alice, aliceConsole := browserStart(t, chromium)
 
 	// The page loads with its script and stylesheet.
 	page := h.HTTP + "/?api=" + api.URL
@@ -231,11 +223,7 @@ func TestBrowserDemo(t *testing.T) {
 // uid stays online all along, so the uid has no mailbox: only the position
 // the page kept can bring those messages back.
 func TestBrowserResumesAfterReload(t *testing.T) {
-	chromium := testenv.LookPath(t, []string{"chromium", "chromium-browser", "google-chrome"}, "apt-get install chromium")
-	www, err := filepath.Abs("www")
-	if err != nil {
-		t.Fatal(err)
-	}
+	chromium, www := browserNeeds(t)
 	h := harness.Start(t, fmt.Sprintf(`
 {$WS_SITE} {
 	push_hub /ws {
@@ -255,11 +243,7 @@ func TestBrowserResumesAfterReload(t *testing.T) {
 	api := h.API()
 	other := harness.LoggedIn(t, h.WS+"/ws", "carol").StartReader() // carol's other device
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	tab, closeBrowser := browserStart(t, ctx, chromium)
-	defer closeBrowser()
-	console := browserConsole(t, tab)
+	tab, console := browserStart(t, chromium)
 	page := h.HTTP + "/?api=" + api.URL
 	loginCarol := func() {
 		t.Helper()
@@ -345,11 +329,25 @@ func TestBrowserResumesAfterReload(t *testing.T) {
 	}
 }
 
-// browserStart launches a headless Chromium with a fresh profile and returns
-// the context of its first tab, and a func that closes the browser and waits
-// for it to exit.
-func browserStart(t *testing.T, ctx context.Context, execPath string) (context.Context, func()) {
+// browserNeeds finds Chromium (the test skips without it) and the absolute
+// path of www/, which the tests' configs serve.
+func browserNeeds(t *testing.T) (chromium, www string) {
 	t.Helper()
+	chromium = testenv.LookPath(t, []string{"chromium", "chromium-browser", "google-chrome"}, "apt-get install chromium")
+	www, err := filepath.Abs("www")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return chromium, www
+}
+
+// browserStart launches a headless Chromium with a fresh profile, for two
+// minutes at most, and returns the context of its first tab and the log of
+// that tab's console. When the test ends, the browser is closed and waited
+// for.
+func browserStart(t *testing.T, execPath string) (context.Context, *browserConsoleLog) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(execPath),
 		chromedp.Headless,
@@ -365,15 +363,15 @@ func browserStart(t *testing.T, ctx context.Context, execPath string) (context.C
 	)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	tab, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
-	if err := chromedp.Do(tab); err != nil { // starts the browser
+	t.Cleanup(func() {
 		cancelTab()
 		cancelAlloc()
+		cancel()
+	})
+	if err := chromedp.Do(tab); err != nil { // starts the browser
 		t.Fatalf("starting %s: %v", execPath, err)
 	}
-	return tab, func() {
-		cancelTab()
-		cancelAlloc()
-	}
+	return tab, browserConsole(t, tab)
 }
 
 // browserConsoleLog collects what a tab writes to its console.
@@ -496,24 +494,16 @@ const eventSourceConfig = `
 // reconnects by itself with Last-Event-ID, and the hub replays what was
 // pushed meanwhile. And pushhub.js's app() reaches the application.
 func TestBrowserEventSource(t *testing.T) {
-	chromium := testenv.LookPath(t, []string{"chromium", "chromium-browser", "google-chrome"}, "apt-get install chromium")
-	www, err := filepath.Abs("www")
-	if err != nil {
-		t.Fatal(err)
-	}
+	chromium, www := browserNeeds(t)
 	app := harness.StartApp(t, "")
 	h := harness.Start(t, fmt.Sprintf(eventSourceConfig, app.URL, www))
 	api := h.API()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	tab, closeBrowser := browserStart(t, ctx, chromium)
-	defer closeBrowser()
-	console := browserConsole(t, tab)
+	tab, console := browserStart(t, chromium)
 	if err := chromedp.Do(tab, chromedp.Navigate(h.HTTP+"/"), chromedp.WaitVisible(chromedp.ID("login"))); err != nil {
 		t.Fatalf("loading the page: %v", err)
 	}
-	err = chromedp.Do(tab, chromedp.Evaluate[chromedp.Void](`
+	err := chromedp.Do(tab, chromedp.Evaluate[chromedp.Void](`
 		window.es = { welcomes: [], messages: [], closes: [] };
 		const source = new EventSource("/ws?uid=listener");
 		source.addEventListener("welcome", (e) => es.welcomes.push(JSON.parse(e.data)));

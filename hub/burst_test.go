@@ -55,20 +55,7 @@ func TestBurstIsReadWhole(t *testing.T) {
 			defer ws.Close()
 			if h.poller != nil {
 				// Serve registers the login, then hands the socket to the poller.
-				c := h.connOf(t, "me")
-				deadline := time.Now().Add(5 * time.Second)
-				for {
-					c.mu.Lock()
-					polled := c.polled
-					c.mu.Unlock()
-					if polled {
-						break
-					}
-					if time.Now().After(deadline) {
-						t.Fatal("the connection is not on the poller: this test would not test it")
-					}
-					time.Sleep(time.Millisecond)
-				}
+				waitPolled(t, h.connOf(t, "me"))
 			}
 			const bursts, perBurst = 20, 50
 			go func() {
@@ -129,6 +116,25 @@ func (h *Hub) connOf(t *testing.T, uid string) *Conn {
 	return nil
 }
 
+// waitPolled waits until c is on the poller: a test of the poller's reads
+// that ran without it would not test them.
+func waitPolled(t *testing.T, c *Conn) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		polled := c.polled
+		c.mu.Unlock()
+		if polled {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the connection is not on the poller: this test would not test it")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestBroadcastAcrossCores runs a broadcast big enough to be split among
 // goroutines (under -race): every connection gets it exactly once.
 func TestBroadcastAcrossCores(t *testing.T) {
@@ -169,19 +175,7 @@ func TestFramesInPieces(t *testing.T) {
 		t.Fatalf("handshake: %v %v", resp, err)
 	}
 	c := h.connOf(t, "me")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c.mu.Lock()
-		polled := c.polled
-		c.mu.Unlock()
-		if polled {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the connection is not on the poller: this test would not test it")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitPolled(t, c)
 	if !c.readsInline() {
 		t.Fatal("a logged-in client on plain TCP with the in-process broker is not read inline: this test would not test it")
 	}

@@ -496,13 +496,7 @@ func TestRateLimit(t *testing.T) {
 	forEachReader(t, func(t *testing.T, newServer func(hub.Settings) *testServer) {
 		// A bucket of 5 that refills once in 1000 s: the 6th frame is over.
 		ts := newServer(hub.Settings{RateLimit: 0.001, RateBurst: 5})
-		c := ts.jsonUser("flood")
-		for range 5 {
-			c.sendJSON(map[string]any{"type": "ping"})
-			c.readType("pong")
-		}
-		c.sendJSON(map[string]any{"type": "ping"})
-		c.expectClose(hub.CloseRateLimited)
+		ts.jsonUser("flood").floodPast(5)
 		eventually(t, "the flooder gone", func() bool { return ts.hub.Online("flood") == 0 })
 	})
 }

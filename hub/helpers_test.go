@@ -389,6 +389,19 @@ func (c *client) sendJSON(v any) {
 	c.send(string(b))
 }
 
+// floodPast sends burst pings, each answered, and one more, on a server
+// whose rate limit allows bursts of burst and refills too slowly to matter:
+// the frame over the limit closes c as rate limited.
+func (c *client) floodPast(burst int) {
+	c.t.Helper()
+	for range burst {
+		c.sendJSON(map[string]any{"type": "ping"})
+		c.readType("pong")
+	}
+	c.sendJSON(map[string]any{"type": "ping"})
+	c.expectClose(hub.CloseRateLimited)
+}
+
 // loginJSON logs in with a login frame and returns the welcome.
 func (c *client) loginJSON(uid string) frame {
 	c.t.Helper()

@@ -70,13 +70,7 @@ func TestCloseLogs(t *testing.T) {
 	t.Run("rate limit", func(t *testing.T) {
 		ts := newTestServer(t, hub.Settings{RateLimit: 0.001, RateBurst: 5})
 		logs := observed(ts)
-		c := ts.jsonUser("flood")
-		for range 5 {
-			c.sendJSON(map[string]any{"type": "ping"})
-			c.readType("pong")
-		}
-		c.sendJSON(map[string]any{"type": "ping"})
-		c.expectClose(hub.CloseRateLimited)
+		ts.jsonUser("flood").floodPast(5)
 		closeLogged(t, logs, "flood", zap.InfoLevel, hub.CloseRateLimited)
 	})
 	t.Run("pong timeout", func(t *testing.T) {
