@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pushhub/caddy-pushhub/internal/harness"
 )
@@ -307,6 +309,133 @@ func TestClusterRedisOutage(t *testing.T) {
 			return g <= baseline[st.Cluster.Node]+5, fmt.Sprintf("%d goroutines, %d before", g, baseline[st.Cluster.Node])
 		})
 	}
+}
+
+// TestClusterRedisRestart: Redis stopped and started again, empty, while
+// pushes go on through one node's API to a uid on that node, a uid on the
+// other node and a uid that is offline. Every push is answered; the local
+// uid gets every one; a push said delivered to the remote uid was received
+// by it, once and in order; a push said stored once Redis was back is in
+// the offline uid's mailbox. (Whether any receipt says the cluster was
+// degraded depends on how fast Redis came back: go-redis retries a command
+// across a short gap.)
+func TestClusterRedisRestart(t *testing.T) {
+	redis := harness.StartRedis(t)
+	nodes := clusterNodes(t, redis, 2, "history 1000 1m")
+	n1, n2 := nodes[0], nodes[1]
+	frank := harness.LoggedIn(t, n1.WS+"/ws", "frank")
+	gina := harness.LoggedIn(t, n2.WS+"/ws", "gina")
+
+	const pushes = 450
+	uids := []string{"frank", "gina", "hal"}
+	receipts := make([]harness.Receipt, pushes)
+	errs := make([]error, pushes)
+	restart, done := make(chan struct{}), make(chan struct{})
+	var sent atomic.Int64 // pushes answered so far
+	go func() {
+		defer close(done)
+		for i := range pushes {
+			if i == pushes/3 {
+				close(restart)
+			}
+			receipts[i], errs[i] = n1.API().SendErr(fmt.Sprintf(`{"uid":%q,"data":%d}`, uids[i%3], i))
+			sent.Add(1)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	<-restart
+	redis.Restart()
+	// Pushes from after are sent once Redis is back (the one in flight
+	// may have started before): one stored from then on is in the new Redis.
+	after := int(sent.Load()) + 1
+	if after >= pushes {
+		t.Fatal("the pushes ended before Redis was back; the test needs more of them")
+	}
+	<-done
+
+	harness.Eventually(t, "routing across nodes again", func() (bool, string) {
+		r := n1.API().Post(t, "/send", `{"uid":"gina","data":"back"}`)
+		return strings.HasPrefix(r.Body, `{"delivered":1,`), r.Body
+	})
+	n1.API().Send(t, `{"uid":"frank","data":"end"}`)
+	n1.API().Send(t, `{"uid":"gina","data":"end"}`)
+
+	var degraded, remoteSaid, storedAfter int
+	wantHal := map[string]bool{}
+	for i := range pushes {
+		if errs[i] != nil {
+			t.Fatalf("push %d was not answered: %v", i, errs[i])
+		}
+		rc := receipts[i]
+		if rc.ClusterUnavailable || rc.UnreachedNodes > 0 {
+			degraded++
+		}
+		switch uids[i%3] {
+		case "frank":
+			if rc.Delivered != 1 {
+				t.Fatalf("push %d to the local uid: %+v", i, rc)
+			}
+		case "gina":
+			if rc.Delivered == 1 {
+				remoteSaid++
+			}
+		case "hal":
+			if rc.Stored && i >= after {
+				wantHal[fmt.Sprint(i)] = true
+				storedAfter++
+			}
+		}
+	}
+	// frank got every push to him, in order.
+	for i := 0; i < pushes; i += 3 {
+		frank.ExpectMessage(fmt.Sprint(i))
+	}
+	frank.ExpectMessage(`"end"`)
+	// gina got each push said delivered, none twice, in order.
+	missed := func(from, to int) {
+		for j := from; j < to; j++ {
+			if j%3 == 1 && receipts[j].Delivered == 1 {
+				t.Fatalf("push %d said delivered to gina, who never got it", j)
+			}
+		}
+	}
+	last, got := -1, 0
+	for {
+		f := gina.ExpectType("message")
+		d := string(f.Data)
+		if d == `"back"` {
+			continue
+		}
+		if d == `"end"` {
+			break
+		}
+		var i int
+		if _, err := fmt.Sscan(d, &i); err != nil || i%3 != 1 || i <= last {
+			t.Fatalf("gina got %s after push %d", f.Raw, last)
+		}
+		missed(last+1, i)
+		last, got = i, got+1
+	}
+	missed(last+1, pushes)
+	// hal's mailbox holds every push stored since Redis came back.
+	hal := harness.Dial(t, "hal", n2.WS+"/ws", nil)
+	w := login(hal, "hal")
+	replayed := 0
+	if w.Resume != nil {
+		replayed = w.Resume.Replayed
+	}
+	if replayed < storedAfter {
+		t.Fatalf("hal's welcome %s: want at least the %d pushes stored since Redis came back", w.Raw, storedAfter)
+	}
+	for range replayed {
+		delete(wantHal, string(hal.ExpectType("message").Data))
+	}
+	if len(wantHal) > 0 {
+		t.Fatalf("pushes said stored after the restart but not in hal's mailbox: %v", wantHal)
+	}
+	t.Logf("%d pushes across a Redis restart (back at push %d): %d receipts said degraded; the local uid got all %d; "+
+		"the remote uid got %d, %d of them said delivered; %d stored for the offline uid after the restart, all in its mailbox",
+		pushes, after, degraded, pushes/3, got, remoteSaid, storedAfter)
 }
 
 // TestClusterReload: a reload that keeps the cluster keeps the broker (the

@@ -43,6 +43,8 @@ type Client struct {
 	// (the connection refused, reset or closed before the answer: during a
 	// server's reload, say). Each push carries an idempotency key, so a
 	// retry of a push that did land delivers nothing twice. Default: 4.
+	// With 0, Send never retries and makes no key for a push that has none
+	// (the API then keeps no receipt for it, which costs it less).
 	Retries int
 }
 
@@ -233,9 +235,10 @@ type NodeStats struct {
 
 // Send pushes req and returns the receipt. After a connection error it
 // tries again, up to c.Retries times with a growing pause, with the same
-// idempotency key (made here when req has none), so the push lands once.
+// idempotency key (made here when req has none and Retries is not 0), so
+// the push lands once.
 func (c *Client) Send(ctx context.Context, req SendRequest) (SendReceipt, error) {
-	if req.IdempotencyKey == "" {
+	if req.IdempotencyKey == "" && c.Retries > 0 {
 		var b [16]byte
 		if _, err := rand.Read(b[:]); err != nil {
 			return SendReceipt{}, err

@@ -1,6 +1,7 @@
 package pushapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -57,14 +58,24 @@ func start(t *testing.T) (*harness.Caddy, *pushapi.Client, *counter) {
 	return h, c, n
 }
 
-// counter counts the requests of a client (attempts, retries included).
+// counter counts the requests of a client (attempts, retries included),
+// and those whose body carries an idempotency key.
 type counter struct {
 	rt       http.RoundTripper
 	requests atomic.Int64
+	keyed    atomic.Int64
 }
 
 func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
 	c.requests.Add(1)
+	if r.GetBody != nil {
+		if b, err := r.GetBody(); err == nil {
+			body, _ := io.ReadAll(b)
+			if bytes.Contains(body, []byte(`"idempotency_key"`)) {
+				c.keyed.Add(1)
+			}
+		}
+	}
 	return c.rt.RoundTrip(r)
 }
 
@@ -476,8 +487,8 @@ func TestRetry(t *testing.T) {
 			t.Fatalf("send: %+v, %v; want it delivered by the retry", rc, err)
 		}
 		u.ExpectMessage(`"after a reset"`)
-		if p.accepted.Load() != 2 || n.requests.Load() != 2 {
-			t.Fatalf("%d connections, %d requests; want 2 of each: the attempt, then the retry", p.accepted.Load(), n.requests.Load())
+		if p.accepted.Load() != 2 || n.requests.Load() != 2 || n.keyed.Load() != 2 {
+			t.Fatalf("%d connections, %d requests, %d with a key; want 2 of each: the attempt, then the retry with its key", p.accepted.Load(), n.requests.Load(), n.keyed.Load())
 		}
 	})
 
@@ -493,6 +504,22 @@ func TestRetry(t *testing.T) {
 		}
 		u.ExpectMessage(`"landed"`)
 		// Once: the next frame is the next push.
+		if _, err := c.SendUID(ctx, "u", "next"); err != nil {
+			t.Fatal(err)
+		}
+		u.ExpectMessage(`"next"`)
+	})
+
+	t.Run("no retries", func(t *testing.T) {
+		p := startProxy(t, target, firstOnly(resetAtAccept))
+		c, n := newClient(t, p.URL()+"/push")
+		c.Retries = 0
+		if _, err := c.SendUID(ctx, "u", "lost"); err == nil {
+			t.Fatal("send through a reset with Retries 0 succeeded, want the connection error")
+		}
+		if p.accepted.Load() != 1 || n.requests.Load() != 1 || n.keyed.Load() != 0 {
+			t.Fatalf("%d connections, %d requests, %d with a key; want 1 request, no retry, no key", p.accepted.Load(), n.requests.Load(), n.keyed.Load())
+		}
 		if _, err := c.SendUID(ctx, "u", "next"); err != nil {
 			t.Fatal(err)
 		}

@@ -304,10 +304,15 @@ type pusher interface {
 // hubPusher is push_api on each node.
 type hubPusher struct{ apis []*pushapi.Client }
 
-func newHubPusher(urls []string, key string, hc *http.Client) *hubPusher {
+// With keys false, pushes carry no idempotency key (and are not retried).
+func newHubPusher(urls []string, key string, hc *http.Client, keys bool) *hubPusher {
 	p := &hubPusher{}
 	for _, u := range urls {
-		p.apis = append(p.apis, pushapi.New(u, key, hc))
+		c := pushapi.New(u, key, hc)
+		if !keys {
+			c.Retries = 0
+		}
+		p.apis = append(p.apis, c)
 	}
 	return p
 }
@@ -438,5 +443,5 @@ func newPusher(cfg *config) pusher {
 	if cfg.target == targetCentrifugo {
 		return &centrifugoPusher{bases: cfg.apiURLs, key: cfg.key, hc: hc}
 	}
-	return newHubPusher(cfg.apiURLs, cfg.key, hc)
+	return newHubPusher(cfg.apiURLs, cfg.key, hc, cfg.apiKeys)
 }

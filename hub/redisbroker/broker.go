@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,7 @@ type Broker struct {
 	storeErrors atomic.Uint64
 	reconnects  atomic.Uint64
 	unreached   atomic.Uint64
+	echoWait    time.Duration // the heartbeat's next wait for its echo
 
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -115,6 +117,7 @@ func New(hubName string, l hub.Local, cfg Config, log *zap.Logger) (*Broker, err
 		changedCh:  make(chan struct{}, 1),
 		diverged:   make(map[string]struct{}),
 		stop:       make(chan struct{}),
+		echoWait:   firstEchoWait,
 	}
 	b.log = log.With(zap.String("hub", hubName), zap.String("node", b.node))
 	b.keys = []string{b.p + "nodes"}
@@ -179,13 +182,21 @@ func (b *Broker) run(ctx context.Context, s *redis.Script, args ...any) (any, er
 func (b *Broker) failed(err error) {
 	b.storeErrors.Add(1)
 	if b.connected.CompareAndSwap(true, false) {
-		b.log.Warn("lost the cluster's Redis: delivering to this node's connections only until it is back", zap.Error(err))
+		if strings.HasPrefix(err.Error(), unknownNode) {
+			b.log.Warn("the cluster's Redis lost this node's state (restarted or flushed): delivering to this node's connections only until its uids are announced again")
+		} else {
+			b.log.Warn("lost the cluster's Redis: delivering to this node's connections only until it is back", zap.Error(err))
+		}
 	}
 	select {
 	case b.wake <- struct{}{}:
 	default:
 	}
 }
+
+// unknownNode starts the error a script answers to a node Redis does not
+// know: Redis lost its state, and the node must announce its uids again.
+const unknownNode = "PUSHHUB_UNKNOWN_NODE"
 
 // LocalHistory is false: history lives in Redis.
 func (b *Broker) LocalHistory() bool { return false }

@@ -10,7 +10,7 @@ import (
 
 // An envelope is one message between nodes on a Pub/Sub channel.
 type envelope struct {
-	Kind   string `json:"k"`           // kindPush, kindReplies, kindKick, kindJoin, kindLeave, kindStats
+	Kind   string `json:"k"`           // kindPush, kindReplies, kindKick, kindJoin, kindLeave, kindStats, kindEcho
 	ID     uint64 `json:"i,omitempty"` // a request's id, unique per origin
 	Origin string `json:"o,omitempty"` // the node to reply to
 	// A push: Target says to whom (targetUIDs: the uids in U, numbered or
@@ -34,6 +34,7 @@ const (
 	kindJoin    = "j"
 	kindLeave   = "l"
 	kindStats   = "s"
+	kindEcho    = "e" // a node's message to itself: its inbox is live
 
 	targetUIDs  = "u"
 	targetGroup = "g"

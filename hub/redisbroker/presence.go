@@ -165,7 +165,8 @@ func (b *Broker) heartbeat() {
 func (b *Broker) beat() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	v, err := b.run(ctx, scriptHeartbeat, b.node, b.cfg.Lease.Milliseconds())
+	lease := b.cfg.Lease.Milliseconds()
+	v, err := b.run(ctx, scriptHeartbeat, b.node, lease, "0")
 	if err != nil {
 		return false
 	}
@@ -175,7 +176,17 @@ func (b *Broker) beat() bool {
 		b.reconnects.Add(1)
 	}
 	if back || unknown == 1 {
-		if err := b.reannounce(ctx); err != nil {
+		// Pushes are routed here only once the node's inbox is live again
+		// (go-redis subscribes again on its own, after the connection it
+		// lost) and Redis knows its uids: then the node enters.
+		err := b.echo(ctx)
+		if err == nil {
+			err = b.reannounce(ctx)
+		}
+		if err == nil && unknown == 1 {
+			_, err = b.run(ctx, scriptHeartbeat, b.node, lease, "1")
+		}
+		if err != nil {
 			b.connected.Store(false)
 			return false
 		}
@@ -187,6 +198,33 @@ func (b *Broker) beat() bool {
 	b.readyOnce.Do(func() { close(b.ready) })
 	return true
 }
+
+// echo publishes a message to the node's own inbox and waits for it to
+// come back through the subscription: an error means the inbox is not live.
+func (b *Broker) echo(ctx context.Context) error {
+	id := b.nextID.Add(1)
+	w := b.await(id)
+	if err := b.rdb.Publish(ctx, b.inbox, marshal(&envelope{Kind: kindEcho, ID: id, Origin: b.node})).Err(); err != nil {
+		b.forget(id)
+		b.failed(err)
+		return err
+	}
+	// An echo published before go-redis has subscribed again is lost: a
+	// short wait first (the subscriber wakes the heartbeat when it is back),
+	// longer ones after each miss, in case Redis is only slow.
+	wait := min(b.echoWait, b.cfg.ReplyTimeout)
+	if _, missing := b.collect(ctx, id, w, []string{b.node}, wait); missing > 0 {
+		b.echoWait = min(2*b.echoWait, b.cfg.ReplyTimeout)
+		return errNotSubscribed
+	}
+	b.echoWait = firstEchoWait
+	return nil
+}
+
+// firstEchoWait is how long echo first waits for its message.
+const firstEchoWait = 200 * time.Millisecond
+
+var errNotSubscribed = &hub.Error{Code: "cluster_unavailable", Message: "the node's inbox is not subscribed"}
 
 // reannounce records every uid this node holds, then starts new epochs for
 // the uids it numbered on its own while Redis was away.

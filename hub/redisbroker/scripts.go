@@ -102,9 +102,15 @@ end
 // lists of targets, published to each node's inbox as head .. ',"u":[...]}';
 // publishAll returns how many uids were numbered, then the nodes.
 // ARGV[6] is the origin node; with ARGV[7] == "1" the origin is routed to as
-// well (numbered pushes, which every node delivers in Redis's order).
+// well (numbered pushes, which every node delivers in Redis's order). An
+// origin Redis does not know (Redis restarted or was flushed, and lost the
+// index of who holds which uid) gets an error before anything is written:
+// routed now, its own uids would be missed.
 const routing = `
 local origin, self = ARGV[6], ARGV[7] == '1'
+if not redis.call('ZSCORE', p .. 'nodes', origin) then
+	return redis.error_reply('` + unknownNode + ` Redis does not know this node')
+end
 local perNode, nodes = {}, {}
 local function route(uid, seq)
 	for _, h in ipairs(holders(uid)) do
@@ -222,11 +228,16 @@ end
 return 0
 `)
 
-	// scriptHeartbeat renews node ARGV[2]'s lease of ARGV[3] ms; it
-	// returns 1 when the node was not known (a new node, or a store that
-	// lost its state), which must then announce its uids again.
+	// scriptHeartbeat renews node ARGV[2]'s lease of ARGV[3] ms and
+	// returns 0; a node Redis does not know (a new node, or a store that
+	// lost its state) gets 1 and no lease, unless ARGV[4] is "1": it
+	// announces its uids first, then enters with ARGV[4] "1", so that a
+	// known node is one whose uids are routed to it.
 	scriptHeartbeat = redis.NewScript(common + `
-return redis.call('ZADD', p .. 'nodes', now + tonumber(ARGV[3]), ARGV[2])
+local nodes, node = p .. 'nodes', ARGV[2]
+if not redis.call('ZSCORE', nodes, node) and ARGV[4] ~= '1' then return 1 end
+redis.call('ZADD', nodes, now + tonumber(ARGV[3]), node)
+return 0
 `)
 
 	// scriptReap cleans up after nodes whose lease has ended: at most

@@ -67,6 +67,10 @@ func (b *Broker) handle(payload []byte) {
 		}
 	case kindLeave:
 		b.local.Leave(e.UID, e.Group)
+	case kindEcho:
+		if e.Origin == b.node {
+			b.received(reply{ID: e.ID, Node: b.node})
+		}
 	case kindStats:
 		if e.Origin == b.node {
 			return // the asking node counts itself
