@@ -70,6 +70,9 @@ type Publication struct {
 	// offline uids on this node (Settings.MaxStoredPerClient); nil for the
 	// push API, which the hub-wide history budget bounds.
 	Account *StoreAccount
+	// NoReceipt: nobody reads the receipt (a client's publish that asked
+	// for no answer), so a broker need not gather other nodes' counts.
+	NoReceipt bool
 }
 
 // StoreAccount counts the history one client's publishes hold for offline

@@ -17,6 +17,11 @@ type SendOptions struct {
 	WaitAck time.Duration
 	// Account bounds what a client's publish may store for offline uids.
 	Account *StoreAccount
+	// NoReceipt tells the broker that the receipt will not be read (a
+	// client's publish without an id): in cluster mode the other nodes
+	// then do not report their deliveries, and the receipt counts only
+	// this node's.
+	NoReceipt bool
 	// IdempotencyKey, when set, makes the push happen once per key within
 	// IdempotencyWindow: a repeat delivers nothing and gets the first
 	// push's receipt (marked Duplicate).
@@ -35,7 +40,7 @@ func (h *Hub) Send(ctx context.Context, t Target, m Message, o SendOptions) (Rec
 		m.Group = t.Group
 	}
 	b := h.Broker()
-	p := &Publication{Target: t, Message: m, WaitAck: o.WaitAck, Account: o.Account}
+	p := &Publication{Target: t, Message: m, WaitAck: o.WaitAck, Account: o.Account, NoReceipt: o.NoReceipt}
 	if o.IdempotencyKey == "" {
 		h.pushes.Add(1)
 		return b.Publish(ctx, p)

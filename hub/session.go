@@ -225,7 +225,8 @@ func (c *Conn) publish(cmd Command) {
 		c.account = &StoreAccount{}
 	}
 	c.account.max.Store(c.settings().MaxStoredPerClient)
-	r, err := c.hub.Send(context.Background(), t, Message{Data: cmd.Data, From: c.uid}, SendOptions{Account: c.account})
+	r, err := c.hub.Send(context.Background(), t, Message{Data: cmd.Data, From: c.uid},
+		SendOptions{Account: c.account, NoReceipt: len(cmd.ID) == 0})
 	if err != nil {
 		c.replyError(cmd.ID, &Error{Code: ErrorCode(err, "send_failed"), Message: err.Error()})
 		return

@@ -19,7 +19,9 @@ type envelope struct {
 	Group  string          `json:"g,omitempty"`
 	Msg    json.RawMessage `json:"m,omitempty"` // wireMessage
 	WaitMS int64           `json:"w,omitempty"`
-	U      []target        `json:"u,omitempty"`
+	// NoReply: the origin reads no receipt, so nodes do not report.
+	NoReply bool     `json:"nr,omitempty"`
+	U       []target `json:"u,omitempty"`
 	// A kick, join or leave.
 	UID    string `json:"uid,omitempty"`
 	Reason string `json:"r,omitempty"`

@@ -20,8 +20,11 @@ func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, 
 		return b.deliverAlone(ctx, p, history), nil
 	}
 	id := b.nextID.Add(1)
-	e := &envelope{Kind: kindPush, ID: id, Origin: b.node, Msg: encodeMessage(p.Message), WaitMS: p.WaitAck.Milliseconds()}
-	w := b.await(id)
+	e := &envelope{Kind: kindPush, ID: id, Origin: b.node, Msg: encodeMessage(p.Message), WaitMS: p.WaitAck.Milliseconds(), NoReply: p.NoReceipt}
+	var w *waiter
+	if !p.NoReceipt {
+		w = b.await(id)
+	}
 	var v any
 	var err error
 	t := p.Target
@@ -51,7 +54,9 @@ func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, 
 		v, err = b.run(ctx, scriptPublishUIDs, args...)
 	}
 	if err != nil {
-		b.forget(id)
+		if w != nil {
+			b.forget(id)
+		}
 		return b.deliverAlone(ctx, p, history), nil
 	}
 	var r hub.Receipt
@@ -65,6 +70,9 @@ func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, 
 	} else {
 		// This node's own connections, at once and in this order.
 		r = b.local.Deliver(ctx, p, hub.DeliverOptions{})
+	}
+	if w == nil {
+		return r, nil // nobody reads the other nodes' counts
 	}
 	replies, missing := b.collect(ctx, id, w, nodes, b.cfg.ReplyTimeout+p.WaitAck)
 	for _, rep := range replies {

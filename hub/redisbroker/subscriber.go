@@ -117,9 +117,11 @@ func (b *Broker) deliver(e *envelope) {
 			}
 		}
 	}
-	origin, id := e.Origin, e.ID
+	origin, id, noReply := e.Origin, e.ID, e.NoReply
 	b.local.DeliverAndReport(p, o, func(r hub.Receipt) {
-		b.reply(origin, reply{ID: id, Delivered: r.Delivered, Dropped: r.Dropped, Acked: r.Acked})
+		if !noReply {
+			b.reply(origin, reply{ID: id, Delivered: r.Delivered, Dropped: r.Dropped, Acked: r.Acked})
+		}
 	})
 }
 
