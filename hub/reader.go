@@ -49,14 +49,8 @@ func (c *Conn) readDone() {
 // frame that is already there, then hands the connection back to the
 // poller.
 func (c *Conn) readReady() {
-	// The previous reader handed the socket back under c.mu (rearm), and
-	// the kernel, not Go, told the poller it was readable again: taking
-	// c.mu orders this reader after that one for Go's memory model.
-	c.mu.Lock()
-	polled := c.polled
-	c.mu.Unlock()
-	if !polled {
-		return // torn down meanwhile
+	if !c.stillPolled() {
+		return
 	}
 	s := c.settings()
 	deadline := false
@@ -86,6 +80,17 @@ func (c *Conn) readReady() {
 	}
 }
 
+// stillPolled begins a read of a socket the poller saw readable, and
+// reports whether c is still on the poller (not torn down meanwhile). The
+// previous reader handed the socket back under c.mu (rearm), and the
+// kernel, not Go, told the poller it was readable again: taking c.mu
+// orders this reader after that one for Go's memory model.
+func (c *Conn) stillPolled() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.polled
+}
+
 // releaseTLS drops the TLS layer's empty buffers before the connection
 // idles on the poller (tls_buffers.go).
 func (c *Conn) releaseTLS() {
@@ -111,10 +116,7 @@ func (c *Conn) readsInline() bool {
 // that has not arrived whole, or does not fit the reader's buffer, is left
 // to a worker (readReady), which waits for the rest under pong_timeout.
 func (c *Conn) readInline() {
-	c.mu.Lock() // as in readReady: after the reader before
-	polled := c.polled
-	c.mu.Unlock()
-	if !polled {
+	if !c.stillPolled() {
 		return
 	}
 	c.noWait, c.drained = true, false

@@ -60,7 +60,6 @@ func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, 
 		return b.deliverAlone(ctx, p, history), nil
 	}
 	var r hub.Receipt
-	nodes := stringList(v)
 	if history {
 		// The reply leads with how many uids were numbered and stored.
 		if l, ok := v.([]any); ok && len(l) > 0 {
@@ -74,7 +73,7 @@ func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, 
 	if w == nil {
 		return r, nil // nobody reads the other nodes' counts
 	}
-	replies, missing := b.collect(ctx, id, w, nodes, b.cfg.ReplyTimeout+p.WaitAck)
+	replies, missing := b.collect(ctx, id, w, stringList(v), b.cfg.ReplyTimeout+p.WaitAck)
 	for _, rep := range replies {
 		r.Delivered += rep.Delivered
 		r.Dropped += rep.Dropped
