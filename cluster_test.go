@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -141,6 +142,34 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("first %q, retry %q (replayed %q)", first.Body, again.Body, again.Header.Get("Idempotency-Replayed"))
 	}
 	carol.Expect(`{"type":"message","seq":4,"data":"once"}`)
+
+	// The same key through three nodes at once, to a group: one push goes,
+	// the other two wait for its receipt and answer it.
+	var wg sync.WaitGroup
+	res := make([]harness.Response, len(nodes))
+	errs := make([]error, len(nodes))
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i], errs[i] = n.API().Request(http.MethodPost, "/send", `{"group":"g","data":"once to g","idempotency_key":"k-g"}`, nil)
+		}()
+	}
+	wg.Wait()
+	replayed := 0
+	for i, r := range res {
+		if errs[i] != nil || r.Status != http.StatusOK || r.Body != res[0].Body {
+			t.Fatalf("node %d: %v, %d %q (node 1: %q)", i+1, errs[i], r.Status, r.Body, res[0].Body)
+		}
+		if r.Header.Get("Idempotency-Replayed") == "true" {
+			replayed++
+		}
+	}
+	if replayed != len(nodes)-1 {
+		t.Fatalf("%d of %d answers replayed, want all but one", replayed, len(nodes))
+	}
+	bob.Expect("once to g")
+	carol.Expect(`{"type":"message","seq":5,"data":"once to g","group":"g"}`)
 
 	// A kick through n3 closes alice's connections on n1 and n2.
 	n3.API().Post(t, "/kick", `{"uid":"alice","reason":"bye"}`).ExpectJSON(http.StatusOK, `{"closed":2,"uid":"alice"}`)

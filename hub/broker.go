@@ -47,12 +47,6 @@ type Broker interface {
 	// LocalHistory tells whether the hub keeps history in this process
 	// (Local numbers and stores pushes) rather than the broker elsewhere.
 	LocalHistory() bool
-	// Claim makes the caller the first push of an idempotency key within
-	// window (first true), or returns the receipt of the push that was,
-	// waiting for it if it is still under way. Settle records that receipt
-	// (or, with err, that the push failed, so that a retry may go).
-	Claim(ctx context.Context, key string, window time.Duration) (prior Receipt, first bool, err error)
-	Settle(key string, r Receipt, err error)
 	// Stats adds what the broker knows beyond this node to st.
 	Stats(ctx context.Context, st *Stats)
 	// Close stops the broker.
@@ -73,6 +67,12 @@ type Publication struct {
 	// NoReceipt: nobody reads the receipt (a client's publish that asked
 	// for no answer), so a broker need not gather other nodes' counts.
 	NoReceipt bool
+	// IdempotencyKey, when set, makes the push happen once per key within
+	// IdempotencyWindow, on every node: a repeat delivers nothing and gets
+	// the receipt of the push that came first (marked Duplicate), waiting
+	// for it while it is under way. A push that failed frees its key.
+	IdempotencyKey    string
+	IdempotencyWindow time.Duration
 }
 
 // StoreAccount counts the history one client's publishes hold for offline

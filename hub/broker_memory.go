@@ -1,9 +1,6 @@
 package hub
 
-import (
-	"context"
-	"time"
-)
+import "context"
 
 // memoryBroker is the in-process broker, the default: a hub on one node.
 // Everything it does is local; history lives in the uid entries of this
@@ -17,7 +14,21 @@ func NewMemoryBroker(l Local) Broker { return memoryBroker{l} }
 func (memoryBroker) nonBlocking() {}
 
 func (b memoryBroker) Publish(ctx context.Context, p *Publication) (Receipt, error) {
-	return b.local.Deliver(ctx, p, DeliverOptions{Store: true}), nil
+	if p.IdempotencyKey == "" {
+		return b.local.Deliver(ctx, p, DeliverOptions{Store: true}), nil
+	}
+	keys := &b.local.h.idempotency
+	prior, first, err := keys.claim(ctx, p.IdempotencyKey, p.IdempotencyWindow)
+	if err != nil {
+		return Receipt{}, err
+	}
+	if !first {
+		prior.Duplicate = true
+		return prior, nil
+	}
+	r := b.local.Deliver(ctx, p, DeliverOptions{Store: true})
+	keys.settle(p.IdempotencyKey, r, nil)
+	return r, nil
 }
 
 func (b memoryBroker) Join(_ context.Context, uid, group string) error {
@@ -44,12 +55,6 @@ func (b memoryBroker) UIDs(_ context.Context, group, after string, limit int) ([
 func (b memoryBroker) Recover(_ context.Context, uid string, since *Position) (Recovery, error) {
 	return b.local.Recover(uid, since), nil
 }
-
-func (b memoryBroker) Claim(ctx context.Context, key string, window time.Duration) (Receipt, bool, error) {
-	return b.local.Claim(ctx, key, window)
-}
-
-func (b memoryBroker) Settle(key string, r Receipt, err error) { b.local.Settle(key, r, err) }
 
 func (memoryBroker) Attached(context.Context, string) error { return nil }
 func (memoryBroker) Changed(string)                         {}

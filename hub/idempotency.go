@@ -119,11 +119,3 @@ func (s *idempotencyStore) expire(now int64) {
 	}
 	s.order = s.order[n:]
 }
-
-// Claim is the in-process side of idempotent pushes (see Broker).
-func (l Local) Claim(ctx context.Context, key string, window time.Duration) (Receipt, bool, error) {
-	return l.h.idempotency.claim(ctx, key, window)
-}
-
-// Settle records the receipt of the push that claimed key.
-func (l Local) Settle(key string, r Receipt, err error) { l.h.idempotency.settle(key, r, err) }

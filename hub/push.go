@@ -39,27 +39,16 @@ func (h *Hub) Send(ctx context.Context, t Target, m Message, o SendOptions) (Rec
 	if t.Group != "" {
 		m.Group = t.Group
 	}
-	b := h.Broker()
-	p := &Publication{Target: t, Message: m, WaitAck: o.WaitAck, Account: o.Account, NoReceipt: o.NoReceipt}
-	if o.IdempotencyKey == "" {
-		h.pushes.Add(1)
-		return b.Publish(ctx, p)
-	}
 	window := o.IdempotencyWindow
 	if window <= 0 {
 		window = DefaultIdempotencyWindow
 	}
-	prior, first, err := b.Claim(ctx, o.IdempotencyKey, window)
-	if err != nil {
-		return Receipt{}, err
+	p := &Publication{Target: t, Message: m, WaitAck: o.WaitAck, Account: o.Account, NoReceipt: o.NoReceipt,
+		IdempotencyKey: o.IdempotencyKey, IdempotencyWindow: window}
+	r, err := h.Broker().Publish(ctx, p)
+	if !r.Duplicate {
+		h.pushes.Add(1)
 	}
-	if !first {
-		prior.Duplicate = true
-		return prior, nil
-	}
-	h.pushes.Add(1)
-	r, err := b.Publish(ctx, p)
-	b.Settle(o.IdempotencyKey, r, err)
 	return r, err
 }
 

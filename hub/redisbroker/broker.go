@@ -66,6 +66,7 @@ type Broker struct {
 	waiters map[uint64]*waiter
 
 	replies chan outReply // to the reply sender
+	settles chan keyValue // to the settler
 
 	changedMu sync.Mutex
 	changed   map[string]struct{} // uids whose count here changed, to record
@@ -113,6 +114,7 @@ func New(hubName string, l hub.Local, cfg Config, log *zap.Logger) (*Broker, err
 		ready:      make(chan struct{}),
 		waiters:    make(map[uint64]*waiter),
 		replies:    make(chan outReply, 4096),
+		settles:    make(chan keyValue, 4096),
 		changed:    make(map[string]struct{}),
 		changedCh:  make(chan struct{}, 1),
 		diverged:   make(map[string]struct{}),
@@ -126,6 +128,7 @@ func New(hubName string, l hub.Local, cfg Config, log *zap.Logger) (*Broker, err
 	ps := b.rdb.Subscribe(context.Background(), b.inbox, b.allCh)
 	b.goFn("subscriber", func() { b.subscribe(ps) })
 	b.goFn("reply sender", b.sendReplies)
+	b.goFn("settler", b.sendSettled)
 	b.goFn("announcer", b.announce)
 	b.goFn("heartbeat", b.heartbeat)
 	return b, nil
@@ -167,7 +170,8 @@ func (b *Broker) goFn(name string, fn func()) {
 	}()
 }
 
-// run runs a script, counting and reporting a failure to reach Redis.
+// run runs a script with the hub's prefix before args, counting and
+// reporting a failure to reach Redis.
 func (b *Broker) run(ctx context.Context, s *redis.Script, args ...any) (any, error) {
 	v, err := s.Run(ctx, b.rdb, b.keys, append([]any{b.p}, args...)...).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {

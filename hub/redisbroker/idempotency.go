@@ -3,6 +3,7 @@ package redisbroker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 
@@ -26,48 +27,95 @@ type wireReceipt struct {
 // claimPoll is how often a repeat looks whether the first push settled.
 const claimPoll = 20 * time.Millisecond
 
-// Claim makes this push the first of key, or returns the first one's
-// receipt, waiting while it is under way.
-func (b *Broker) Claim(ctx context.Context, key string, window time.Duration) (hub.Receipt, bool, error) {
-	stale := (b.cfg.ReplyTimeout + 10*time.Second).Milliseconds()
+// unclaimed is a key's state when no script could claim it yet.
+const unclaimed = "?"
+
+// stale is how long a push may stay under way before a repeat takes its
+// key over: its node must have died.
+func (b *Broker) stale() time.Duration { return b.cfg.ReplyTimeout + 10*time.Second }
+
+// claim makes this push the first of key, or returns the first one's
+// receipt, waiting while it is under way; state is what a publish script
+// found the key holding.
+func (b *Broker) claim(ctx context.Context, key string, window time.Duration, state string) (hub.Receipt, bool, error) {
 	for {
-		v, err := b.run(ctx, scriptClaim, key, window.Milliseconds(), stale)
-		if err != nil {
-			return hub.Receipt{}, false, err
-		}
-		s, _ := v.(string)
 		switch {
-		case s == "first":
+		case state == "first":
 			return hub.Receipt{}, true, nil
-		case strings.HasPrefix(s, "r:"):
+		case strings.HasPrefix(state, "r:"):
 			var w wireReceipt
-			if err := json.Unmarshal([]byte(s[2:]), &w); err != nil {
+			if err := json.Unmarshal([]byte(state[2:]), &w); err != nil {
 				return hub.Receipt{}, false, errBadReply
 			}
 			return hub.Receipt{Delivered: w.Delivered, Dropped: w.Dropped, Stored: w.Stored, Acked: w.Acked, Unreached: w.Unreached}, false, nil
+		case state != unclaimed: // under way on some node
+			select {
+			case <-time.After(claimPoll):
+			case <-ctx.Done():
+				return hub.Receipt{}, false, ctx.Err()
+			case <-b.stop:
+				return hub.Receipt{}, false, errClosed
+			}
 		}
-		select { // under way on some node
-		case <-time.After(claimPoll):
-		case <-ctx.Done():
-			return hub.Receipt{}, false, ctx.Err()
-		case <-b.stop:
-			return hub.Receipt{}, false, errClosed
+		v, err := b.run(ctx, scriptClaim, key, window.Milliseconds(), b.stale().Milliseconds())
+		if err != nil {
+			return hub.Receipt{}, false, err
 		}
+		state, _ = v.(string)
 	}
 }
 
-// Settle records the receipt of the push that claimed key, keeping the
-// key's window.
-func (b *Broker) Settle(key string, r hub.Receipt, err error) {
+// settle records the receipt of the push that claimed key, keeping the
+// key's window. It does not wait: the settler writes it, with the other
+// receipts waiting by then, in one pipeline. Until it is written, a repeat
+// of the key waits for it (claim), so answering the push first loses
+// nothing; a node that dies in between leaves its keys under way, and
+// repeats take them over once stale.
+func (b *Broker) settle(key string, r hub.Receipt, err error) {
 	v := "f"
 	if err == nil {
 		j, _ := json.Marshal(wireReceipt{r.Delivered, r.Dropped, r.Stored, r.Acked, r.Unreached})
 		v = "r:" + string(j)
 	}
+	select {
+	case b.settles <- keyValue{b.p + "idem:" + key, v}:
+	case <-b.stop:
+		b.writeSettled([]keyValue{{b.p + "idem:" + key, v}})
+	}
+}
+
+// keyValue is a settled idempotency key and its value.
+type keyValue struct{ key, value string }
+
+// sendSettled writes settled keys as they come, as many as are waiting in
+// one pipeline; once the broker stops, what is still queued.
+func (b *Broker) sendSettled() {
+	for {
+		batch, ok := takeBatch(b.settles, b.stop)
+		if len(batch) > 0 {
+			b.writeSettled(batch)
+		}
+		if !ok {
+			return
+		}
+	}
+}
+
+// writeSettled sets each key's receipt, keeping its expiry: a key whose
+// window ended meanwhile stays gone.
+func (b *Broker) writeSettled(batch []keyValue) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if e := b.rdb.SetArgs(ctx, b.p+"idem:"+key, v, redis.SetArgs{Mode: "XX", KeepTTL: true}).Err(); e != nil && e != redis.Nil {
-		b.failed(e)
+	pipe := b.rdb.Pipeline()
+	for _, kv := range batch {
+		pipe.SetArgs(ctx, kv.key, kv.value, redis.SetArgs{Mode: "XX", KeepTTL: true})
+	}
+	cmds, _ := pipe.Exec(ctx)
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			b.failed(err)
+			return
+		}
 	}
 }
 

@@ -12,12 +12,43 @@ import (
 // a broadcast or a group); with history, one script numbers and stores the
 // push per uid and routes it to every node holding one, this node included,
 // so that every node delivers numbered pushes in Redis's order. Either way
-// the receipt adds up what each node reports.
+// the receipt adds up what each node reports. A push with an idempotency
+// key claims it in the same script; a repeat gets the first push's receipt.
 func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, error) {
+	key := p.IdempotencyKey
+	if key == "" {
+		r, _, err := b.publish(ctx, p, false)
+		return r, err
+	}
+	r, prior, err := b.publish(ctx, p, true)
+	if err == nil && prior != "" { // another push has the key, or it is unclaimed
+		var first bool
+		if r, first, err = b.claim(ctx, key, p.IdempotencyWindow, prior); err != nil || !first {
+			r.Duplicate = err == nil
+			return r, err
+		}
+		r, _, err = b.publish(ctx, p, false)
+	}
+	b.settle(key, r, err)
+	return r, err
+}
+
+// publish is Publish but for a key taken: with claim, the script claims
+// p's idempotency key first, and a key some other push holds is returned
+// as prior, with nothing published. Where the script could not run, prior
+// is unclaimed: the caller claims the key on its own.
+func (b *Broker) publish(ctx context.Context, p *hub.Publication, claim bool) (r hub.Receipt, prior string, err error) {
 	st := b.local.Settings()
 	history := st.HistorySize > 0
 	if !b.connected.Load() {
-		return b.deliverAlone(ctx, p, history), nil
+		if claim {
+			return r, unclaimed, nil
+		}
+		return b.deliverAlone(ctx, p, history), "", nil
+	}
+	claimArgs := []any{"", 0, 0}
+	if claim {
+		claimArgs = []any{p.IdempotencyKey, p.IdempotencyWindow.Milliseconds(), b.stale().Milliseconds()}
 	}
 	id := b.nextID.Add(1)
 	e := &envelope{Kind: kindPush, ID: id, Origin: b.node, Msg: encodeMessage(p.Message), WaitMS: p.WaitAck.Milliseconds(), NoReply: p.NoReceipt}
@@ -26,7 +57,6 @@ func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, 
 		w = b.await(id)
 	}
 	var v any
-	var err error
 	t := p.Target
 	switch {
 	case !history && (t.All || t.Group != ""):
@@ -34,32 +64,37 @@ func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, 
 		if !t.All {
 			e.Target, e.Group = targetGroup, t.Group
 		}
-		v, err = b.run(ctx, scriptFanOut, string(marshal(e)), b.node)
+		v, err = b.run(ctx, scriptFanOut, append([]any{string(marshal(e)), b.node}, claimArgs...)...)
 	case t.All:
 		e.Target = targetUIDs
-		v, err = b.run(ctx, scriptPublishAll, b.numberingArgs(st, e)...)
+		v, err = b.run(ctx, scriptPublishAll, append(b.numberingArgs(st, e), claimArgs...)...)
 	case t.Group != "":
 		e.Target = targetUIDs
-		v, err = b.run(ctx, scriptPublishGroup, append(b.numberingArgs(st, e), t.Group)...)
+		v, err = b.run(ctx, scriptPublishGroup, append(append(b.numberingArgs(st, e), t.Group), claimArgs...)...)
 	default:
 		e.Target = targetUIDs
 		uids := t.UIDs
 		if uids == nil {
 			uids = []string{t.UID}
 		}
-		args := b.numberingArgs(st, e)
+		args := append(b.numberingArgs(st, e), claimArgs...)
 		for _, u := range uids {
 			args = append(args, u)
 		}
 		v, err = b.run(ctx, scriptPublishUIDs, args...)
 	}
-	if err != nil {
+	if s, taken := v.(string); err != nil || taken {
 		if w != nil {
 			b.forget(id)
 		}
-		return b.deliverAlone(ctx, p, history), nil
+		if taken {
+			return r, s, nil
+		}
+		if claim {
+			return r, unclaimed, nil
+		}
+		return b.deliverAlone(ctx, p, history), "", nil
 	}
-	var r hub.Receipt
 	if history {
 		// The reply leads with how many uids were numbered and stored.
 		if l, ok := v.([]any); ok && len(l) > 0 {
@@ -71,7 +106,7 @@ func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, 
 		r = b.local.Deliver(ctx, p, hub.DeliverOptions{})
 	}
 	if w == nil {
-		return r, nil // nobody reads the other nodes' counts
+		return r, "", nil // nobody reads the other nodes' counts
 	}
 	replies, missing := b.collect(ctx, id, w, stringList(v), b.cfg.ReplyTimeout+p.WaitAck)
 	for _, rep := range replies {
@@ -83,7 +118,7 @@ func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, 
 	if missing > 0 {
 		b.unreached.Add(1)
 	}
-	return r, nil
+	return r, "", nil
 }
 
 // numberingArgs are the arguments of the numbering scripts: history size,

@@ -111,21 +111,13 @@ func (b *Broker) reply(origin string, r reply) {
 // per origin: under load, one publish answers many pushes.
 func (b *Broker) sendReplies() {
 	for {
-		var first outReply
-		select {
-		case first = <-b.replies:
-		case <-b.stop:
+		rs, ok := takeBatch(b.replies, b.stop)
+		if !ok {
 			return
 		}
-		batch := map[string][]reply{first.origin: {first.reply}}
-	drain:
-		for n := 1; n < 512; n++ {
-			select {
-			case r := <-b.replies:
-				batch[r.origin] = append(batch[r.origin], r.reply)
-			default:
-				break drain
-			}
+		batch := map[string][]reply{}
+		for _, r := range rs {
+			batch[r.origin] = append(batch[r.origin], r.reply)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		pipe := b.rdb.Pipeline()
@@ -138,4 +130,36 @@ func (b *Broker) sendReplies() {
 		}
 		cancel()
 	}
+}
+
+// maxBatch bounds what one pipeline of replies or receipts carries.
+const maxBatch = 512
+
+// takeBatch waits for the first item on ch and takes those queued behind
+// it, at most maxBatch. Once stop is closed, it takes all that is still
+// queued, without waiting, and reports false.
+func takeBatch[T any](ch <-chan T, stop <-chan struct{}) ([]T, bool) {
+	var batch []T
+	select {
+	case v := <-ch:
+		batch = append(batch, v)
+	case <-stop:
+		for {
+			select {
+			case v := <-ch:
+				batch = append(batch, v)
+			default:
+				return batch, false
+			}
+		}
+	}
+	for len(batch) < maxBatch {
+		select {
+		case v := <-ch:
+			batch = append(batch, v)
+		default:
+			return batch, true
+		}
+	}
+	return batch, true
 }

@@ -98,6 +98,27 @@ local function number(uid)
 end
 `
 
+// claiming defines claim(i): with an idempotency key ARGV[i], it makes
+// this push the first of the key for ARGV[i+1] ms and returns nil, or
+// returns what the key holds: "p:<ms>" while the first push is under way,
+// "r:<receipt>" once it settled. A push that failed ("f"), or whose node
+// has not settled it within ARGV[i+2] ms, is taken over. An empty or
+// missing key claims nothing. The publish scripts claim before they publish, so that a
+// push with a key is still one round trip.
+const claiming = `
+local function claim(i)
+	if (ARGV[i] or '') == '' then return nil end
+	local k = p .. 'idem:' .. ARGV[i]
+	if redis.call('SET', k, 'p:' .. now, 'NX', 'PX', ARGV[i + 1]) then return nil end
+	local v = redis.call('GET', k)
+	if v == 'f' or (string.sub(v, 1, 2) == 'p:' and now - tonumber(string.sub(v, 3)) > tonumber(ARGV[i + 2])) then
+		redis.call('SET', k, 'p:' .. now, 'KEEPTTL')
+		return nil
+	end
+	return v
+end
+`
+
 // routing defines route(uid, seq) and publishAll(head, numbered): per-node
 // lists of targets, published to each node's inbox as head .. ',"u":[...]}';
 // publishAll returns how many uids were numbered, then the nodes.
@@ -134,10 +155,13 @@ end
 
 var (
 	// scriptPublishUIDs numbers (with history) and routes a push to uids:
-	// ARGV[8] is the envelope's head, ARGV[9..] the uids.
-	scriptPublishUIDs = redis.NewScript(common + numbering + routing + `
+	// ARGV[8] is the envelope's head, ARGV[9..11] an idempotency claim,
+	// ARGV[12..] the uids. A push whose key is taken gets the key's value.
+	scriptPublishUIDs = redis.NewScript(common + numbering + routing + claiming + `
+local prior = claim(9)
+if prior then return prior end
 local numbered = 0
-for i = 9, #ARGV do
+for i = 12, #ARGV do
 	local uid = ARGV[i]
 	local seq = 0
 	if size > 0 then seq = number(uid); numbered = numbered + 1 end
@@ -147,8 +171,11 @@ return publishAll(ARGV[8], numbered)
 `)
 
 	// scriptPublishGroup numbers (with history) and routes a push to a
-	// group's members: ARGV[8] is the envelope's head, ARGV[9] the group.
-	scriptPublishGroup = redis.NewScript(common + numbering + routing + `
+	// group's members: ARGV[8] is the envelope's head, ARGV[9] the group,
+	// ARGV[10..12] an idempotency claim.
+	scriptPublishGroup = redis.NewScript(common + numbering + routing + claiming + `
+local prior = claim(10)
+if prior then return prior end
 local numbered = 0
 for _, uid in ipairs(redis.call('ZRANGE', p .. 'g:' .. ARGV[9], 0, -1)) do
 	route(uid, number(uid))
@@ -159,8 +186,10 @@ return publishAll(ARGV[8], numbered)
 
 	// scriptPublishAll numbers a broadcast for every online uid and every
 	// offline one whose history is kept, and routes it: ARGV[8] is the
-	// envelope's head.
-	scriptPublishAll = redis.NewScript(common + numbering + routing + `
+	// envelope's head, ARGV[9..11] an idempotency claim.
+	scriptPublishAll = redis.NewScript(common + numbering + routing + claiming + `
+local prior = claim(9)
+if prior then return prior end
 redis.call('ZREMRANGEBYSCORE', p .. 'kept', '-inf', now)
 local numbered = 0
 for _, uid in ipairs(redis.call('ZRANGE', p .. 'online', 0, -1)) do
@@ -177,9 +206,12 @@ return publishAll(ARGV[8], numbered)
 `)
 
 	// scriptFanOut publishes an unnumbered push to every node (a broadcast
-	// or a group push without history): ARGV[2] is the envelope. It
-	// returns the live nodes but ARGV[3], the origin.
-	scriptFanOut = redis.NewScript(common + `
+	// or a group push without history): ARGV[2] is the envelope, ARGV[4..6]
+	// an idempotency claim. It returns the live nodes but ARGV[3], the
+	// origin.
+	scriptFanOut = redis.NewScript(common + claiming + `
+local prior = claim(4)
+if prior then return prior end
 redis.call('PUBLISH', p .. 'c:all', ARGV[2])
 local out = {}
 for _, node in ipairs(redis.call('ZRANGEBYSCORE', p .. 'nodes', '(' .. now, '+inf')) do
@@ -375,22 +407,9 @@ return 0
 `)
 )
 
-// scriptClaim makes the caller the first push of idempotency key ARGV[2]
-// for ARGV[3] ms ("first"), or returns what the key holds: "p:<ms>" while
-// the first push is under way, "r:<receipt>" once it settled. A push that
-// failed ("f"), or whose node has not settled it within ARGV[4] ms, is
-// taken over.
-var scriptClaim = redis.NewScript(common + `
-local k = p .. 'idem:' .. ARGV[2]
-if redis.call('SET', k, 'p:' .. now, 'NX', 'PX', ARGV[3]) then return 'first' end
-local v = redis.call('GET', k)
-if not v then
-	redis.call('SET', k, 'p:' .. now, 'PX', ARGV[3])
-	return 'first'
-end
-if v == 'f' or (string.sub(v, 1, 2) == 'p:' and now - tonumber(string.sub(v, 3)) > tonumber(ARGV[4])) then
-	redis.call('SET', k, 'p:' .. now, 'KEEPTTL')
-	return 'first'
-end
-return v
+// scriptClaim claims idempotency key ARGV[2] as claim does (ARGV[3] and
+// ARGV[4] are its window and how long a push may stay under way), without
+// a push: "first" when the caller has it.
+var scriptClaim = redis.NewScript(common + claiming + `
+return claim(2) or 'first'
 `)
