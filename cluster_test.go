@@ -300,6 +300,9 @@ func TestClusterRedisOutage(t *testing.T) {
 	}
 	n1.API().Post(t, "/send", `{"uid":"gina","data":"unreachable"}`).
 		ExpectJSON(http.StatusOK, `{"delivered":0,"dropped":0,"stored":false,"cluster_unavailable":true}`)
+	// A push with an idempotency key is refused: its key cannot be checked.
+	n1.API().Post(t, "/send", `{"uid":"frank","data":"keyed","idempotency_key":"k-out"}`).
+		ExpectError(http.StatusServiceUnavailable, "cluster_unavailable")
 	if st := getClusterStats(t, n1.API()); st.Cluster.Connected {
 		t.Fatalf("stats during the outage say connected: %+v", st.Cluster)
 	}

@@ -59,7 +59,7 @@ func (b *Broker) claim(ctx context.Context, key string, window time.Duration, st
 		}
 		v, err := b.run(ctx, scriptClaim, key, window.Milliseconds(), b.stale().Milliseconds())
 		if err != nil {
-			return hub.Receipt{}, false, err
+			return hub.Receipt{}, false, errUncheckedKey
 		}
 		state, _ = v.(string)
 	}
@@ -118,5 +118,7 @@ func (b *Broker) writeSettled(batch []keyValue) {
 		}
 	}
 }
+
+var errUncheckedKey = &hub.Error{Code: "cluster_unavailable", Message: "the cluster's Redis cannot be reached to check the push's idempotency key: retry it later"}
 
 var errClosed = &hub.Error{Code: "cluster_closed", Message: "the cluster broker has stopped"}

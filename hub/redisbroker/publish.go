@@ -20,6 +20,11 @@ func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, 
 		r, _, err := b.publish(ctx, p, false)
 		return r, err
 	}
+	if !b.connected.Load() {
+		// Delivered here alone, a retry through another node would
+		// deliver it again: refused at once, to be retried.
+		return hub.Receipt{}, errUncheckedKey
+	}
 	r, prior, err := b.publish(ctx, p, true)
 	if err == nil && prior != "" { // another push has the key, or it is unclaimed
 		var first bool
