@@ -13,7 +13,8 @@ import (
 type Codec interface {
 	// Name is the protocol's name in the configuration.
 	Name() string
-	// Decode turns one text frame from a client into a command.
+	// Decode turns one text frame from a client into a command. The
+	// command keeps nothing of frame, which the reader reuses at once.
 	Decode(frame []byte, o DecodeOptions) Command
 	// CheckUID refuses, at login, a uid the protocol could not address
 	// (beyond the names every protocol refuses).

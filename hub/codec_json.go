@@ -1,9 +1,9 @@
 package hub
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -177,29 +177,30 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, q...)
 }
 
-// jsonString is s as a JSON string. Text a client sent is valid UTF-8 and
-// usually needs no escaping: then it is only quoted.
-func jsonString(s string) json.RawMessage {
+// jsonString is s as a JSON string, in a slice of its own. Text a client
+// sent is valid UTF-8 and usually needs no escaping: then it is only
+// quoted.
+func jsonString(s []byte) json.RawMessage {
 	if plainJSON(s) {
 		b := make([]byte, 0, len(s)+2)
 		b = append(b, '"')
 		b = append(b, s...)
 		return append(b, '"')
 	}
-	b, _ := json.Marshal(s) // a string always marshals
+	b, _ := json.Marshal(string(s)) // a string always marshals
 	return b
 }
 
 // plainJSON reports whether s is valid UTF-8 that a JSON string holds as it
 // is: no quote, backslash, control character, or character encoding/json
 // escapes for HTML or JavaScript (<, >, &, U+2028, U+2029).
-func plainJSON(s string) bool {
+func plainJSON(s []byte) bool {
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c < 0x20, c == '"', c == '\\', c == '<', c == '>', c == '&':
 			return false
 		case c >= 0x80:
-			return utf8.ValidString(s[i:]) && !strings.ContainsAny(s[i:], "\u2028\u2029")
+			return utf8.Valid(s[i:]) && !bytes.ContainsAny(s[i:], "\u2028\u2029")
 		}
 	}
 	return true

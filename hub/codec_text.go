@@ -37,14 +37,14 @@ func (textCodec) Decode(frame []byte, o DecodeOptions) Command {
 		return Command{Kind: CmdLogin, Credential: string(frame)}
 	}
 	if o.ToApp {
-		return Command{Kind: CmdApp, Data: jsonString(string(frame))}
+		return Command{Kind: CmdApp, Data: jsonString(frame)}
 	}
 	// Split at the first colon only, so that messages may contain colons.
 	to, text, ok := bytes.Cut(frame, []byte{':'})
 	if !ok {
 		return Command{}
 	}
-	cmd := Command{Kind: CmdSend, Data: jsonString(string(text))}
+	cmd := Command{Kind: CmdSend, Data: jsonString(text)}
 	if string(to) == textAll {
 		cmd.All = true
 	} else {

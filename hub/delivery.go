@@ -20,9 +20,11 @@ type delivery struct {
 		once sync.Once
 		p    PreparedMessage
 	}
-	// acks, when set, collects the resuming connections reached, for
-	// waiting on their acknowledgements.
-	acks *[]ackTarget
+	// wantAcks: acks collects the resuming connections reached, for
+	// waiting on their acknowledgements (a push with WaitAck, which is
+	// never split over cores).
+	wantAcks bool
+	acks     []ackTarget
 }
 
 // prepare is the message encoded for p, made once per push even when a
@@ -80,10 +82,7 @@ func (l Local) DeliverAndReport(p *Publication, o DeliverOptions, report func(Re
 func (l Local) queue(p *Publication, o DeliverOptions) (Receipt, []ackTarget) {
 	h := l.h
 	d := &delivery{msg: &p.Message, acct: p.Account, at: time.Now().UnixNano()}
-	var acks []ackTarget
-	if p.WaitAck > 0 {
-		d.acks = &acks
-	}
+	d.wantAcks = p.WaitAck > 0
 	var r Receipt
 	t := p.Target
 	switch {
@@ -107,7 +106,7 @@ func (l Local) queue(p *Publication, o DeliverOptions) (Receipt, []ackTarget) {
 	// Counted once per push: one shared counter bumped per copy would
 	// bounce between the cores a broadcast runs on.
 	h.framesOut.Add(uint64(r.Delivered))
-	return r, acks
+	return r, d.acks
 }
 
 // deliver numbers d for e (or takes the number the store gave), stores it
@@ -150,8 +149,8 @@ func (h *Hub) deliver(e *uidEntry, uid string, d *delivery, o DeliverOptions, st
 		switch c.enqueue(outFrame{wire: f, at: d.at}) {
 		case queued:
 			r.Delivered++
-			if d.acks != nil && c.proto.Resumes() {
-				*d.acks = append(*d.acks, ackTarget{c, seq})
+			if d.wantAcks && c.proto.Resumes() {
+				d.acks = append(d.acks, ackTarget{c, seq})
 			}
 		case cut:
 			r.Dropped++
@@ -171,7 +170,7 @@ const parallelFrom = 2048
 // collect).
 func (h *Hub) broadcast(d *delivery, o DeliverOptions) Receipt {
 	workers := runtime.GOMAXPROCS(0)
-	if d.acks != nil || h.connections.Load() < parallelFrom || workers < 2 {
+	if d.wantAcks || h.connections.Load() < parallelFrom || workers < 2 {
 		return h.broadcastShards(d, o, 0, shardCount)
 	}
 	receipts := make([]Receipt, workers)

@@ -230,7 +230,7 @@ func (fh *fzHub) settle(t *testing.T) {
 	}
 	fh.marker++
 	marker := fmt.Sprintf("marker %d", fh.marker)
-	r := h.push(Target{All: true}, Message{Data: jsonString(marker)})
+	r := h.push(Target{All: true}, Message{Data: jsonString([]byte(marker))})
 	if r.Delivered != int(n) || r.Dropped != 0 {
 		t.Fatalf("a broadcast after the fuzzed connection reached %+v, want the %d bystanders", r, n)
 	}

@@ -32,6 +32,7 @@ type poller struct {
 	wake   int // eventfd: written by close
 	shards [shardCount]pollShard
 	hub    *Hub
+	nw     noWaitRead // the poller goroutine's
 }
 
 type pollShard struct {
@@ -123,16 +124,32 @@ func writeNonblocking(fd int, b []byte) (int, error) {
 	return max(n, 0), err
 }
 
+// noWaitRead is the state of the poller's reads without waiting: the
+// function handed to RawConn.Read is made once, not a closure per read.
+type noWaitRead struct {
+	p   []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
 // readNoWait reads what the socket under rc holds, without waiting:
 // errNothingToRead if nothing. Through rc, the socket cannot be closed and
-// its number reused while it is read.
-func readNoWait(rc syscall.RawConn, p []byte) (int, error) {
-	var n int
-	var err error
-	if cerr := rc.Read(func(fd uintptr) bool {
-		n, err = rawRead(int(fd), p)
-		return true
-	}); cerr != nil {
+// its number reused while it is read. Only the poller's goroutine calls it
+// (inline reads).
+func (pl *poller) readNoWait(rc syscall.RawConn, p []byte) (int, error) {
+	r := &pl.nw
+	if r.fn == nil {
+		r.fn = func(fd uintptr) bool {
+			r.n, r.err = rawRead(int(fd), r.p)
+			return true
+		}
+	}
+	r.p = p
+	cerr := rc.Read(r.fn)
+	n, err := r.n, r.err
+	r.p, r.err = nil, nil
+	if cerr != nil {
 		return 0, cerr
 	}
 	switch {

@@ -15,9 +15,9 @@ func (p *poller) remove(*Conn)     {}
 func (p *poller) close()           {}
 
 // Never called: no connection has an inline socket without the poller.
-func writeNonblocking(int, []byte) (int, error)       { return 0, errNoInline }
-func errWouldBlock(error) bool                        { return false }
-func readNoWait(syscall.RawConn, []byte) (int, error) { return 0, errNoInline }
+func writeNonblocking(int, []byte) (int, error)                   { return 0, errNoInline }
+func errWouldBlock(error) bool                                    { return false }
+func (p *poller) readNoWait(syscall.RawConn, []byte) (int, error) { return 0, errNoInline }
 
 var errNoInline = &Error{Code: "no_inline", Message: "inline writes are Linux-only"}
 

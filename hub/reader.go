@@ -172,7 +172,7 @@ func (r *sockReader) Read(p []byte) (int, error) {
 	if !c.noWait {
 		return c.nc.Read(p)
 	}
-	n, err := readNoWait(c.raw, p)
+	n, err := c.hub.poller.readNoWait(c.raw, p)
 	c.drained = err == nil && n < len(p)
 	return n, err
 }
@@ -302,6 +302,22 @@ func (c *Conn) readFrame() bool {
 	}
 	if _, err := br.Discard(headerLen); err != nil {
 		return false
+	}
+	if op == opText && fin && int64(br.Buffered()) >= size {
+		// The whole message is in the reader's buffer, as most are:
+		// decoded where it lies, without a copy (Decode keeps nothing of
+		// it).
+		body, err := br.Peek(int(size))
+		if err != nil {
+			return false
+		}
+		unmask(body, key)
+		if !utf8.Valid(body) {
+			return c.refuse(CloseInvalidPayload, "text frame is not valid UTF-8")
+		}
+		cmd := c.proto.Decode(body, DecodeOptions{LoggedIn: c.loggedIn.Load(), ToApp: c.hooks().TextToApp})
+		_, _ = br.Discard(int(size))
+		return c.handle(cmd)
 	}
 
 	var payload []byte
