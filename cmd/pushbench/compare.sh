@@ -31,6 +31,10 @@
 # (-target, -ws, -api, -pid, ...), so they override them; in a run of several
 # kinds of server leave -ws, -api and -protocol to the script.
 #
+# Even rounds run the servers in the reverse order (a, b, then b, a), which
+# cancels in the medians the drift of a shared machine between consecutive
+# runs.
+#
 # Before each server the script waits (up to $QUIET_WAIT seconds, default
 # 600) until other processes use less than $QUIET_CORES cores (default 0.25);
 # pushbench runs with -quiet-wait 60s -redo 2 (it waits for quiet before each
@@ -368,7 +372,15 @@ labels=()
 for s in "${servers[@]}"; do labels+=("${s%%=*}"); done
 declare -A files
 for ((r = 1; r <= rounds; r++)); do
-	for s in "${servers[@]}"; do
+	# Even rounds run the servers in the reverse order: on this kind of
+	# machine whichever server runs first in a pair tends to do better, and
+	# alternating cancels that in the medians.
+	order=("${servers[@]}")
+	if ((r % 2 == 0)); then
+		order=()
+		for ((i = ${#servers[@]} - 1; i >= 0; i--)); do order+=("${servers[i]}"); done
+	fi
+	for s in "${order[@]}"; do
 		label=${s%%=*}
 		base=$OUT/$name-$label
 		((r > 1)) && base+=-r$r
