@@ -113,7 +113,9 @@ func (b *Broker) writeSettled(batch []keyValue) {
 	cmds, _ := pipe.Exec(ctx)
 	for _, c := range cmds {
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
-			b.failed(err)
+			if !b.closed.Load() { // leaving: Redis is no longer this node's concern
+				b.failed(err)
+			}
 			return
 		}
 	}
