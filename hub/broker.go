@@ -70,7 +70,7 @@ type Publication struct {
 	// IdempotencyKey, when set, makes the push happen once per key within
 	// IdempotencyWindow, on every node: a repeat delivers nothing and gets
 	// the receipt of the push that came first (marked Duplicate), waiting
-	// for it while it is under way. A push that failed frees its key.
+	// for it while it is under way.
 	IdempotencyKey    string
 	IdempotencyWindow time.Duration
 }

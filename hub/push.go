@@ -46,7 +46,7 @@ func (h *Hub) Send(ctx context.Context, t Target, m Message, o SendOptions) (Rec
 	p := &Publication{Target: t, Message: m, WaitAck: o.WaitAck, Account: o.Account, NoReceipt: o.NoReceipt,
 		IdempotencyKey: o.IdempotencyKey, IdempotencyWindow: window}
 	r, err := h.Broker().Publish(ctx, p)
-	if !r.Duplicate {
+	if err == nil && !r.Duplicate {
 		h.pushes.Add(1)
 	}
 	return r, err

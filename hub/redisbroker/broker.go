@@ -67,6 +67,7 @@ type Broker struct {
 
 	replies chan outReply // to the reply sender
 	settles chan keyValue // to the settler
+	keyed   sync.RWMutex  // held (read) by pushes with a key; Close waits for them
 
 	changedMu sync.Mutex
 	changed   map[string]struct{} // uids whose count here changed, to record
@@ -171,14 +172,23 @@ func (b *Broker) goFn(name string, fn func()) {
 }
 
 // run runs a script with the hub's prefix before args, counting and
-// reporting a failure to reach Redis.
+// reporting a failure to reach Redis. A caller that gave up, or a script's
+// own error, says nothing of Redis: the node stays in the cluster.
 func (b *Broker) run(ctx context.Context, s *redis.Script, args ...any) (any, error) {
 	v, err := s.Run(ctx, b.rdb, b.keys, append([]any{b.p}, args...)...).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		b.failed(err)
+		if ctx.Err() == nil && !scriptError(err) {
+			b.failed(err)
+		}
 		return nil, err
 	}
 	return v, nil
+}
+
+// scriptError tells a script's own runtime error from a failure of Redis.
+func scriptError(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "user_script") || strings.Contains(s, "Error running script")
 }
 
 // failed notes that Redis could not be reached: the heartbeat checks at
@@ -211,7 +221,9 @@ func (b *Broker) Close() error {
 	if !b.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	b.keyed.Lock() // once pushes with a key have queued their receipts
 	close(b.stop)
+	b.keyed.Unlock()
 	b.wg.Wait()
 	if b.connected.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

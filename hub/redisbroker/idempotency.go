@@ -27,9 +27,6 @@ type wireReceipt struct {
 // claimPoll is how often a repeat looks whether the first push settled.
 const claimPoll = 20 * time.Millisecond
 
-// unclaimed is a key's state when no script could claim it yet.
-const unclaimed = "?"
-
 // stale is how long a push may stay under way before a repeat takes its
 // key over: its node must have died.
 func (b *Broker) stale() time.Duration { return b.cfg.ReplyTimeout + 10*time.Second }
@@ -48,7 +45,7 @@ func (b *Broker) claim(ctx context.Context, key string, window time.Duration, st
 				return hub.Receipt{}, false, errBadReply
 			}
 			return hub.Receipt{Delivered: w.Delivered, Dropped: w.Dropped, Stored: w.Stored, Acked: w.Acked, Unreached: w.Unreached}, false, nil
-		case state != unclaimed: // under way on some node
+		default: // under way on some node
 			select {
 			case <-time.After(claimPoll):
 			case <-ctx.Done():
@@ -57,7 +54,7 @@ func (b *Broker) claim(ctx context.Context, key string, window time.Duration, st
 				return hub.Receipt{}, false, errClosed
 			}
 		}
-		v, err := b.run(ctx, scriptClaim, key, window.Milliseconds(), b.stale().Milliseconds())
+		v, err := b.run(ctx, scriptClaim, key, max(window.Milliseconds(), 1), b.stale().Milliseconds())
 		if err != nil {
 			return hub.Receipt{}, false, errUncheckedKey
 		}
@@ -70,13 +67,11 @@ func (b *Broker) claim(ctx context.Context, key string, window time.Duration, st
 // receipts waiting by then, in one pipeline. Until it is written, a repeat
 // of the key waits for it (claim), so answering the push first loses
 // nothing; a node that dies in between leaves its keys under way, and
-// repeats take them over once stale.
-func (b *Broker) settle(key string, r hub.Receipt, err error) {
-	v := "f"
-	if err == nil {
-		j, _ := json.Marshal(wireReceipt{r.Delivered, r.Dropped, r.Stored, r.Acked, r.Unreached})
-		v = "r:" + string(j)
-	}
+// repeats take them over once stale. Close waits for pushes with a key,
+// so their receipts are queued before the settler's last drain.
+func (b *Broker) settle(key string, r hub.Receipt) {
+	j, _ := json.Marshal(wireReceipt{r.Delivered, r.Dropped, r.Stored, r.Acked, r.Unreached})
+	v := "r:" + string(j)
 	select {
 	case b.settles <- keyValue{b.p + "idem:" + key, v}:
 	case <-b.stop:

@@ -20,40 +20,49 @@ func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, 
 		r, _, err := b.publish(ctx, p, false)
 		return r, err
 	}
-	if !b.connected.Load() {
-		// Delivered here alone, a retry through another node would
-		// deliver it again: refused at once, to be retried.
-		return hub.Receipt{}, errUncheckedKey
+	// Close waits for pushes with a key, so that their receipts are
+	// written before the broker stops.
+	b.keyed.RLock()
+	defer b.keyed.RUnlock()
+	if b.closed.Load() {
+		return hub.Receipt{}, errClosed
 	}
+	// Delivered here alone, a retry through another node would deliver it
+	// again: while Redis is away a push with a key is refused, to be
+	// retried. So is one whose script failed: it may have run, so its key
+	// stays under way (a retry waits, and takes the key over once stale).
 	r, prior, err := b.publish(ctx, p, true)
-	if err == nil && prior != "" { // another push has the key, or it is unclaimed
+	if err == nil && prior != "" { // another push has the key
 		var first bool
 		if r, first, err = b.claim(ctx, key, p.IdempotencyWindow, prior); err != nil || !first {
 			r.Duplicate = err == nil
 			return r, err
 		}
-		r, _, err = b.publish(ctx, p, false)
+		r, _, err = b.publish(ctx, p, false) // the key is this push's now
 	}
-	b.settle(key, r, err)
+	if err == nil {
+		b.settle(key, r)
+	}
 	return r, err
 }
 
 // publish is Publish but for a key taken: with claim, the script claims
 // p's idempotency key first, and a key some other push holds is returned
-// as prior, with nothing published. Where the script could not run, prior
-// is unclaimed: the caller claims the key on its own.
+// as prior, with nothing published. A push with a key is never delivered
+// here alone: where its script cannot run, publish returns errUncheckedKey.
 func (b *Broker) publish(ctx context.Context, p *hub.Publication, claim bool) (r hub.Receipt, prior string, err error) {
 	st := b.local.Settings()
 	history := st.HistorySize > 0
+	keyed := p.IdempotencyKey != ""
 	if !b.connected.Load() {
-		if claim {
-			return r, unclaimed, nil
+		if keyed {
+			return r, "", errUncheckedKey
 		}
 		return b.deliverAlone(ctx, p, history), "", nil
 	}
 	claimArgs := []any{"", 0, 0}
 	if claim {
-		claimArgs = []any{p.IdempotencyKey, p.IdempotencyWindow.Milliseconds(), b.stale().Milliseconds()}
+		claimArgs = []any{p.IdempotencyKey, max(p.IdempotencyWindow.Milliseconds(), 1), b.stale().Milliseconds()}
 	}
 	id := b.nextID.Add(1)
 	e := &envelope{Kind: kindPush, ID: id, Origin: b.node, Msg: encodeMessage(p.Message), WaitMS: p.WaitAck.Milliseconds(), NoReply: p.NoReceipt}
@@ -95,8 +104,8 @@ func (b *Broker) publish(ctx context.Context, p *hub.Publication, claim bool) (r
 		if taken {
 			return r, s, nil
 		}
-		if claim {
-			return r, unclaimed, nil
+		if keyed {
+			return r, "", errUncheckedKey
 		}
 		return b.deliverAlone(ctx, p, history), "", nil
 	}
