@@ -303,25 +303,14 @@ func (c *Conn) readFrame() bool {
 	if _, err := br.Discard(headerLen); err != nil {
 		return false
 	}
-	if op == opText && fin && int64(br.Buffered()) >= size {
-		// The whole message is in the reader's buffer, as most are:
-		// decoded where it lies, without a copy (Decode keeps nothing of
-		// it).
-		body, err := br.Peek(int(size))
-		if err != nil {
-			return false
-		}
-		unmask(body, key)
-		if !utf8.Valid(body) {
-			return c.refuse(CloseInvalidPayload, "text frame is not valid UTF-8")
-		}
-		cmd := c.proto.Decode(body, DecodeOptions{LoggedIn: c.loggedIn.Load(), ToApp: c.hooks().TextToApp})
-		_, _ = br.Discard(int(size))
-		return c.handle(cmd)
-	}
-
+	// A whole message already in the reader's buffer, as most are, is
+	// decoded where it lies, without a copy (Decode keeps nothing of it);
+	// the reader moves past it once it is decoded.
+	inPlace := op == opText && fin && int64(br.Buffered()) >= size
 	var payload []byte
 	switch {
+	case inPlace:
+		payload, _ = br.Peek(int(size)) // buffered: it cannot fail
 	case op >= opClose:
 		var buf [maxCtlLen]byte
 		payload = buf[:size]
@@ -333,8 +322,10 @@ func (c *Conn) readFrame() bool {
 		payload = make([]byte, size, min(int64(2*size)+64, s.MaxMessageSize))
 	}
 	body := payload[len(payload)-int(size):]
-	if _, err := io.ReadFull(br, body); err != nil {
-		return false
+	if !inPlace {
+		if _, err := io.ReadFull(br, body); err != nil {
+			return false
+		}
 	}
 	unmask(body, key)
 
@@ -358,7 +349,11 @@ func (c *Conn) readFrame() bool {
 	if !utf8.Valid(payload) {
 		return c.refuse(CloseInvalidPayload, "text frame is not valid UTF-8")
 	}
-	return c.handle(c.proto.Decode(payload, DecodeOptions{LoggedIn: c.loggedIn.Load(), ToApp: c.hooks().TextToApp}))
+	cmd := c.proto.Decode(payload, DecodeOptions{LoggedIn: c.loggedIn.Load(), ToApp: c.hooks().TextToApp})
+	if inPlace {
+		_, _ = br.Discard(int(size))
+	}
+	return c.handle(cmd)
 }
 
 // grow extends b by n bytes.

@@ -72,11 +72,7 @@ func (b *Broker) claim(ctx context.Context, key string, window time.Duration, st
 func (b *Broker) settle(key string, r hub.Receipt) {
 	j, _ := json.Marshal(wireReceipt{r.Delivered, r.Dropped, r.Stored, r.Acked, r.Unreached})
 	v := "r:" + string(j)
-	select {
-	case b.settles <- keyValue{b.p + "idem:" + key, v}:
-	case <-b.stop:
-		b.writeSettled([]keyValue{{b.p + "idem:" + key, v}})
-	}
+	b.settles <- keyValue{b.p + "idem:" + key, v} // the settler runs until Close, which waits for this push
 }
 
 // keyValue is a settled idempotency key and its value.

@@ -60,7 +60,7 @@ func (b *Broker) publish(ctx context.Context, p *hub.Publication, claim bool) (r
 		}
 		return b.deliverAlone(ctx, p, history), "", nil
 	}
-	claimArgs := []any{"", 0, 0}
+	claimArgs := noClaim
 	if claim {
 		claimArgs = []any{p.IdempotencyKey, max(p.IdempotencyWindow.Milliseconds(), 1), b.stale().Milliseconds()}
 	}
@@ -134,6 +134,10 @@ func (b *Broker) publish(ctx context.Context, p *hub.Publication, claim bool) (r
 	}
 	return r, "", nil
 }
+
+// noClaim are the claim arguments of a publish script for a push that
+// claims no key.
+var noClaim = []any{"", 0, 0}
 
 // numberingArgs are the arguments of the numbering scripts: history size,
 // ttl, an epoch for new numberings, the message, the origin, whether the
