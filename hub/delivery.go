@@ -13,9 +13,16 @@ import (
 // protocol encodes it once (prepared), and a uid's connections of one
 // protocol share one frame.
 type delivery struct {
-	msg      *Message
-	acct     *StoreAccount // who pays for what is stored for offline uids
-	at       int64         // unix nanoseconds this node took the push
+	msg  *Message
+	acct *StoreAccount // who pays for what is stored for offline uids
+	at   int64         // unix nanoseconds this node took the push
+	// binds is Hub.binds when the push began: a connection of a protocol
+	// without sequence numbers that logged in later does not get it. A
+	// broadcast visits the uids one after another, and one that logs in
+	// meanwhile must not get a message that others got before its login
+	// began. (A protocol with sequence numbers places the push in the
+	// uid's numbered stream instead: after its welcome, it is delivered.)
+	binds    uint64
 	prepared [maxProtocols]struct {
 		once sync.Once
 		p    PreparedMessage
@@ -81,7 +88,7 @@ func (l Local) DeliverAndReport(p *Publication, o DeliverOptions, report func(Re
 // connections to wait for when p.WaitAck is set.
 func (l Local) queue(p *Publication, o DeliverOptions) (Receipt, []ackTarget) {
 	h := l.h
-	d := &delivery{msg: &p.Message, acct: p.Account, at: time.Now().UnixNano()}
+	d := &delivery{msg: &p.Message, acct: p.Account, at: time.Now().UnixNano(), binds: h.binds.Load()}
 	d.wantAcks = p.WaitAck > 0
 	var r Receipt
 	t := p.Target
@@ -133,6 +140,9 @@ func (h *Hub) deliver(e *uidEntry, uid string, d *delivery, o DeliverOptions, st
 	}
 	var frames [maxProtocols][]byte // one frame per protocol for this uid
 	for _, c := range e.conns {
+		if c.boundAt > d.binds && !c.proto.Resumes() {
+			continue // logged in after the push began
+		}
 		f := frames[c.proto.id]
 		if f == nil {
 			f = d.prepare(c.proto).Frame(seq)

@@ -38,7 +38,8 @@ type Hub struct {
 	closed      atomic.Bool
 	done        chan struct{} // closed by Close: stops the reaper
 	nextConnID  atomic.Uint64
-	live        tally // connections not yet torn down, logged in or not
+	binds       atomic.Uint64 // logins so far: the last one's Conn.boundAt
+	live        tally         // connections not yet torn down, logged in or not
 	routines    routines
 	poller      *poller
 	acks        notifier // wakes waiters for acknowledgements

@@ -148,6 +148,7 @@ func (h *Hub) bind(c *Conn, uid string) (first bool, err error) {
 	c.uid = uid
 	c.loggedIn.Store(true)
 	c.catchingUp = true
+	c.boundAt = h.binds.Add(1)
 	e.conns = append(e.conns, c)
 	e.mu.Unlock()
 	s.mu.Unlock()
