@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -473,6 +474,53 @@ func TestClusterRedisRestart(t *testing.T) {
 	t.Logf("%d pushes across a Redis restart (back at push %d): %d receipts said degraded; the local uid got all %d; "+
 		"the remote uid got %d, %d of them said delivered; %d stored for the offline uid after the restart, all in its mailbox",
 		pushes, after, degraded, (pushes+2)/3, got, remoteSaid, storedAfter)
+}
+
+// TestClusterClientOrder: a client's commands take effect in the order it
+// sent them, however fast it sends them (its node hands them over to Redis
+// in batches, without waiting for each): publishes arrive in order, and a
+// publish between a join and a leave is the only one the group reaches
+// the client with.
+func TestClusterClientOrder(t *testing.T) {
+	redis := harness.StartRedis(t)
+	nodes := clusterNodes(t, redis, 2)
+	texter := harness.LoggedInText(t, nodes[0].WS+"/text", "texter")
+	joiner := harness.LoggedIn(t, nodes[0].WS+"/ws", "joiner")
+	receiver := harness.LoggedIn(t, nodes[1].WS+"/ws", "receiver")
+	nodes[0].API().Post(t, "/join", `{"uid":"receiver","group":"g"}`).ExpectJSON(http.StatusOK, `{"ok":true}`)
+
+	const n = 150 // within the default rate limit's burst
+	for i := range n {
+		texter.Send(fmt.Sprintf("receiver:%d", i))
+	}
+	for i := range n {
+		receiver.Expect(fmt.Sprintf(`{"type":"message","seq":%d,"data":"%d","from":"texter"}`, i+1, i))
+	}
+
+	joiner.Send(`{"type":"join","group":"g"}`)
+	joiner.Send(`{"type":"send","group":"g","data":"while a member"}`)
+	joiner.Send(`{"type":"leave","group":"g"}`)
+	joiner.Send(`{"type":"send","id":"s","group":"g","data":"after leaving"}`)
+	receiver.Expect(fmt.Sprintf(`{"type":"message","seq":%d,"data":"while a member","from":"joiner","group":"g"}`, n+1))
+	receiver.Expect(fmt.Sprintf(`{"type":"message","seq":%d,"data":"after leaving","from":"joiner","group":"g"}`, n+2))
+	var got []string
+	for {
+		f := joiner.ReadFrame()
+		if f.Type == "sent" {
+			break
+		}
+		got = append(got, f.Raw)
+	}
+	want := []string{
+		`{"type":"joined","group":"g"}`,
+		`{"type":"message","seq":1,"data":"while a member","from":"joiner","group":"g"}`,
+		`{"type":"left","group":"g"}`,
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("the joiner got %q before its receipt, want %q in some order", got, want)
+	}
 }
 
 // TestClusterReload: a reload that keeps the cluster keeps the broker (the

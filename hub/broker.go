@@ -53,6 +53,20 @@ type Broker interface {
 	Close() error
 }
 
+// Queue is offered by a broker whose calls wait on something outside the
+// process (a cluster's, on Redis), so that the goroutine that reads a
+// client, the hub's poller, hands the client's commands over instead of
+// waiting for them: they are carried out in the background, one after
+// another in the order they were handed over. Both methods report false
+// once the broker has stopped; the caller then carries the command out
+// itself.
+type Queue interface {
+	// PublishLater publishes p; done, when not nil, gets the receipt.
+	PublishLater(p *Publication, done func(Receipt, error)) bool
+	// Later runs fn.
+	Later(fn func()) bool
+}
+
 // Publication is one push on its way through a broker.
 type Publication struct {
 	Target  Target

@@ -67,7 +67,8 @@ type Hub struct {
 
 type brokerRef struct {
 	Broker
-	inline bool // its calls never wait: the poller may handle commands itself
+	inline bool  // its calls never wait: the poller may handle commands itself
+	queue  Queue // or it queues clients' commands: the poller hands them over
 }
 
 // nonBlocking is implemented by brokers whose calls never wait on
@@ -141,7 +142,8 @@ func (h *Hub) Broker() Broker { return h.broker.Load().Broker }
 func (h *Hub) SetBroker(b Broker) Broker {
 	h.localHistory.Store(b.LocalHistory())
 	_, inline := b.(nonBlocking)
-	old := h.broker.Swap(&brokerRef{b, inline})
+	q, _ := b.(Queue)
+	old := h.broker.Swap(&brokerRef{b, inline, q})
 	if old == nil {
 		return nil
 	}

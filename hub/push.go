@@ -36,6 +36,33 @@ const DefaultIdempotencyWindow = 5 * time.Minute
 // Send pushes m to t. It never blocks on a connection; with o.WaitAck it
 // waits for acknowledgements, at most that long or until ctx ends.
 func (h *Hub) Send(ctx context.Context, t Target, m Message, o SendOptions) (Receipt, error) {
+	r, err := h.Broker().Publish(ctx, publication(t, m, o))
+	h.countPush(r, err)
+	return r, err
+}
+
+// sendLater is Send for a client of this node: where the broker queues
+// clients' commands, the push is queued behind the client's earlier ones
+// and done gets the receipt once it is known; otherwise it is sent now.
+func (h *Hub) sendLater(t Target, m Message, o SendOptions, done func(Receipt, error)) {
+	if q := h.broker.Load().queue; q != nil {
+		if q.PublishLater(publication(t, m, o), func(r Receipt, err error) { h.countPush(r, err); done(r, err) }) {
+			return
+		}
+	}
+	done(h.Send(context.Background(), t, m, o))
+}
+
+// later runs a client's command fn behind the client's earlier ones where
+// the broker queues them, and now otherwise.
+func (h *Hub) later(fn func()) {
+	if q := h.broker.Load().queue; q == nil || !q.Later(fn) {
+		fn()
+	}
+}
+
+// publication is the push of m to t with options o.
+func publication(t Target, m Message, o SendOptions) *Publication {
 	if t.Group != "" {
 		m.Group = t.Group
 	}
@@ -43,13 +70,15 @@ func (h *Hub) Send(ctx context.Context, t Target, m Message, o SendOptions) (Rec
 	if window <= 0 {
 		window = DefaultIdempotencyWindow
 	}
-	p := &Publication{Target: t, Message: m, WaitAck: o.WaitAck, Account: o.Account, NoReceipt: o.NoReceipt,
+	return &Publication{Target: t, Message: m, WaitAck: o.WaitAck, Account: o.Account, NoReceipt: o.NoReceipt,
 		IdempotencyKey: o.IdempotencyKey, IdempotencyWindow: window}
-	r, err := h.Broker().Publish(ctx, p)
+}
+
+// countPush counts a push that went out.
+func (h *Hub) countPush(r Receipt, err error) {
 	if err == nil && !r.Duplicate {
 		h.pushes.Add(1)
 	}
-	return r, err
 }
 
 // Join adds an online uid to a group. Membership lasts until Leave or until

@@ -225,23 +225,28 @@ func (c *Conn) publish(cmd Command) {
 		c.account = &StoreAccount{}
 	}
 	c.account.max.Store(c.settings().MaxStoredPerClient)
-	r, err := c.hub.Send(context.Background(), t, Message{Data: cmd.Data, From: c.uid},
-		SendOptions{Account: c.account, NoReceipt: len(cmd.ID) == 0})
-	if err != nil {
-		c.replyError(cmd.ID, &Error{Code: ErrorCode(err, "send_failed"), Message: err.Error()})
-		return
-	}
-	if len(cmd.ID) > 0 {
-		c.reply(Reply{Kind: ReplySent, ID: cmd.ID, Receipt: r})
-	}
+	c.hub.sendLater(t, Message{Data: cmd.Data, From: c.uid}, SendOptions{Account: c.account, NoReceipt: len(cmd.ID) == 0},
+		func(r Receipt, err error) {
+			switch {
+			case err != nil:
+				c.replyError(cmd.ID, &Error{Code: ErrorCode(err, "send_failed"), Message: err.Error()})
+			case len(cmd.ID) > 0:
+				c.reply(Reply{Kind: ReplySent, ID: cmd.ID, Receipt: r})
+			}
+		})
 }
 
-// membership runs a client's join or leave command.
+// membership runs a client's join or leave command, behind its earlier
+// commands.
 func (c *Conn) membership(cmd Command) {
 	if err := ValidName("group", cmd.Group, c.hub.Settings().MaxUIDLength); err != nil {
 		c.replyError(cmd.ID, &Error{Code: ErrorCode(err, "invalid_group"), Message: err.Error()})
 		return
 	}
+	c.hub.later(func() { c.joinOrLeave(cmd) })
+}
+
+func (c *Conn) joinOrLeave(cmd Command) {
 	ctx := context.Background()
 	if cmd.Kind == CmdLeave {
 		if _, err := c.hub.Leave(ctx, c.uid, cmd.Group); err != nil {

@@ -67,7 +67,10 @@ type Broker struct {
 
 	replies chan outReply // to the reply sender
 	settles chan keyValue // to the settler
-	keyed   sync.RWMutex  // held (read) by pushes with a key; Close waits for them
+	// pending is held (read) by pushes with a key and by clients'
+	// commands being queued: Close waits for them.
+	pending sync.RWMutex
+	queue   chan queued // clients' commands (queue.go)
 
 	changedMu sync.Mutex
 	changed   map[string]struct{} // uids whose count here changed, to record
@@ -116,6 +119,7 @@ func New(hubName string, l hub.Local, cfg Config, log *zap.Logger) (*Broker, err
 		waiters:    make(map[uint64]*waiter),
 		replies:    make(chan outReply, 4096),
 		settles:    make(chan keyValue, 4096),
+		queue:      make(chan queued, queueSize),
 		changed:    make(map[string]struct{}),
 		changedCh:  make(chan struct{}, 1),
 		diverged:   make(map[string]struct{}),
@@ -130,6 +134,7 @@ func New(hubName string, l hub.Local, cfg Config, log *zap.Logger) (*Broker, err
 	b.goFn("subscriber", func() { b.subscribe(ps) })
 	b.goFn("reply sender", b.sendReplies)
 	b.goFn("settler", b.sendSettled)
+	b.goFn("queue", b.runQueue)
 	b.goFn("announcer", b.announce)
 	b.goFn("heartbeat", b.heartbeat)
 	return b, nil
@@ -221,9 +226,9 @@ func (b *Broker) Close() error {
 	if !b.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	b.keyed.Lock() // once pushes with a key have queued their receipts
+	b.pending.Lock() // once pushes with a key have queued their receipts, and clients their commands
 	close(b.stop)
-	b.keyed.Unlock()
+	b.pending.Unlock()
 	b.wg.Wait()
 	if b.connected.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -256,5 +261,8 @@ func newEpoch() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Interface guard
-var _ hub.Broker = (*Broker)(nil)
+// Interface guards
+var (
+	_ hub.Broker = (*Broker)(nil)
+	_ hub.Queue  = (*Broker)(nil)
+)

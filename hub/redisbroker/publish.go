@@ -3,6 +3,8 @@ package redisbroker
 import (
 	"context"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/pushhub/caddy-pushhub/hub"
 )
 
@@ -22,8 +24,8 @@ func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, 
 	}
 	// Close waits for pushes with a key, so that their receipts are
 	// written before the broker stops.
-	b.keyed.RLock()
-	defer b.keyed.RUnlock()
+	b.pending.RLock()
+	defer b.pending.RUnlock()
 	if b.closed.Load() {
 		return hub.Receipt{}, errClosed
 	}
@@ -51,78 +53,108 @@ func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, 
 // as prior, with nothing published. A push with a key is never delivered
 // here alone: where its script cannot run, publish returns errUncheckedKey.
 func (b *Broker) publish(ctx context.Context, p *hub.Publication, claim bool) (r hub.Receipt, prior string, err error) {
-	st := b.local.Settings()
-	history := st.HistorySize > 0
-	keyed := p.IdempotencyKey != ""
 	if !b.connected.Load() {
-		if keyed {
-			return r, "", errUncheckedKey
-		}
-		return b.deliverAlone(ctx, p, history), "", nil
+		return b.unrouted(ctx, p, b.local.Settings().HistorySize > 0)
 	}
+	c := b.pushCall(p, claim)
+	v, err := b.run(ctx, c.script, c.args...)
+	r, prior, routed, err := b.afterScript(ctx, p, c, v, err)
+	if !routed || c.w == nil {
+		return r, prior, err
+	}
+	return b.gather(ctx, p, c, v, r), "", nil
+}
+
+// unrouted is what becomes of a push that Redis did not route: one without
+// a key is delivered here alone; one with a key is refused.
+func (b *Broker) unrouted(ctx context.Context, p *hub.Publication, history bool) (hub.Receipt, string, error) {
+	if p.IdempotencyKey != "" {
+		return hub.Receipt{}, "", errUncheckedKey
+	}
+	return b.deliverAlone(ctx, p, history), "", nil
+}
+
+// pushScript is a push's script call, ready to run, and what its answer is
+// read with.
+type pushScript struct {
+	script  *redis.Script
+	args    []any
+	id      uint64  // the envelope's: other nodes' receipts name it
+	w       *waiter // for their receipts; nil when nobody reads them
+	history bool
+}
+
+// pushCall makes p's script call; with claim, it claims p's key first.
+func (b *Broker) pushCall(p *hub.Publication, claim bool) pushScript {
+	st := b.local.Settings()
+	c := pushScript{id: b.nextID.Add(1), history: st.HistorySize > 0}
 	claimArgs := noClaim
 	if claim {
 		claimArgs = []any{p.IdempotencyKey, max(p.IdempotencyWindow.Milliseconds(), 1), b.stale().Milliseconds()}
 	}
-	id := b.nextID.Add(1)
-	e := &envelope{Kind: kindPush, ID: id, Origin: b.node, Msg: encodeMessage(p.Message), WaitMS: p.WaitAck.Milliseconds(), NoReply: p.NoReceipt}
-	var w *waiter
+	e := &envelope{Kind: kindPush, ID: c.id, Origin: b.node, Msg: encodeMessage(p.Message), WaitMS: p.WaitAck.Milliseconds(), NoReply: p.NoReceipt}
 	if !p.NoReceipt {
-		w = b.await(id)
+		c.w = b.await(c.id)
 	}
-	var v any
 	t := p.Target
 	switch {
-	case !history && (t.All || t.Group != ""):
+	case !c.history && (t.All || t.Group != ""):
 		e.Target, e.Group = targetAll, ""
 		if !t.All {
 			e.Target, e.Group = targetGroup, t.Group
 		}
-		v, err = b.run(ctx, scriptFanOut, append([]any{string(marshal(e)), b.node}, claimArgs...)...)
+		c.script, c.args = scriptFanOut, append([]any{string(marshal(e)), b.node}, claimArgs...)
 	case t.All:
 		e.Target = targetUIDs
-		v, err = b.run(ctx, scriptPublishAll, append(b.numberingArgs(st, e), claimArgs...)...)
+		c.script, c.args = scriptPublishAll, append(b.numberingArgs(st, e), claimArgs...)
 	case t.Group != "":
 		e.Target = targetUIDs
-		v, err = b.run(ctx, scriptPublishGroup, append(append(b.numberingArgs(st, e), t.Group), claimArgs...)...)
+		c.script, c.args = scriptPublishGroup, append(append(b.numberingArgs(st, e), t.Group), claimArgs...)
 	default:
 		e.Target = targetUIDs
 		uids := t.UIDs
 		if uids == nil {
 			uids = []string{t.UID}
 		}
-		args := append(b.numberingArgs(st, e), claimArgs...)
+		c.args = append(b.numberingArgs(st, e), claimArgs...)
 		for _, u := range uids {
-			args = append(args, u)
+			c.args = append(c.args, u)
 		}
-		v, err = b.run(ctx, scriptPublishUIDs, args...)
+		c.script = scriptPublishUIDs
 	}
+	return c
+}
+
+// afterScript reads a push's script answer v (or its error): this node's
+// own connections get a push without history at once, in this order; a
+// script that could not run leaves the push to unrouted. The receipt
+// holds this node's counts; where routed, gather adds the other nodes'.
+func (b *Broker) afterScript(ctx context.Context, p *hub.Publication, c pushScript, v any, err error) (r hub.Receipt, prior string, routed bool, _ error) {
 	if s, taken := v.(string); err != nil || taken {
-		if w != nil {
-			b.forget(id)
+		if c.w != nil {
+			b.forget(c.id)
 		}
 		if taken {
-			return r, s, nil
+			return r, s, false, nil
 		}
-		if keyed {
-			return r, "", errUncheckedKey
-		}
-		return b.deliverAlone(ctx, p, history), "", nil
+		r, _, err = b.unrouted(ctx, p, c.history)
+		return r, "", false, err
 	}
-	if history {
+	if c.history {
 		// The reply leads with how many uids were numbered and stored.
 		if l, ok := v.([]any); ok && len(l) > 0 {
 			n, _ := l[0].(int64)
 			r.Stored = n > 0
 		}
-	} else {
-		// This node's own connections, at once and in this order.
-		r = b.local.Deliver(ctx, p, hub.DeliverOptions{})
+		return r, "", true, nil
 	}
-	if w == nil {
-		return r, "", nil // nobody reads the other nodes' counts
-	}
-	replies, missing := b.collect(ctx, id, w, stringList(v), b.cfg.ReplyTimeout+p.WaitAck)
+	return b.local.Deliver(ctx, p, hub.DeliverOptions{}), "", true, nil
+}
+
+// gather adds to r the receipts of the nodes the script answered v named,
+// waiting for them up to the reply timeout (and the push's ack wait).
+func (b *Broker) gather(ctx context.Context, p *hub.Publication, c pushScript, v any, r hub.Receipt) hub.Receipt {
+	replies, missing := b.collect(ctx, c.id, c.w, stringList(v), b.cfg.ReplyTimeout+p.WaitAck)
 	for _, rep := range replies {
 		r.Delivered += rep.Delivered
 		r.Dropped += rep.Dropped
@@ -132,7 +164,7 @@ func (b *Broker) publish(ctx context.Context, p *hub.Publication, claim bool) (r
 	if missing > 0 {
 		b.unreached.Add(1)
 	}
-	return r, "", nil
+	return r
 }
 
 // noClaim are the claim arguments of a publish script for a push that

@@ -132,7 +132,7 @@ func (b *Broker) sendReplies() {
 	}
 }
 
-// maxBatch bounds what one pipeline of replies or receipts carries.
+// maxBatch bounds what one pipeline of replies, receipts or clients' publishes carries.
 const maxBatch = 512
 
 // takeBatch waits for the first item on ch and takes those queued behind
