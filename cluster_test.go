@@ -478,9 +478,9 @@ func TestClusterRedisRestart(t *testing.T) {
 
 // TestClusterClientOrder: a client's commands take effect in the order it
 // sent them, however fast it sends them (its node hands them over to Redis
-// in batches, without waiting for each): publishes arrive in order, and a
-// publish between a join and a leave is the only one the group reaches
-// the client with.
+// in batches, without waiting for each) and across a reload that replaces
+// the node's broker: publishes arrive in order, and a publish between a
+// join and a leave is the only one the group reaches the client with.
 func TestClusterClientOrder(t *testing.T) {
 	redis := harness.StartRedis(t)
 	nodes := clusterNodes(t, redis, 2)
@@ -489,8 +489,15 @@ func TestClusterClientOrder(t *testing.T) {
 	receiver := harness.LoggedIn(t, nodes[1].WS+"/ws", "receiver")
 	nodes[0].API().Post(t, "/join", `{"uid":"receiver","group":"g"}`).ExpectJSON(http.StatusOK, `{"ok":true}`)
 
+	// Half of them before a reload that gives the node a new broker, half
+	// after it.
 	const n = 150 // within the default rate limit's burst
-	for i := range n {
+	for i := range n / 2 {
+		texter.Send(fmt.Sprintf("receiver:%d", i))
+	}
+	nodes[0].Load(harness.BothProtocols("allow_client_publish", "allow_client_groups",
+		"cluster "+redis.URL+" {\n\t\t\tlease 3s\n\t\t}"))
+	for i := n / 2; i < n; i++ {
 		texter.Send(fmt.Sprintf("receiver:%d", i))
 	}
 	for i := range n {

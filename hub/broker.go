@@ -53,18 +53,21 @@ type Broker interface {
 	Close() error
 }
 
-// Queue is offered by a broker whose calls wait on something outside the
-// process (a cluster's, on Redis), so that the goroutine that reads a
-// client, the hub's poller, hands the client's commands over instead of
-// waiting for them: they are carried out in the background, one after
-// another in the order they were handed over. Both methods report false
-// once the broker has stopped; the caller then carries the command out
-// itself.
-type Queue interface {
-	// PublishLater publishes p; done, when not nil, gets the receipt.
-	PublishLater(p *Publication, done func(Receipt, error)) bool
-	// Later runs fn.
-	Later(fn func()) bool
+// BatchPublisher is offered by a broker that can publish several pushes
+// in one round trip (a cluster's on Redis): the lanes of clients' commands
+// (lanes.go) hand it the publishes that follow one another in a lane.
+type BatchPublisher interface {
+	// PublishBatch publishes each push as Publish would, in the batch's
+	// order, and gives each Done its receipt. The pushes are clients':
+	// without idempotency keys or acknowledgement waits.
+	PublishBatch(batch []QueuedPush)
+}
+
+// QueuedPush is a client's push waiting in a lane, and what gets its
+// receipt.
+type QueuedPush struct {
+	Publication *Publication
+	Done        func(Receipt, error)
 }
 
 // Publication is one push on its way through a broker.

@@ -14,10 +14,13 @@
 // A client's frame comes the other way: the poller (poller_linux.go) sees
 // the socket readable, the reader (reader.go) reads a frame, the
 // connection's codec decodes it into a Command, and the session
-// (session.go) runs it, through the same Hub calls as the push API. Where
-// nothing on that path can wait (plain TCP, the in-process broker, no
-// login hook to ask), the poller reads whole frames itself (readInline);
-// otherwise, or for a frame that has not arrived whole, a worker does.
+// (session.go) runs it, through the same Hub calls as the push API; with a
+// broker that waits (a cluster's), a client's publishes, joins and leaves
+// go through the hub's lanes (lanes.go), in the client's order. Where
+// nothing on that path can wait (plain TCP, a logged-in client or a login
+// without a hook to ask or a cluster to tell), the poller reads whole
+// frames itself (readInline); otherwise, or for a frame that has not
+// arrived whole, a worker does.
 //
 // # Where things go
 //
@@ -61,7 +64,9 @@
 //   - the timer wheel (wheel.go), which ticks every connection's timer
 //     (timers.go) in batches; a close's deadline is a runtime timer;
 //   - a lingering close per socket closed with unread bytes (conn.go);
-//   - the per-core workers of a large broadcast (delivery.go).
+//   - the per-core workers of a large broadcast (delivery.go);
+//   - the lanes of clients' commands (lanes.go), started with the first
+//     command a cluster broker would wait for, until Close.
 //
 // Waiting is done on channels and contexts: Close waits for the
 // connections' tally and the goroutines' tally to reach zero; waiting for

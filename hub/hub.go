@@ -44,6 +44,7 @@ type Hub struct {
 	poller      *poller
 	acks        notifier // wakes waiters for acknowledgements
 	workers     workers
+	lanes       lanes
 	wheel       wheel
 	events      EventCounters
 	idempotency idempotencyStore
@@ -67,8 +68,7 @@ type Hub struct {
 
 type brokerRef struct {
 	Broker
-	inline bool  // its calls never wait: the poller may handle commands itself
-	queue  Queue // or it queues clients' commands: the poller hands them over
+	inline bool // its calls never wait: clients' commands need no lane (lanes.go)
 }
 
 // nonBlocking is implemented by brokers whose calls never wait on
@@ -142,8 +142,7 @@ func (h *Hub) Broker() Broker { return h.broker.Load().Broker }
 func (h *Hub) SetBroker(b Broker) Broker {
 	h.localHistory.Store(b.LocalHistory())
 	_, inline := b.(nonBlocking)
-	q, _ := b.(Queue)
-	old := h.broker.Swap(&brokerRef{b, inline, q})
+	old := h.broker.Swap(&brokerRef{b, inline})
 	if old == nil {
 		return nil
 	}

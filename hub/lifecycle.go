@@ -93,6 +93,7 @@ func (h *Hub) Close(reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), closeFlushTime+250*time.Millisecond)
 	defer cancel()
 	h.live.wait(ctx)
+	h.closeLanes()
 	h.poller.close()
 	allEnded := h.routines.wait(ctx)
 	if err := h.Broker().Close(); err != nil {

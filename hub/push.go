@@ -41,26 +41,6 @@ func (h *Hub) Send(ctx context.Context, t Target, m Message, o SendOptions) (Rec
 	return r, err
 }
 
-// sendLater is Send for a client of this node: where the broker queues
-// clients' commands, the push is queued behind the client's earlier ones
-// and done gets the receipt once it is known; otherwise it is sent now.
-func (h *Hub) sendLater(t Target, m Message, o SendOptions, done func(Receipt, error)) {
-	if q := h.broker.Load().queue; q != nil {
-		if q.PublishLater(publication(t, m, o), func(r Receipt, err error) { h.countPush(r, err); done(r, err) }) {
-			return
-		}
-	}
-	done(h.Send(context.Background(), t, m, o))
-}
-
-// later runs a client's command fn behind the client's earlier ones where
-// the broker queues them, and now otherwise.
-func (h *Hub) later(fn func()) {
-	if q := h.broker.Load().queue; q == nil || !q.Later(fn) {
-		fn()
-	}
-}
-
 // publication is the push of m to t with options o.
 func publication(t Target, m Message, o SendOptions) *Publication {
 	if t.Group != "" {

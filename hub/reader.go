@@ -100,22 +100,20 @@ func (c *Conn) releaseTLS() {
 }
 
 // readsInline reports whether the poller may read c on its own goroutine:
-// a client on plain TCP whose commands (publishing, groups,
-// acknowledgements) never wait, because the broker's calls never do (the
-// in-process broker) or because it queues them (a cluster broker), and
-// which is logged in or logs in without waiting (QuickLogin, no login
-// hook, a broker that never waits). A login hook asks the application,
-// TLS has its own buffering, and a cluster broker's login waits on Redis:
-// those go to a worker.
+// a client on plain TCP whose commands never wait on the reader (the
+// in-process broker's calls never wait; a cluster broker's go to the
+// hub's lanes, lanes.go), and which is logged in or logs in without
+// waiting (QuickLogin, no login hook, a broker that never waits). A login
+// hook asks the application, TLS has its own buffering, and a cluster
+// broker's login waits on Redis: those go to a worker.
 func (c *Conn) readsInline() bool {
 	if c.raw == nil {
 		return false
 	}
-	b := c.hub.broker.Load()
 	if c.loggedIn.Load() {
-		return b.inline || b.queue != nil
+		return true
 	}
-	return b.inline && c.quickLogin && c.hooks().Login == nil
+	return c.hub.broker.Load().inline && c.quickLogin && c.hooks().Login == nil
 }
 
 // readInline reads, on the poller's goroutine and without ever waiting,

@@ -225,15 +225,24 @@ func (c *Conn) publish(cmd Command) {
 		c.account = &StoreAccount{}
 	}
 	c.account.max.Store(c.settings().MaxStoredPerClient)
-	c.hub.sendLater(t, Message{Data: cmd.Data, From: c.uid}, SendOptions{Account: c.account, NoReceipt: len(cmd.ID) == 0},
-		func(r Receipt, err error) {
-			switch {
-			case err != nil:
-				c.replyError(cmd.ID, &Error{Code: ErrorCode(err, "send_failed"), Message: err.Error()})
-			case len(cmd.ID) > 0:
-				c.reply(Reply{Kind: ReplySent, ID: cmd.ID, Receipt: r})
-			}
-		})
+	m, o := Message{Data: cmd.Data, From: c.uid}, SendOptions{Account: c.account, NoReceipt: len(cmd.ID) == 0}
+	if c.hub.direct() {
+		r, err := c.hub.Send(context.Background(), t, m, o)
+		c.published(cmd.ID, r, err)
+		return
+	}
+	c.hub.sendFrom(c, publication(t, m, o), func(r Receipt, err error) { c.published(cmd.ID, r, err) })
+}
+
+// published answers a send command with its receipt, where it asked for
+// one (an id), or with its error.
+func (c *Conn) published(id json.RawMessage, r Receipt, err error) {
+	switch {
+	case err != nil:
+		c.replyError(id, &Error{Code: ErrorCode(err, "send_failed"), Message: err.Error()})
+	case len(id) > 0:
+		c.reply(Reply{Kind: ReplySent, ID: id, Receipt: r})
+	}
 }
 
 // membership runs a client's join or leave command, behind its earlier
@@ -243,7 +252,11 @@ func (c *Conn) membership(cmd Command) {
 		c.replyError(cmd.ID, &Error{Code: ErrorCode(err, "invalid_group"), Message: err.Error()})
 		return
 	}
-	c.hub.later(func() { c.joinOrLeave(cmd) })
+	if c.hub.direct() {
+		c.joinOrLeave(cmd)
+		return
+	}
+	c.hub.laterFrom(c, func() { c.joinOrLeave(cmd) })
 }
 
 func (c *Conn) joinOrLeave(cmd Command) {

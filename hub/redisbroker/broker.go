@@ -67,10 +67,8 @@ type Broker struct {
 
 	replies chan outReply // to the reply sender
 	settles chan keyValue // to the settler
-	// pending is held (read) by pushes with a key and by clients'
-	// commands being queued: Close waits for them.
-	pending sync.RWMutex
-	queue   chan queued // clients' commands (queue.go)
+	keyed   sync.RWMutex  // held (read) by pushes with a key; Close waits for them
+	scripts loadedScripts // which scripts Redis is known to hold (batch.go)
 
 	changedMu sync.Mutex
 	changed   map[string]struct{} // uids whose count here changed, to record
@@ -119,7 +117,6 @@ func New(hubName string, l hub.Local, cfg Config, log *zap.Logger) (*Broker, err
 		waiters:    make(map[uint64]*waiter),
 		replies:    make(chan outReply, 4096),
 		settles:    make(chan keyValue, 4096),
-		queue:      make(chan queued, queueSize),
 		changed:    make(map[string]struct{}),
 		changedCh:  make(chan struct{}, 1),
 		diverged:   make(map[string]struct{}),
@@ -134,7 +131,6 @@ func New(hubName string, l hub.Local, cfg Config, log *zap.Logger) (*Broker, err
 	b.goFn("subscriber", func() { b.subscribe(ps) })
 	b.goFn("reply sender", b.sendReplies)
 	b.goFn("settler", b.sendSettled)
-	b.goFn("queue", b.runQueue)
 	b.goFn("announcer", b.announce)
 	b.goFn("heartbeat", b.heartbeat)
 	return b, nil
@@ -226,9 +222,9 @@ func (b *Broker) Close() error {
 	if !b.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	b.pending.Lock() // once pushes with a key have queued their receipts, and clients their commands
+	b.keyed.Lock() // once pushes with a key have queued their receipts
 	close(b.stop)
-	b.pending.Unlock()
+	b.keyed.Unlock()
 	b.wg.Wait()
 	if b.connected.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -263,6 +259,6 @@ func newEpoch() string {
 
 // Interface guards
 var (
-	_ hub.Broker = (*Broker)(nil)
-	_ hub.Queue  = (*Broker)(nil)
+	_ hub.Broker         = (*Broker)(nil)
+	_ hub.BatchPublisher = (*Broker)(nil)
 )

@@ -82,7 +82,7 @@ type keyValue struct{ key, value string }
 // one pipeline; once the broker stops, what is still queued.
 func (b *Broker) sendSettled() {
 	for {
-		batch, ok := takeBatch(b.settles, b.stop)
+		batch, ok := hub.TakeBatch(b.settles, b.stop, maxBatch)
 		if len(batch) > 0 {
 			b.writeSettled(batch)
 		}

@@ -24,8 +24,8 @@ func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, 
 	}
 	// Close waits for pushes with a key, so that their receipts are
 	// written before the broker stops.
-	b.pending.RLock()
-	defer b.pending.RUnlock()
+	b.keyed.RLock()
+	defer b.keyed.RUnlock()
 	if b.closed.Load() {
 		return hub.Receipt{}, errClosed
 	}

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/pushhub/caddy-pushhub/hub"
 )
 
 // Requests and their replies: a node that publishes a push (or a kick, or
@@ -111,7 +113,7 @@ func (b *Broker) reply(origin string, r reply) {
 // per origin: under load, one publish answers many pushes.
 func (b *Broker) sendReplies() {
 	for {
-		rs, ok := takeBatch(b.replies, b.stop)
+		rs, ok := hub.TakeBatch(b.replies, b.stop, maxBatch)
 		if !ok {
 			return
 		}
@@ -132,34 +134,5 @@ func (b *Broker) sendReplies() {
 	}
 }
 
-// maxBatch bounds what one pipeline of replies, receipts or clients' publishes carries.
+// maxBatch bounds what one pipeline of replies or receipts carries.
 const maxBatch = 512
-
-// takeBatch waits for the first item on ch and takes those queued behind
-// it, at most maxBatch. Once stop is closed, it takes all that is still
-// queued, without waiting, and reports false.
-func takeBatch[T any](ch <-chan T, stop <-chan struct{}) ([]T, bool) {
-	var batch []T
-	select {
-	case v := <-ch:
-		batch = append(batch, v)
-	case <-stop:
-		for {
-			select {
-			case v := <-ch:
-				batch = append(batch, v)
-			default:
-				return batch, false
-			}
-		}
-	}
-	for len(batch) < maxBatch {
-		select {
-		case v := <-ch:
-			batch = append(batch, v)
-		default:
-			return batch, true
-		}
-	}
-	return batch, true
-}

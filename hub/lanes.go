@@ -1,0 +1,181 @@
+package hub
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// Lanes: clients' commands that wait on the broker (a cluster's, on
+// Redis: publishes, joins, leaves) are not carried out on the goroutine
+// that read them, the poller's, which reads every client of the hub. They
+// go to one of a few lanes, each a goroutine of the hub that carries its
+// commands out one after another. All of a connection's commands go to one
+// lane, so they take effect in the client's order, also across a reload
+// that swaps the broker (a lane asks for the hub's broker as it goes);
+// publishes that follow one another in a lane go to the broker in one
+// batch where it takes batches (BatchPublisher). With a broker that never
+// waits (the in-process one), commands run at once, without a lane.
+
+const (
+	// laneCount: a command that holds up its lane (a join's round trip)
+	// holds up a quarter of the clients' commands, not all of them.
+	laneCount = 4
+	// laneSize is how many commands wait in a lane; a reader that finds
+	// its lane full waits its turn. Redis answering nothing makes the
+	// broker say so within its timeouts, and then commands go fast again.
+	laneSize = 1024
+	// laneBatch bounds the publishes handed to the broker at once.
+	laneBatch = 512
+)
+
+type lanes struct {
+	once    sync.Once
+	started atomic.Bool
+	mu      sync.RWMutex // held (read) while queuing; closing takes it
+	closed  bool
+	chs     [laneCount]chan laneCmd
+	stop    chan struct{} // nil until the lanes start
+}
+
+// laneCmd is one client's command: a push or anything else (fn).
+type laneCmd struct {
+	push QueuedPush
+	fn   func()
+}
+
+// direct reports whether clients' commands run at once, on the goroutine
+// that read them: the broker never waits, and no lane is in use (lanes
+// once started stay in use, so that a reload away from a cluster keeps
+// each client's order too).
+func (h *Hub) direct() bool { return h.broker.Load().inline && !h.lanes.started.Load() }
+
+// sendFrom queues a client's push in c's lane; done gets the receipt once
+// the lane has carried it out.
+func (h *Hub) sendFrom(c *Conn, p *Publication, done func(Receipt, error)) {
+	h.inLane(c, laneCmd{push: QueuedPush{Publication: p, Done: func(r Receipt, err error) {
+		h.countPush(r, err)
+		done(r, err)
+	}}})
+}
+
+// laterFrom queues a client's other command fn in c's lane.
+func (h *Hub) laterFrom(c *Conn, fn func()) { h.inLane(c, laneCmd{fn: fn}) }
+
+// inLane queues cmd in c's lane, starting the lanes with the first
+// command; once the hub is closing, cmd runs now.
+func (h *Hub) inLane(c *Conn, cmd laneCmd) {
+	l := &h.lanes
+	l.once.Do(h.startLanes)
+	l.mu.RLock()
+	if !l.closed {
+		l.chs[c.pollID%laneCount] <- cmd
+		l.mu.RUnlock()
+		return
+	}
+	l.mu.RUnlock()
+	h.carryOut([]laneCmd{cmd})
+}
+
+func (h *Hub) startLanes() {
+	l := &h.lanes
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	l.stop = make(chan struct{})
+	l.started.Store(true)
+	for i := range l.chs {
+		ch := make(chan laneCmd, laneSize)
+		l.chs[i] = ch
+		h.routines.goFn("lane", func() { h.runLane(ch, l.stop) })
+	}
+}
+
+// closeLanes lets the lanes carry out what they hold and end; commands
+// from then on run at once. Hub.Close calls it.
+func (h *Hub) closeLanes() {
+	l := &h.lanes
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	if l.stop != nil {
+		close(l.stop)
+	}
+}
+
+// runLane carries out a lane's commands in order until the lanes close,
+// then what is left; publishes that follow one another in one batch.
+func (h *Hub) runLane(ch <-chan laneCmd, stop <-chan struct{}) {
+	for {
+		cmds, ok := TakeBatch(ch, stop, laneBatch)
+		for len(cmds) > 0 {
+			n := 1
+			for cmds[0].fn == nil && n < len(cmds) && cmds[n].fn == nil {
+				n++
+			}
+			h.carryOut(cmds[:n])
+			cmds = cmds[n:]
+		}
+		if !ok {
+			return
+		}
+	}
+}
+
+// carryOut runs one command, or a run of publishes, through the hub's
+// broker; a panic in it is logged and the lane goes on.
+func (h *Hub) carryOut(cmds []laneCmd) {
+	defer func() {
+		if v := recover(); v != nil {
+			h.routines.logPanic("lane", v)
+		}
+	}()
+	if cmds[0].fn != nil {
+		cmds[0].fn()
+		return
+	}
+	b := h.Broker()
+	if bp, ok := b.(BatchPublisher); ok {
+		batch := make([]QueuedPush, len(cmds))
+		for i, cmd := range cmds {
+			batch[i] = cmd.push
+		}
+		bp.PublishBatch(batch)
+		return
+	}
+	for _, cmd := range cmds {
+		r, err := b.Publish(context.Background(), cmd.push.Publication)
+		cmd.push.Done(r, err)
+	}
+}
+
+// TakeBatch waits for the first item on ch and takes those queued behind
+// it, at most max. Once stop is closed, it takes all that is still queued,
+// without waiting, and reports false.
+func TakeBatch[T any](ch <-chan T, stop <-chan struct{}, max int) ([]T, bool) {
+	var batch []T
+	select {
+	case v := <-ch:
+		batch = append(batch, v)
+	case <-stop:
+		for {
+			select {
+			case v := <-ch:
+				batch = append(batch, v)
+			default:
+				return batch, false
+			}
+		}
+	}
+	for len(batch) < max {
+		select {
+		case v := <-ch:
+			batch = append(batch, v)
+		default:
+			return batch, true
+		}
+	}
+	return batch, true
+}
