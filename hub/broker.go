@@ -59,9 +59,15 @@ type Broker interface {
 type BatchPublisher interface {
 	// PublishBatch publishes each push as Publish would, in the batch's
 	// order, and gives each Done its receipt. The pushes are clients':
-	// without idempotency keys or acknowledgement waits.
-	PublishBatch(batch []QueuedPush)
+	// without idempotency keys or acknowledgement waits. It reports false,
+	// having done nothing, once the broker has stopped.
+	PublishBatch(batch []QueuedPush) bool
 }
+
+// ErrBrokerStopped is what a broker's call answers once the broker has
+// stopped (Close), having done nothing: the hub gives the call to the
+// broker a reload put in its place, if there is one.
+var ErrBrokerStopped = &Error{Code: "hub_closed", Message: "the hub's broker has stopped"}
 
 // QueuedPush is a client's push waiting in a lane, and what gets its
 // receipt.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Lanes: clients' commands that wait on the broker (a cluster's, on
@@ -35,7 +36,8 @@ type lanes struct {
 	mu      sync.RWMutex // held (read) while queuing; closing takes it
 	closed  bool
 	chs     [laneCount]chan laneCmd
-	stop    chan struct{} // nil until the lanes start
+	ended   [laneCount]chan struct{} // closed as each lane's goroutine ends
+	stop    chan struct{}            // nil until the lanes start
 }
 
 // laneCmd is one client's command: a push or anything else (fn).
@@ -63,18 +65,31 @@ func (h *Hub) sendFrom(c *Conn, p *Publication, done func(Receipt, error)) {
 func (h *Hub) laterFrom(c *Conn, fn func()) { h.inLane(c, laneCmd{fn: fn}) }
 
 // inLane queues cmd in c's lane, starting the lanes with the first
-// command; once the hub is closing, cmd runs now.
+// command. Once the hub is closing, cmd runs here, after what the lane
+// held.
 func (h *Hub) inLane(c *Conn, cmd laneCmd) {
 	l := &h.lanes
 	l.once.Do(h.startLanes)
+	i := c.pollID % laneCount
 	l.mu.RLock()
 	if !l.closed {
-		l.chs[c.pollID%laneCount] <- cmd
+		l.chs[i] <- cmd
 		l.mu.RUnlock()
 		return
 	}
 	l.mu.RUnlock()
+	if l.ended[i] != nil {
+		<-l.ended[i]
+	}
 	h.carryOut([]laneCmd{cmd})
+}
+
+// laneBusy reports whether c's lane is more than half full: the poller
+// then leaves c to a worker, which may wait for room, rather than wait
+// itself and stop reading every other client.
+func (h *Hub) laneBusy(c *Conn) bool {
+	l := &h.lanes
+	return l.started.Load() && len(l.chs[c.pollID%laneCount]) > laneSize/2
 }
 
 func (h *Hub) startLanes() {
@@ -85,23 +100,39 @@ func (h *Hub) startLanes() {
 		return
 	}
 	l.stop = make(chan struct{})
-	l.started.Store(true)
 	for i := range l.chs {
-		ch := make(chan laneCmd, laneSize)
-		l.chs[i] = ch
-		h.routines.goFn("lane", func() { h.runLane(ch, l.stop) })
+		ch, ended := make(chan laneCmd, laneSize), make(chan struct{})
+		l.chs[i], l.ended[i] = ch, ended
+		h.routines.goFn("lane", func() {
+			defer close(ended)
+			h.runLane(ch, l.stop)
+		})
 	}
+	l.started.Store(true) // after chs: laneBusy reads them without the lock
 }
 
-// closeLanes lets the lanes carry out what they hold and end; commands
-// from then on run at once. Hub.Close calls it.
-func (h *Hub) closeLanes() {
+// closeLanes lets the lanes carry out what they hold and end, waiting for
+// them up to within; commands from then on run at once. Hub.Close calls it
+// before it closes the broker.
+func (h *Hub) closeLanes(within time.Duration) {
 	l := &h.lanes
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.closed = true
 	if l.stop != nil {
 		close(l.stop)
+	}
+	l.mu.Unlock()
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	for _, ended := range l.ended {
+		if ended == nil {
+			continue
+		}
+		select {
+		case <-ended:
+		case <-deadline.C:
+			return
+		}
 	}
 }
 
@@ -136,17 +167,28 @@ func (h *Hub) carryOut(cmds []laneCmd) {
 		cmds[0].fn()
 		return
 	}
-	b := h.Broker()
-	if bp, ok := b.(BatchPublisher); ok {
+	for {
+		b := h.Broker()
+		bp, ok := b.(BatchPublisher)
+		if !ok {
+			break
+		}
 		batch := make([]QueuedPush, len(cmds))
 		for i, cmd := range cmds {
 			batch[i] = cmd.push
 		}
-		bp.PublishBatch(batch)
-		return
+		if bp.PublishBatch(batch) {
+			return
+		}
+		if h.Broker() == b { // stopped, and nothing in its place: the hub is closing
+			for _, cmd := range cmds {
+				cmd.push.Done(Receipt{}, ErrBrokerStopped)
+			}
+			return
+		}
 	}
 	for _, cmd := range cmds {
-		r, err := b.Publish(context.Background(), cmd.push.Publication)
+		r, err := withBroker(h, func(b Broker) (Receipt, error) { return b.Publish(context.Background(), cmd.push.Publication) })
 		cmd.push.Done(r, err)
 	}
 }

@@ -53,6 +53,11 @@ func (h *Hub) reapOnce(now time.Time) {
 // closeFlushTime bounds how long Close lets connections flush their queues.
 const closeFlushTime = 2 * time.Second
 
+// laneCloseTime bounds Close's wait for the lanes to carry out what they
+// hold (lanes.go) before the broker stops: a command waits on a broker's
+// timeouts at most.
+const laneCloseTime = 5 * time.Second
+
 // Close ends the hub: every connection gets what is queued to it, then a
 // 1001 close with reason and a retry hint spread over ReconnectJitter, so
 // that clients do not all reconnect in the same moment; new logins are
@@ -93,7 +98,7 @@ func (h *Hub) Close(reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), closeFlushTime+250*time.Millisecond)
 	defer cancel()
 	h.live.wait(ctx)
-	h.closeLanes()
+	h.closeLanes(laneCloseTime)
 	h.poller.close()
 	allEnded := h.routines.wait(ctx)
 	if err := h.Broker().Close(); err != nil {

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -36,9 +37,26 @@ const DefaultIdempotencyWindow = 5 * time.Minute
 // Send pushes m to t. It never blocks on a connection; with o.WaitAck it
 // waits for acknowledgements, at most that long or until ctx ends.
 func (h *Hub) Send(ctx context.Context, t Target, m Message, o SendOptions) (Receipt, error) {
-	r, err := h.Broker().Publish(ctx, publication(t, m, o))
+	return h.publish(ctx, publication(t, m, o))
+}
+
+// publish publishes p through the hub's broker, and counts it.
+func (h *Hub) publish(ctx context.Context, p *Publication) (Receipt, error) {
+	r, err := withBroker(h, func(b Broker) (Receipt, error) { return b.Publish(ctx, p) })
 	h.countPush(r, err)
 	return r, err
+}
+
+// withBroker calls the hub's broker, and the one a reload put in its place
+// if that one stopped under the call (ErrBrokerStopped: it did nothing).
+func withBroker[T any](h *Hub, call func(Broker) (T, error)) (T, error) {
+	for {
+		b := h.Broker()
+		v, err := call(b)
+		if !errors.Is(err, ErrBrokerStopped) || h.Broker() == b {
+			return v, err
+		}
+	}
 }
 
 // publication is the push of m to t with options o.
@@ -67,19 +85,20 @@ func (h *Hub) Join(ctx context.Context, uid, group string) error {
 	if err := ValidName("group", group, h.Settings().MaxUIDLength); err != nil {
 		return err
 	}
-	return h.Broker().Join(ctx, uid, group)
+	_, err := withBroker(h, func(b Broker) (struct{}, error) { return struct{}{}, b.Join(ctx, uid, group) })
+	return err
 }
 
 // Leave removes uid from group and reports whether it was a member.
 func (h *Hub) Leave(ctx context.Context, uid, group string) (bool, error) {
-	return h.Broker().Leave(ctx, uid, group)
+	return withBroker(h, func(b Broker) (bool, error) { return b.Leave(ctx, uid, group) })
 }
 
 // Kick closes every connection of uid, after what is already queued to it
 // has been written, with close code 4005 and reason. It returns how many
 // connections it closed.
 func (h *Hub) Kick(ctx context.Context, uid, reason string) (int, error) {
-	return h.Broker().Kick(ctx, uid, reason)
+	return withBroker(h, func(b Broker) (int, error) { return b.Kick(ctx, uid, reason) })
 }
 
 // Online returns how many connections uid holds.

@@ -128,6 +128,11 @@ func (c *Conn) readInline() {
 	c.noWait, c.drained = true, false
 	for {
 		if c.frameBuffered() {
+			if c.hub.laneBusy(c) {
+				c.noWait = false // a worker waits for room in the lane, not the poller
+				c.hub.run(job{c: c})
+				return
+			}
 			if !c.readFrame() {
 				c.noWait = false
 				c.readDone()

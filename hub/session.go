@@ -231,7 +231,8 @@ func (c *Conn) publish(cmd Command) {
 		c.published(cmd.ID, r, err)
 		return
 	}
-	c.hub.sendFrom(c, publication(t, m, o), func(r Receipt, err error) { c.published(cmd.ID, r, err) })
+	id := cmd.ID
+	c.hub.sendFrom(c, publication(t, m, o), func(r Receipt, err error) { c.published(id, r, err) })
 }
 
 // published answers a send command with its receipt, where it asked for

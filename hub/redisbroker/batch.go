@@ -15,7 +15,11 @@ import (
 // pipelined round trip, in the batch's order, then does what Publish does
 // after each script, in that order. A receipt that waits for other nodes
 // is gathered on a goroutine of its own.
-func (b *Broker) PublishBatch(batch []hub.QueuedPush) {
+func (b *Broker) PublishBatch(batch []hub.QueuedPush) bool {
+	if !b.enter() {
+		return false
+	}
+	defer b.leave()
 	ctx := context.Background() // go-redis's timeouts bound it, and a timeout marks Redis as lost
 	history := b.local.Settings().HistorySize > 0
 	if !b.connected.Load() {
@@ -23,7 +27,7 @@ func (b *Broker) PublishBatch(batch []hub.QueuedPush) {
 			r, _, err := b.unrouted(ctx, q.Publication, history)
 			b.done(q, r, err)
 		}
-		return
+		return true
 	}
 	calls := make([]pushScript, len(batch))
 	for i, q := range batch {
@@ -58,6 +62,7 @@ func (b *Broker) PublishBatch(batch []hub.QueuedPush) {
 		}
 		b.afterBatched(ctx, q, c, v, err)
 	}
+	return true
 }
 
 // afterBatched is what follows one push's script in a batch; a panic in it

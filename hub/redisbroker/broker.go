@@ -67,7 +67,10 @@ type Broker struct {
 
 	replies chan outReply // to the reply sender
 	settles chan keyValue // to the settler
-	keyed   sync.RWMutex  // held (read) by pushes with a key; Close waits for them
+	// open is held (read) by every push, batch, join, leave and kick while
+	// it uses Redis: Close waits for them before Redis's client closes,
+	// and once closed they answer hub.ErrBrokerStopped, having done nothing.
+	open    sync.RWMutex
 	scripts loadedScripts // which scripts Redis is known to hold (batch.go)
 
 	changedMu sync.Mutex
@@ -186,6 +189,19 @@ func (b *Broker) run(ctx context.Context, s *redis.Script, args ...any) (any, er
 	return v, nil
 }
 
+// enter begins a call that uses Redis; false once the broker has stopped.
+// A true enter is followed by leave.
+func (b *Broker) enter() bool {
+	b.open.RLock()
+	if b.closed.Load() {
+		b.open.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (b *Broker) leave() { b.open.RUnlock() }
+
 // scriptError tells a script's own runtime error from a failure of Redis.
 func scriptError(err error) bool {
 	s := err.Error()
@@ -222,9 +238,9 @@ func (b *Broker) Close() error {
 	if !b.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	b.keyed.Lock() // once pushes with a key have queued their receipts
+	b.open.Lock() // once the calls using Redis are done (pushes with a key have queued their receipts)
 	close(b.stop)
-	b.keyed.Unlock()
+	b.open.Unlock()
 	b.wg.Wait()
 	if b.connected.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

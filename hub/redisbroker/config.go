@@ -82,12 +82,15 @@ func (c Config) options() (*redis.UniversalOptions, error) {
 		ClientName: "caddy-pushhub",
 		// Fail fast while Redis is away: the hub then delivers locally and
 		// says so, rather than holding pushes.
-		DialTimeout:     2 * time.Second,
-		ReadTimeout:     2 * time.Second,
-		WriteTimeout:    2 * time.Second,
-		MaxRetries:      1,
-		MinRetryBackoff: 20 * time.Millisecond,
-		MaxRetryBackoff: 200 * time.Millisecond,
+		DialTimeout:  2 * time.Second,
+		ReadTimeout:  2 * time.Second,
+		WriteTimeout: 2 * time.Second,
+		MaxRetries:   1,
+		// A call's deadline bounds its reads and writes too (a join while
+		// Redis is away, whileAway).
+		ContextTimeoutEnabled: true,
+		MinRetryBackoff:       20 * time.Millisecond,
+		MaxRetryBackoff:       200 * time.Millisecond,
 	}
 	for _, u := range c.URLs[1:] {
 		more, err := redis.ParseURL(u)

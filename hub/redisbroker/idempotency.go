@@ -51,7 +51,7 @@ func (b *Broker) claim(ctx context.Context, key string, window time.Duration, st
 			case <-ctx.Done():
 				return hub.Receipt{}, false, ctx.Err()
 			case <-b.stop:
-				return hub.Receipt{}, false, errClosed
+				return hub.Receipt{}, false, hub.ErrBrokerStopped
 			}
 		}
 		v, err := b.run(ctx, scriptClaim, key, max(window.Milliseconds(), 1), b.stale().Milliseconds())
@@ -113,5 +113,3 @@ func (b *Broker) writeSettled(batch []keyValue) {
 }
 
 var errUncheckedKey = &hub.Error{Code: "cluster_unavailable", Message: "the cluster's Redis cannot be reached to check the push's idempotency key: retry it later"}
-
-var errClosed = &hub.Error{Code: "cluster_closed", Message: "the cluster broker has stopped"}

@@ -176,6 +176,7 @@ func (b *Broker) beat() bool {
 		b.reconnects.Add(1)
 	}
 	if back || unknown == 1 {
+		b.scripts.forget() // a Redis that lost this node's state may have lost its scripts too
 		// Pushes are routed here only once the node's inbox is live again
 		// (go-redis subscribes again on its own, after the connection it
 		// lost) and Redis knows its uids: then the node enters.

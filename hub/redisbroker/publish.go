@@ -2,6 +2,7 @@ package redisbroker
 
 import (
 	"context"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -17,17 +18,16 @@ import (
 // the receipt adds up what each node reports. A push with an idempotency
 // key claims it in the same script; a repeat gets the first push's receipt.
 func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, error) {
+	// Close waits for pushes (those with a key write their receipts
+	// before the broker stops).
+	if !b.enter() {
+		return hub.Receipt{}, hub.ErrBrokerStopped
+	}
+	defer b.leave()
 	key := p.IdempotencyKey
 	if key == "" {
 		r, _, err := b.publish(ctx, p, false)
 		return r, err
-	}
-	// Close waits for pushes with a key, so that their receipts are
-	// written before the broker stops.
-	b.keyed.RLock()
-	defer b.keyed.RUnlock()
-	if b.closed.Load() {
-		return hub.Receipt{}, errClosed
 	}
 	// Delivered here alone, a retry through another node would deliver it
 	// again: while Redis is away a push with a key is refused, to be
@@ -215,6 +215,10 @@ func (b *Broker) deliverAlone(ctx context.Context, p *hub.Publication, history b
 
 // Kick closes uid's connections on every node.
 func (b *Broker) Kick(ctx context.Context, uid, reason string) (int, error) {
+	if !b.enter() {
+		return 0, hub.ErrBrokerStopped
+	}
+	defer b.leave()
 	closed := b.local.Kick(uid, reason)
 	if !b.connected.Load() {
 		return closed, nil
@@ -237,6 +241,12 @@ func (b *Broker) Kick(ctx context.Context, uid, reason string) (int, error) {
 // membership, and the nodes holding the uid are told, so that their
 // connections of the uid get the group's pushes.
 func (b *Broker) Join(ctx context.Context, uid, group string) error {
+	if !b.enter() {
+		return hub.ErrBrokerStopped
+	}
+	defer b.leave()
+	ctx, cancel := b.whileAway(ctx)
+	defer cancel()
 	st := b.local.Settings()
 	ev := string(marshal(&envelope{Kind: kindJoin, UID: uid, Group: group}))
 	v, err := b.run(ctx, scriptJoin, uid, group, ev, b.node, st.MaxGroupsPerUID, st.MaxGroups)
@@ -258,8 +268,29 @@ func (b *Broker) Join(ctx context.Context, uid, group string) error {
 	return nil
 }
 
+// whileAway bounds a join or leave tightly while Redis is known to be
+// away, so that one queued in a client's lane does not hold up the
+// commands behind it for Redis's full timeouts; if Redis is in fact back,
+// it still has time to answer.
+func (b *Broker) whileAway(ctx context.Context) (context.Context, context.CancelFunc) {
+	if b.connected.Load() {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, awayTimeout)
+}
+
+// awayTimeout is how long a join or leave waits for Redis while it is
+// known to be away.
+const awayTimeout = 250 * time.Millisecond
+
 // Leave takes uid out of a group for the whole cluster.
 func (b *Broker) Leave(ctx context.Context, uid, group string) (bool, error) {
+	if !b.enter() {
+		return false, hub.ErrBrokerStopped
+	}
+	defer b.leave()
+	ctx, cancel := b.whileAway(ctx)
+	defer cancel()
 	local := b.local.Leave(uid, group)
 	ev := string(marshal(&envelope{Kind: kindLeave, UID: uid, Group: group}))
 	v, err := b.run(ctx, scriptLeave, uid, group, ev, b.node)
