@@ -59,9 +59,9 @@ type Broker interface {
 type BatchPublisher interface {
 	// PublishBatch publishes each push as Publish would, in the batch's
 	// order, and gives each Done its receipt. The pushes are clients':
-	// without idempotency keys or acknowledgement waits. It reports false,
-	// having done nothing, once the broker has stopped.
-	PublishBatch(batch []QueuedPush) bool
+	// without idempotency keys or acknowledgement waits. Once the broker
+	// has stopped it does nothing and answers ErrBrokerStopped.
+	PublishBatch(batch []QueuedPush) error
 }
 
 // ErrBrokerStopped is what a broker's call answers once the broker has

@@ -97,42 +97,27 @@ func TestBurstIsReadWhole(t *testing.T) {
 // connOf finds the connection of a uid that holds exactly one.
 func (h *Hub) connOf(t *testing.T, uid string) *Conn {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		s := h.uidShard(uid)
-		s.mu.RLock()
-		e := s.m[uid]
-		var c *Conn
-		if e != nil && len(e.conns) == 1 {
-			c = e.conns[0]
-		}
-		s.mu.RUnlock()
-		if c != nil {
-			return c
-		}
-		time.Sleep(time.Millisecond)
-	}
-	t.Fatalf("uid %s has no single connection", uid)
-	return nil
+	var c *Conn
+	waitFor(t, "uid "+uid+" has a single connection", func() bool {
+		h.withEntry(uid, func(e *uidEntry) {
+			if len(e.conns) == 1 {
+				c = e.conns[0]
+			}
+		})
+		return c != nil
+	})
+	return c
 }
 
 // waitPolled waits until c is on the poller: a test of the poller's reads
 // that ran without it would not test them.
 func waitPolled(t *testing.T, c *Conn) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	waitFor(t, "the connection on the poller (without it this test would not test it)", func() bool {
 		c.mu.Lock()
-		polled := c.polled
-		c.mu.Unlock()
-		if polled {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the connection is not on the poller: this test would not test it")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer c.mu.Unlock()
+		return c.polled
+	})
 }
 
 // TestBroadcastAcrossCores runs a broadcast big enough to be split among

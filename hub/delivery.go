@@ -88,8 +88,7 @@ func (l Local) DeliverAndReport(p *Publication, o DeliverOptions, report func(Re
 // connections to wait for when p.WaitAck is set.
 func (l Local) queue(p *Publication, o DeliverOptions) (Receipt, []ackTarget) {
 	h := l.h
-	d := &delivery{msg: &p.Message, acct: p.Account, at: time.Now().UnixNano(), binds: h.binds.Load()}
-	d.wantAcks = p.WaitAck > 0
+	d := &delivery{msg: &p.Message, acct: p.Account, at: time.Now().UnixNano(), binds: h.binds.Load(), wantAcks: p.WaitAck > 0}
 	var r Receipt
 	t := p.Target
 	switch {

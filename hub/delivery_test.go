@@ -65,13 +65,3 @@ func TestPushReachesWhoWasLoggedInWhenItBegan(t *testing.T) {
 		t.Fatal("a text client that logged in after the broadcast began got it")
 	}
 }
-
-// waitFor waits until cond holds, failing t after a while.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 5 s: %s", what)
-		}
-	}
-}

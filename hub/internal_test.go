@@ -3,6 +3,8 @@ package hub
 import (
 	"context"
 	"net"
+	"testing"
+	"time"
 )
 
 // Helpers of the package's internal tests (benchmarks, bursts, fuzzing).
@@ -20,4 +22,14 @@ func (h *Hub) stats() Stats { return h.Stats(context.Background()) }
 // goroutine of its own.
 func (h *Hub) serveConn(nc net.Conn, o ConnOptions) *Conn {
 	return h.serve(nc, lookupProtocol(o.Protocol), o, false)
+}
+
+// waitFor waits until cond holds, failing t after 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 5 s: %s", what)
+		}
+	}
 }

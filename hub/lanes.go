@@ -139,8 +139,7 @@ func (h *Hub) closeLanes(within time.Duration) {
 // runLane carries out a lane's commands in order until the lanes close,
 // then what is left; publishes that follow one another in one batch.
 func (h *Hub) runLane(ch <-chan laneCmd, stop <-chan struct{}) {
-	for {
-		cmds, ok := TakeBatch(ch, stop, laneBatch)
+	DrainBatches(ch, stop, laneBatch, func(cmds []laneCmd) {
 		for len(cmds) > 0 {
 			n := 1
 			for cmds[0].fn == nil && n < len(cmds) && cmds[n].fn == nil {
@@ -149,10 +148,7 @@ func (h *Hub) runLane(ch <-chan laneCmd, stop <-chan struct{}) {
 			h.carryOut(cmds[:n])
 			cmds = cmds[n:]
 		}
-		if !ok {
-			return
-		}
-	}
+	})
 }
 
 // carryOut runs one command, or a run of publishes, through the hub's
@@ -167,36 +163,46 @@ func (h *Hub) carryOut(cmds []laneCmd) {
 		cmds[0].fn()
 		return
 	}
-	for {
-		b := h.Broker()
-		bp, ok := b.(BatchPublisher)
-		if !ok {
-			break
-		}
-		batch := make([]QueuedPush, len(cmds))
-		for i, cmd := range cmds {
-			batch[i] = cmd.push
-		}
-		if bp.PublishBatch(batch) {
-			return
-		}
-		if h.Broker() == b { // stopped, and nothing in its place: the hub is closing
-			for _, cmd := range cmds {
-				cmd.push.Done(Receipt{}, ErrBrokerStopped)
-			}
-			return
-		}
+	batch := make([]QueuedPush, len(cmds))
+	for i, cmd := range cmds {
+		batch[i] = cmd.push
 	}
-	for _, cmd := range cmds {
-		r, err := withBroker(h, func(b Broker) (Receipt, error) { return b.Publish(context.Background(), cmd.push.Publication) })
-		cmd.push.Done(r, err)
+	_, err := withBroker(h, func(b Broker) (struct{}, error) {
+		if bp, ok := b.(BatchPublisher); ok {
+			return struct{}{}, bp.PublishBatch(batch)
+		}
+		for _, q := range batch { // a broker that never stops: the in-process one
+			r, err := b.Publish(context.Background(), q.Publication)
+			q.Done(r, err)
+		}
+		return struct{}{}, nil
+	})
+	if err != nil { // stopped, and nothing in its place: the hub is closing
+		for _, q := range batch {
+			q.Done(Receipt{}, err)
+		}
 	}
 }
 
-// TakeBatch waits for the first item on ch and takes those queued behind
+// DrainBatches hands handle what comes on ch, as many items at once as are
+// queued (at most max), until stop is closed; then what is still queued.
+// The lanes and the cluster broker's senders run on it.
+func DrainBatches[T any](ch <-chan T, stop <-chan struct{}, max int, handle func([]T)) {
+	for {
+		batch, ok := takeBatch(ch, stop, max)
+		if len(batch) > 0 {
+			handle(batch)
+		}
+		if !ok {
+			return
+		}
+	}
+}
+
+// takeBatch waits for the first item on ch and takes those queued behind
 // it, at most max. Once stop is closed, it takes all that is still queued,
 // without waiting, and reports false.
-func TakeBatch[T any](ch <-chan T, stop <-chan struct{}, max int) ([]T, bool) {
+func takeBatch[T any](ch <-chan T, stop <-chan struct{}, max int) ([]T, bool) {
 	var batch []T
 	select {
 	case v := <-ch:

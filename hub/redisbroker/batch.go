@@ -15,9 +15,9 @@ import (
 // pipelined round trip, in the batch's order, then does what Publish does
 // after each script, in that order. A receipt that waits for other nodes
 // is gathered on a goroutine of its own.
-func (b *Broker) PublishBatch(batch []hub.QueuedPush) bool {
+func (b *Broker) PublishBatch(batch []hub.QueuedPush) error {
 	if !b.enter() {
-		return false
+		return hub.ErrBrokerStopped
 	}
 	defer b.leave()
 	ctx := context.Background() // go-redis's timeouts bound it, and a timeout marks Redis as lost
@@ -25,9 +25,9 @@ func (b *Broker) PublishBatch(batch []hub.QueuedPush) bool {
 	if !b.connected.Load() {
 		for _, q := range batch {
 			r, _, err := b.unrouted(ctx, q.Publication, history)
-			b.done(q, r, err)
+			q.Done(r, err)
 		}
-		return true
+		return nil
 	}
 	calls := make([]pushScript, len(batch))
 	for i, q := range batch {
@@ -62,7 +62,7 @@ func (b *Broker) PublishBatch(batch []hub.QueuedPush) bool {
 		}
 		b.afterBatched(ctx, q, c, v, err)
 	}
-	return true
+	return nil
 }
 
 // afterBatched is what follows one push's script in a batch; a panic in it
@@ -75,16 +75,10 @@ func (b *Broker) afterBatched(ctx context.Context, q hub.QueuedPush, c pushScrip
 	}()
 	r, _, routed, err := b.afterScript(ctx, q.Publication, c, v, err)
 	if !routed || c.w == nil {
-		b.done(q, r, err)
+		q.Done(r, err)
 		return
 	}
-	b.goFn("receipt", func() { b.done(q, b.gather(ctx, q.Publication, c, v, r), nil) })
-}
-
-func (b *Broker) done(q hub.QueuedPush, r hub.Receipt, err error) {
-	if q.Done != nil {
-		q.Done(r, err)
-	}
+	b.goFn("receipt", func() { q.Done(b.gather(ctx, q.Publication, c, v, r), nil) })
 }
 
 // loadedScripts remembers which scripts Redis holds, so that a pipeline

@@ -80,17 +80,7 @@ type keyValue struct{ key, value string }
 
 // sendSettled writes settled keys as they come, as many as are waiting in
 // one pipeline; once the broker stops, what is still queued.
-func (b *Broker) sendSettled() {
-	for {
-		batch, ok := hub.TakeBatch(b.settles, b.stop, maxBatch)
-		if len(batch) > 0 {
-			b.writeSettled(batch)
-		}
-		if !ok {
-			return
-		}
-	}
-}
+func (b *Broker) sendSettled() { hub.DrainBatches(b.settles, b.stop, maxBatch, b.writeSettled) }
 
 // writeSettled sets each key's receipt, keeping its expiry: a key whose
 // window ended meanwhile stays gone.

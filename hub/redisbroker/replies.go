@@ -111,26 +111,25 @@ func (b *Broker) reply(origin string, r reply) {
 
 // sendReplies publishes replies, as many as are waiting in one envelope
 // per origin: under load, one publish answers many pushes.
-func (b *Broker) sendReplies() {
-	for {
-		rs, ok := hub.TakeBatch(b.replies, b.stop, maxBatch)
-		if !ok {
-			return
-		}
-		batch := map[string][]reply{}
-		for _, r := range rs {
-			batch[r.origin] = append(batch[r.origin], r.reply)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		pipe := b.rdb.Pipeline()
-		for origin, rs := range batch {
-			pipe.Publish(ctx, b.p+"c:"+origin, marshal(&envelope{Kind: kindReplies, Replies: rs}))
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
+func (b *Broker) sendReplies() { hub.DrainBatches(b.replies, b.stop, maxBatch, b.writeReplies) }
+
+// writeReplies publishes replies, one envelope per origin.
+func (b *Broker) writeReplies(rs []outReply) {
+	batch := map[string][]reply{}
+	for _, r := range rs {
+		batch[r.origin] = append(batch[r.origin], r.reply)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	pipe := b.rdb.Pipeline()
+	for origin, rs := range batch {
+		pipe.Publish(ctx, b.p+"c:"+origin, marshal(&envelope{Kind: kindReplies, Replies: rs}))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		if !b.closed.Load() { // leaving: Redis is no longer this node's concern
 			b.failed(err)
-			b.log.Debug("could not send replies", zap.Error(err))
 		}
-		cancel()
+		b.log.Debug("could not send replies", zap.Error(err))
 	}
 }
 
