@@ -41,12 +41,15 @@ type Conn struct {
 	// boundAt orders the connection's login among the hub's (Hub.binds),
 	// so that a push reaches only connections that had logged in when it
 	// began; set once, at login, under the uid entry's mutex.
-	boundAt  uint64
-	oneWay   bool // an event stream: nothing is read, silence is no sign of death
-	pollID   uint64
-	pollFD   int  // the socket, once polled (valid until the socket is closed), or -1
-	polled   bool // registered with the poller; guarded by mu
-	inlineFD int  // the socket publishers may write to directly, or -1; guarded by mu
+	boundAt uint64
+	oneWay  bool // an event stream: nothing is read, silence is no sign of death
+	pollID  uint64
+	pollFD  int  // the socket, once polled (valid until the socket is closed), or -1
+	polled  bool // registered with the poller; guarded by mu
+	// busy: a worker reads the connection (readReady) and re-arms it when
+	// done, or reading has ended (readDone); the poller ignores its events.
+	busy     atomic.Bool
+	inlineFD int // the socket publishers may write to directly, or -1; guarded by mu
 
 	uid string // set once, at login, before the connection is registered
 

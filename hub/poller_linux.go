@@ -17,9 +17,16 @@ import (
 
 // poller watches the sockets of idle connections with one epoll instance,
 // so that a connection with nothing to read has no goroutine: when its
-// socket becomes readable, a goroutine reads what is there (readReady) and
-// then re-arms it. EPOLLONESHOT guarantees one reader at a time. An eventfd
-// in the same set wakes the loop when the hub closes.
+// socket becomes readable, the poller's goroutine reads it (readInline) or
+// hands it to a worker (readReady). A plain socket is watched
+// edge-triggered: the poller reads it until the kernel has nothing more,
+// and the next bytes to arrive raise a new event, so a message costs no
+// re-arming system call. While a worker reads it (Conn.busy) the poller
+// ignores its events, and the worker re-arms it when done, which raises an
+// event for anything that came meanwhile. A TLS socket, which a worker
+// always reads, is watched one-shot (EPOLLONESHOT) and re-armed after each
+// read. Either way, one reader at a time. An eventfd in the same set wakes
+// the loop when the hub closes.
 //
 // The loop does not block in epoll_wait: the epoll instance is itself
 // registered with Go's network poller (an epoll instance is readable while
@@ -40,7 +47,12 @@ type pollShard struct {
 	m  map[uint64]*Conn
 }
 
-const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+// The events a socket is watched for: edge-triggered (a plain socket,
+// read by the poller itself), or one-shot (TLS).
+const (
+	edgeEvents    = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
+	oneShotEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+)
 
 // wakeID is the event id of the eventfd; connection ids start at 1.
 const wakeID = 0
@@ -55,8 +67,7 @@ func newPoller(h *Hub) *poller {
 	}
 	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err == nil {
-		ev := pollEvent(wakeID)
-		ev.Events = unix.EPOLLIN
+		ev := idEvent(wakeID, unix.EPOLLIN)
 		err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev)
 	}
 	if err != nil {
@@ -94,7 +105,7 @@ func (p *poller) add(c *Conn) bool {
 	s.mu.Lock()
 	s.m[c.pollID] = c
 	s.mu.Unlock()
-	ev := pollEvent(c.pollID)
+	ev := pollEvent(c)
 	c.releaseTLS() // what the handshake and the request left: no reader yet
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -175,17 +186,28 @@ func unreadBytes(fd int) int {
 	return n
 }
 
-// rearm hands c back to the poller after a read. It holds c.mu, as
-// teardown does before closing the socket, so it never touches a socket
-// number that a new connection may have been given.
+// rearm hands c back to the poller after a worker's read. It holds c.mu,
+// as teardown does before closing the socket, so it never touches a socket
+// number that a new connection may have been given. Re-arming raises an
+// event if bytes came while the worker read, which an edge-triggered
+// socket's events, ignored meanwhile, may have announced.
 func (p *poller) rearm(c *Conn) bool {
-	ev := pollEvent(c.pollID)
+	ev := pollEvent(c)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.torn.Load() {
 		return false
 	}
+	c.busy.Store(false)
 	return rawEpollCtl(p.epfd, unix.EPOLL_CTL_MOD, c.pollFD, &ev) == nil
+}
+
+// handOver gives c to a worker (readReady), which waits for what the
+// poller cannot read without waiting; the poller ignores c's events until
+// the worker re-arms it.
+func (p *poller) handOver(c *Conn) {
+	c.busy.Store(true)
+	p.hub.run(job{c: c})
 }
 
 // remove forgets c; teardown calls it under c.mu before closing the socket.
@@ -210,10 +232,19 @@ func (p *poller) close() {
 	_, _ = unix.Write(p.wake, one[:])
 }
 
-// pollEvent carries the connection's id, not its socket number: socket
-// numbers are reused, ids are not.
-func pollEvent(id uint64) unix.EpollEvent {
-	return unix.EpollEvent{Events: pollEvents, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+// pollEvent is what c's socket is watched for. It carries the
+// connection's id, not its socket number: socket numbers are reused, ids
+// are not.
+func pollEvent(c *Conn) unix.EpollEvent {
+	events := uint32(oneShotEvents)
+	if c.raw != nil {
+		events = edgeEvents
+	}
+	return idEvent(c.pollID, events)
+}
+
+func idEvent(id uint64, events uint32) unix.EpollEvent {
+	return unix.EpollEvent{Events: events, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
 }
 
 func (p *poller) run() {
@@ -244,20 +275,22 @@ func (p *poller) run() {
 			s.mu.Unlock()
 			switch {
 			case c == nil:
+			case c.busy.Load(): // a worker reads it, or reading has ended
 			case c.readsInline():
-				c.readHere()
+				c.readHere(ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0)
 			default:
-				p.hub.run(job{c: c})
+				p.handOver(c)
 			}
 		}
 	}
 }
 
 // readHere reads c inline on the poller's goroutine; a panic closes c
-// and is logged, and the poller goes on.
-func (c *Conn) readHere() {
+// and is logged, and the poller goes on. hangup: the event said the peer
+// has closed or reset its side.
+func (c *Conn) readHere(hangup bool) {
 	defer c.recoverPanic("reader")
-	c.readInline()
+	c.readInline(hangup)
 }
 
 // parkedWait makes a wait for events that parks in Go's network poller

@@ -11,6 +11,7 @@ type poller struct{}
 func newPoller(*Hub) *poller       { return nil }
 func (p *poller) add(*Conn) bool   { return false }
 func (p *poller) rearm(*Conn) bool { return false }
+func (p *poller) handOver(*Conn)   {}
 func (p *poller) remove(*Conn)     {}
 func (p *poller) close()           {}
 

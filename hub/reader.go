@@ -37,6 +37,7 @@ func (c *Conn) readLoop() {
 // frame and close frame, is flushed; any other end of reading tears it
 // down now.
 func (c *Conn) readDone() {
+	c.busy.Store(true) // reading is over: the poller leaves it alone
 	c.mu.Lock()
 	closing := c.closing
 	c.mu.Unlock()
@@ -121,7 +122,11 @@ func (c *Conn) readsInline() bool {
 // arrives in one piece costs no hand-over to another goroutine. A frame
 // that has not arrived whole, or does not fit the reader's buffer, is left
 // to a worker (readReady), which waits for the rest under pong_timeout.
-func (c *Conn) readInline() {
+// The socket is read until the kernel has nothing more for it: a read that
+// takes less than it asked for has emptied it, unless the peer's end of
+// input (hangup) had come with the bytes, which raises no new event: that
+// one is read to the end.
+func (c *Conn) readInline(hangup bool) {
 	if !c.stillPolled() {
 		return
 	}
@@ -130,7 +135,7 @@ func (c *Conn) readInline() {
 		if c.frameBuffered() {
 			if c.hub.laneBusy(c) {
 				c.noWait = false // a worker waits for room in the lane, not the poller
-				c.hub.run(job{c: c})
+				c.hub.poller.handOver(c)
 				return
 			}
 			if !c.readFrame() {
@@ -141,12 +146,12 @@ func (c *Conn) readInline() {
 			continue
 		}
 		n := c.br.Buffered()
-		if n == 0 && c.drained {
+		if n == 0 && c.drained && !hangup {
 			break // all the socket had is read
 		}
 		if n == readBufferSize {
 			c.noWait = false // a frame larger than the buffer
-			c.hub.run(job{c: c})
+			c.hub.poller.handOver(c)
 			return
 		}
 		_, err := c.br.Peek(n + 1)
@@ -159,15 +164,14 @@ func (c *Conn) readInline() {
 			return
 		case n > 0:
 			c.noWait = false // a frame that has begun: wait for its rest
-			c.hub.run(job{c: c})
+			c.hub.poller.handOver(c)
 			return
 		}
 		break
 	}
+	// All the socket had is read: its next bytes raise a new event (it is
+	// watched edge-triggered), with no re-arming.
 	c.noWait = false
-	if !c.hub.poller.rearm(c) {
-		c.teardown()
-	}
 }
 
 // sockReader is a connection seen as the source of its reader's bytes: its
