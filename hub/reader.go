@@ -82,8 +82,8 @@ func (c *Conn) readReady() {
 }
 
 // stillPolled begins a read of a socket the poller saw readable, and
-// reports whether c is still on the poller (not torn down meanwhile). The
-// previous reader handed the socket back under c.mu (rearm), and the
+// reports whether c is still on the poller (not torn down meanwhile). A
+// worker that read it before handed it back under c.mu (rearm), and the
 // kernel, not Go, told the poller it was readable again: taking c.mu
 // orders this reader after that one for Go's memory model.
 func (c *Conn) stillPolled() bool {
