@@ -176,6 +176,19 @@ func (pl *poller) readNoWait(rc syscall.RawConn, p []byte) (int, error) {
 
 func errWouldBlock(err error) bool { return err == unix.EAGAIN }
 
+// socketReadable reports whether a read of the socket under rc would not
+// wait: bytes, the peer's end of input or an error are there. It peeks,
+// taking nothing.
+func socketReadable(rc syscall.RawConn) bool {
+	readable := true
+	_ = rc.Control(func(fd uintptr) {
+		var b [1]byte
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		readable = err != unix.EAGAIN
+	})
+	return readable
+}
+
 // unreadBytes is how many received bytes wait in the socket (FIONREAD), or
 // -1 if unknown.
 func unreadBytes(fd int) int {

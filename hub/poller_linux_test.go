@@ -155,3 +155,56 @@ func TestPollerReadsNothingAfterTheClose(t *testing.T) {
 		t.Fatal("a publish sent after the client's close frame was read and delivered")
 	}
 }
+
+// A worker handed an edge-triggered socket whose bytes a worker before it
+// already read finds nothing there: it hands the socket back at once
+// rather than wait, holding a goroutine, for a frame that may never come.
+func TestPollerWorkerFindsNothingToRead(t *testing.T) {
+	h := New("nothing", Options{Settings: Settings{PingInterval: time.Hour, PongTimeout: time.Minute, AuthTimeout: time.Minute}})
+	t.Cleanup(func() { h.Close("test over") })
+	if h.poller == nil {
+		t.Skip("no epoll here")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not logged in, and a login that may wait: workers read it.
+	login := func(string) (Identity, error) { return Identity{UID: "alice"}, nil }
+	c := h.serve(nc, lookupProtocol("text"), ConnOptions{Protocol: "text", Login: login}, true)
+	if c.raw == nil || c.readsInline() {
+		t.Fatal("want a connection on the poller that workers read")
+	}
+
+	c.busy.Store(true) // handed to a worker, for an event whose bytes are gone
+	done := make(chan struct{})
+	go func() {
+		c.readReady()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a worker waited on a socket with nothing to read")
+	}
+
+	// Handed back: the next frame is read.
+	if _, err := client.Write([]byte{0x80 | opPing, 0x80 | 2, 0, 0, 0, 0, 'h', 'i'}); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var pong [4]byte
+	if _, err := io.ReadFull(client, pong[:]); err != nil || string(pong[:]) != string([]byte{0x80 | opPong, 2, 'h', 'i'}) {
+		t.Fatalf("got %x (%v), want a pong", pong, err)
+	}
+}

@@ -23,3 +23,5 @@ func (p *poller) readNoWait(syscall.RawConn, []byte) (int, error) { return 0, er
 var errNoInline = &Error{Code: "no_inline", Message: "inline writes are Linux-only"}
 
 func unreadBytes(int) int { return -1 }
+
+func socketReadable(syscall.RawConn) bool { return true }

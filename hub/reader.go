@@ -53,6 +53,14 @@ func (c *Conn) readReady() {
 	if !c.stillPolled() {
 		return
 	}
+	if c.raw != nil && c.br.Buffered() == 0 && !socketReadable(c.raw) {
+		// An edge-triggered socket can raise an event for bytes a worker
+		// before this one already read: nothing to wait for.
+		if !c.hub.poller.rearm(c) {
+			c.teardown()
+		}
+		return
+	}
 	s := c.settings()
 	deadline := false
 	for {
