@@ -21,21 +21,7 @@ func TestPollerEventsWhileAWorkerReads(t *testing.T) {
 	if h.poller == nil {
 		t.Skip("no epoll here")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	nc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := h.serve(nc, lookupProtocol("text"), ConnOptions{Protocol: "text", UID: "alice"}, true)
+	c, client := servePolled(t, h, ConnOptions{Protocol: "text", UID: "alice"})
 	if c.raw == nil {
 		t.Fatal("the connection is not on the poller")
 	}
@@ -112,21 +98,7 @@ func TestPollerReadsNothingAfterTheClose(t *testing.T) {
 	}
 	bob := newRecordConn()
 	h.serveConn(bob, ConnOptions{Protocol: "text", UID: "bob"})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	nc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := h.serve(nc, lookupProtocol("text"), ConnOptions{Protocol: "text", UID: "alice"}, true)
+	c, client := servePolled(t, h, ConnOptions{Protocol: "text", UID: "alice"})
 	send := func(op byte, payload string) {
 		t.Helper()
 		f := append([]byte{0x80 | op, 0x80 | byte(len(payload)), 0, 0, 0, 0}, payload...)
@@ -165,23 +137,9 @@ func TestPollerWorkerFindsNothingToRead(t *testing.T) {
 	if h.poller == nil {
 		t.Skip("no epoll here")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	nc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Not logged in, and a login that may wait: workers read it.
 	login := func(string) (Identity, error) { return Identity{UID: "alice"}, nil }
-	c := h.serve(nc, lookupProtocol("text"), ConnOptions{Protocol: "text", Login: login}, true)
+	c, client := servePolled(t, h, ConnOptions{Protocol: "text", Login: login})
 	if c.raw == nil || c.readsInline() {
 		t.Fatal("want a connection on the poller that workers read")
 	}
@@ -207,4 +165,25 @@ func TestPollerWorkerFindsNothingToRead(t *testing.T) {
 	if _, err := io.ReadFull(client, pong[:]); err != nil || string(pong[:]) != string([]byte{0x80 | opPong, 2, 'h', 'i'}) {
 		t.Fatalf("got %x (%v), want a pong", pong, err)
 	}
+}
+
+// servePolled hands h the server side of a loopback TCP connection, to be
+// read through its poller, and returns it with the client side.
+func servePolled(t *testing.T, h *Hub, o ConnOptions) (*Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.serve(nc, lookupProtocol(o.Protocol), o, true), client
 }
