@@ -29,8 +29,8 @@ type Conn struct {
 	openedAt int64         // unix nanoseconds
 	tls      bool          // read through a TLS layer, which buffers on its own
 	// raw is the socket of a connection the poller may read without
-	// blocking (plain TCP on Linux), nil otherwise; noWait makes its reader
-	// do that. Only the reader uses them.
+	// blocking (on Linux; over TLS through tlsOut), nil otherwise; noWait
+	// makes its reader do that. Only the reader uses them.
 	raw        syscall.RawConn
 	noWait     bool
 	drained    bool // the last read without waiting took all the socket had
@@ -50,6 +50,9 @@ type Conn struct {
 	// done, or reading has ended (readDone); the poller ignores its events.
 	busy     atomic.Bool
 	inlineFD int // the socket publishers may write to directly, or -1; guarded by mu
+	// tlsOut is the socket under a TLS connection, which lets frames be
+	// encrypted and written inline too (tls_socket.go); nil without TLS.
+	tlsOut *tlsSocket
 
 	uid string // set once, at login, before the connection is registered
 
@@ -156,6 +159,9 @@ func newConn(h *Hub, nc net.Conn, p *protocol, o ConnOptions) *Conn {
 	if p != sseProtocol {
 		c.br = bufio.NewReaderSize((*sockReader)(c), readBufferSize)
 	}
+	if isTLS {
+		c.tlsOut = wrapTLS(nc.(*tls.Conn)) // before anything else uses it
+	}
 	c.pre = &preLogin{login: o.Login, since: o.Since, headers: o.Headers}
 	c.quickLogin = o.QuickLogin
 	c.lastRead.Store(now)
@@ -197,6 +203,7 @@ func (c *Conn) teardown() {
 	c.closing = true
 	c.queue = nil
 	c.inlineFD = -1 // no inline write after this: the socket number may be reused
+	c.tlsOut.detach()
 	c.hub.unschedule(c)
 	c.hub.poller.remove(c)
 	fd := c.pollFD
@@ -245,20 +252,52 @@ func (c *Conn) closeSocket(fd int) {
 	}
 	c.hub.routines.goFn("lingering close", func() {
 		defer conn.Close()
+		var r io.Reader = conn
 		if tcp, ok := tcpConnOf(conn); ok {
 			_ = tcp.CloseWrite()
+			r = tcp // discarded unread: no TLS layer to decrypt it, or to share with a reader not done yet
 		}
 		if conn.SetReadDeadline(time.Now().Add(time.Second)) == nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(conn, 1<<20))
+			_, _ = io.Copy(io.Discard, io.LimitReader(r, 1<<20))
 		}
 	})
 }
 
-// tcpConnOf finds the TCP connection under TLS.
+// tcpConnOf finds the TCP connection under TLS and wrappers.
 func tcpConnOf(conn net.Conn) (*net.TCPConn, bool) {
-	if t, ok := conn.(*tls.Conn); ok {
-		conn = t.NetConn()
+	for range 8 {
+		switch v := conn.(type) {
+		case *net.TCPConn:
+			return v, true
+		case interface{ NetConn() net.Conn }: // *tls.Conn among them
+			conn = v.NetConn()
+		default:
+			return nil, false
+		}
 	}
-	tcp, ok := conn.(*net.TCPConn)
-	return tcp, ok
+	return nil, false
+}
+
+// socketOf finds the socket under a connection (through TLS and
+// wrappers): its raw access and its number.
+func socketOf(conn net.Conn) (syscall.RawConn, int, bool) {
+	for range 8 {
+		switch v := conn.(type) {
+		case syscall.Conn:
+			rc, err := v.SyscallConn()
+			if err != nil {
+				return nil, 0, false
+			}
+			fd := -1
+			if rc.Control(func(f uintptr) { fd = int(f) }) != nil || fd < 0 {
+				return nil, 0, false
+			}
+			return rc, fd, true
+		case interface{ NetConn() net.Conn }:
+			conn = v.NetConn()
+		default:
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
 }

@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +37,7 @@ type testServer struct {
 	t   testing.TB
 	hub *testHub
 	url string
+	tls *tls.Config // a client's, when the server speaks TLS
 	// shutdown closes the hub, then the HTTP server; it runs at the end of
 	// the test if not before.
 	shutdown func()
@@ -46,19 +48,32 @@ type testServer struct {
 // the platform has it).
 func newTestServer(t testing.TB, s hub.Settings) *testServer {
 	t.Helper()
-	return newTestServerReader(t, s, true)
+	return newTestServerReader(t, s, reading{poll: true})
 }
 
-// forEachReader runs a test once with connections read by the hub's poller
-// (as push_hub does) and once with a reader goroutine per connection.
+// reading is how a test server's connections are read and carried.
+type reading struct {
+	poll bool // by the hub's poller, as push_hub does; else a goroutine each
+	tls  bool // over TLS (wss)
+}
+
+// readings are the ways forEachReader runs a test.
+var readings = []struct {
+	name string
+	r    reading
+}{
+	{"poller", reading{poll: true}},
+	{"goroutine", reading{}},
+	{"poller-wss", reading{poll: true, tls: true}},
+}
+
+// forEachReader runs a test with connections read by the hub's poller (as
+// push_hub does), with a reader goroutine per connection, and over TLS on
+// the poller, where crypto/tls encrypts frames inline (tls_socket.go).
 func forEachReader(t *testing.T, test func(t *testing.T, newServer func(hub.Settings) *testServer)) {
-	for _, poll := range []bool{true, false} {
-		name := "goroutine"
-		if poll {
-			name = "poller"
-		}
-		t.Run(name, func(t *testing.T) {
-			test(t, func(s hub.Settings) *testServer { return newTestServerReader(t, s, poll) })
+	for _, rd := range readings {
+		t.Run(rd.name, func(t *testing.T) {
+			test(t, func(s hub.Settings) *testServer { return newTestServerReader(t, s, rd.r) })
 		})
 	}
 }
@@ -67,18 +82,21 @@ func forEachReader(t *testing.T, test func(t *testing.T, newServer func(hub.Sett
 type connKey struct{}
 
 // newTestServerReader starts a hub with settings s behind a real HTTP
-// server. With poll, the hub reads connections when they are readable, as
-// push_hub's does; without, each gets a reader goroutine. Query parameters
+// server, its connections read and carried as rd says. Query parameters
 // of a dial choose the connection's options: proto=text, uid=<uid> (logged
 // in at the upgrade), since=<seq> and epoch=<epoch>, nologin (no
 // LoginFunc), smallbuf (a small server send buffer).
-func newTestServerReader(t testing.TB, s hub.Settings, poll bool) *testServer {
+func newTestServerReader(t testing.TB, s hub.Settings, rd reading) *testServer {
 	t.Helper()
-	ts := &testServer{t: t, hub: &testHub{t: t, Hub: hub.New("test", hub.Options{Settings: s, GoroutineReaders: !poll})}}
+	ts := &testServer{t: t, hub: &testHub{t: t, Hub: hub.New("test", hub.Options{Settings: s, GoroutineReaders: !rd.poll})}}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if q.Has("smallbuf") {
-			if tc, ok := r.Context().Value(connKey{}).(*net.TCPConn); ok {
+			nc := r.Context().Value(connKey{}).(net.Conn)
+			if t, ok := nc.(*tls.Conn); ok {
+				nc = t.NetConn()
+			}
+			if tc, ok := nc.(*net.TCPConn); ok {
 				_ = tc.SetWriteBuffer(smallSocketBuffer)
 			}
 		}
@@ -100,7 +118,12 @@ func newTestServerReader(t testing.TB, s hub.Settings, poll bool) *testServer {
 	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 		return context.WithValue(ctx, connKey{}, c)
 	}
-	srv.Start()
+	if rd.tls {
+		srv.StartTLS()
+		ts.tls = srv.Client().Transport.(*http.Transport).TLSClientConfig // trusts the server's certificate
+	} else {
+		srv.Start()
+	}
 	ts.url = "ws" + strings.TrimPrefix(srv.URL, "http") + "/"
 	ts.shutdown = sync.OnceFunc(func() {
 		ts.hub.Close("test over")
@@ -214,7 +237,7 @@ func (ts *testServer) tryDial(query string) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := websocket.Dialer{HandshakeTimeout: guard}
+	d := websocket.Dialer{HandshakeTimeout: guard, TLSClientConfig: ts.tls}
 	if q.Has("smallbuf") {
 		d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var nd net.Dialer

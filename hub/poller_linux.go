@@ -3,9 +3,7 @@
 package hub
 
 import (
-	"crypto/tls"
 	"io"
-	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -18,15 +16,17 @@ import (
 // poller watches the sockets of idle connections with one epoll instance,
 // so that a connection with nothing to read has no goroutine: when its
 // socket becomes readable, the poller's goroutine reads it (readInline) or
-// hands it to a worker (readReady). A plain socket is watched
-// edge-triggered: the poller reads it until the kernel has nothing more,
-// and the next bytes to arrive raise a new event, so a message costs no
-// re-arming system call. While a worker reads it (Conn.busy) the poller
-// ignores its events, and the worker re-arms it when done, which raises an
-// event for anything that came meanwhile. A TLS socket, which a worker
-// always reads, is watched one-shot (EPOLLONESHOT) and re-armed after each
-// read. Either way, one reader at a time. An eventfd in the same set wakes
-// the loop when the hub closes.
+// hands it to a worker (readReady). A socket is watched edge-triggered: the
+// poller reads it until the kernel has nothing more, and the next bytes to
+// arrive raise a new event, so a message costs no re-arming system call.
+// Over TLS, crypto/tls reads the socket without waiting too, and keeps a
+// record begun for the next read (tls_socket.go). While a worker reads it
+// (Conn.busy) the poller ignores its events, and the worker re-arms it
+// when done, which raises an event for anything that came meanwhile. A
+// socket the poller cannot read without waiting (TLS on a Go whose
+// tls.Conn the hub does not know) is watched one-shot (EPOLLONESHOT), a
+// worker reads it and re-arms it. Either way, one reader at a time. An
+// eventfd in the same set wakes the loop when the hub closes.
 //
 // The loop does not block in epoll_wait: the epoll instance is itself
 // registered with Go's network poller (an epoll instance is readable while
@@ -47,8 +47,8 @@ type pollShard struct {
 	m  map[uint64]*Conn
 }
 
-// The events a socket is watched for: edge-triggered (a plain socket,
-// read by the poller itself), or one-shot (TLS).
+// The events a socket is watched for: edge-triggered (read by the poller
+// itself), or one-shot (always read by a worker).
 const (
 	edgeEvents    = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
 	oneShotEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
@@ -98,8 +98,9 @@ func (p *poller) add(c *Conn) bool {
 	if !ok {
 		return false
 	}
-	if !c.tls {
+	if !c.tls || (c.tlsOut != nil && tlsLayout.ok) {
 		c.raw = rc // before the poller can see c (the shard's lock orders it)
+		c.tlsOut.usePoller(p)
 	}
 	s := p.shard(c.pollID)
 	s.mu.Lock()
@@ -123,11 +124,14 @@ func (p *poller) add(c *Conn) bool {
 		return false
 	}
 	c.polled = true
-	if !c.tls { // TLS must encrypt: its frames go through the writer
+	if !c.tls { // over TLS, tlsOut writes without waiting
 		c.inlineFD = fd
 	}
 	return true
 }
+
+// writesNoWait: sockets can be written without waiting (writeNonblocking).
+const writesNoWait = true
 
 // writeNonblocking writes to a non-blocking socket without waiting.
 func writeNonblocking(fd int, b []byte) (int, error) {
@@ -335,30 +339,4 @@ func (p *poller) parkedWait(events []unix.EpollEvent) (wait func() (int, error),
 		}
 		return n, werr
 	}, closeEpoll
-}
-
-// socketOf finds the socket under a connection (through TLS and
-// wrappers): its raw access and its number.
-func socketOf(conn net.Conn) (syscall.RawConn, int, bool) {
-	for range 8 {
-		switch v := conn.(type) {
-		case *tls.Conn:
-			conn = v.NetConn()
-		case syscall.Conn:
-			rc, err := v.SyscallConn()
-			if err != nil {
-				return nil, 0, false
-			}
-			fd := -1
-			if rc.Control(func(f uintptr) { fd = int(f) }) != nil || fd < 0 {
-				return nil, 0, false
-			}
-			return rc, fd, true
-		case interface{ NetConn() net.Conn }:
-			conn = v.NetConn()
-		default:
-			return nil, 0, false
-		}
-	}
-	return nil, 0, false
 }

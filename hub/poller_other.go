@@ -15,6 +15,9 @@ func (p *poller) handOver(*Conn)   {}
 func (p *poller) remove(*Conn)     {}
 func (p *poller) close()           {}
 
+// writesNoWait: no socket is written without waiting here.
+const writesNoWait = false
+
 // Never called: no connection has an inline socket without the poller.
 func writeNonblocking(int, []byte) (int, error)                   { return 0, errNoInline }
 func errWouldBlock(error) bool                                    { return false }

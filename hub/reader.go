@@ -3,7 +3,6 @@ package hub
 import (
 	"crypto/tls"
 	"encoding/binary"
-	"errors"
 	"io"
 	"time"
 	"unicode/utf8"
@@ -53,7 +52,7 @@ func (c *Conn) readReady() {
 	if !c.stillPolled() {
 		return
 	}
-	if c.raw != nil && c.br.Buffered() == 0 && !socketReadable(c.raw) {
+	if c.raw != nil && c.br.Buffered() == 0 && !c.tlsBuffered() && !socketReadable(c.raw) {
 		// An edge-triggered socket can raise an event for bytes a worker
 		// before this one already read: nothing to wait for.
 		if !c.hub.poller.rearm(c) {
@@ -62,29 +61,37 @@ func (c *Conn) readReady() {
 		return
 	}
 	s := c.settings()
-	deadline := false
+	// armed: pong_timeout's deadline is set; set: some deadline is, to be
+	// cleared before the connection goes back to the poller (whose reads
+	// a deadline would fail).
+	armed, set := false, false
 	for {
 		// A frame that has begun must arrive whole within pong_timeout:
 		// a peer that stalls halfway is closed rather than holding a
 		// goroutine. A frame already in the buffer needs no deadline
 		// (arming one costs a runtime timer update).
-		if !deadline && !c.frameBuffered() {
+		if !armed && !c.frameBuffered() {
 			if c.nc.SetReadDeadline(time.Now().Add(s.PongTimeout)) != nil {
 				c.teardown()
 				return
 			}
-			deadline = true
+			armed, set = true, true
 		}
 		if !c.readFrame() {
 			c.readDone()
 			return
 		}
-		if !c.buffered() {
+		more := c.buffered()
+		if c.tls { // probed under a deadline in the past
+			armed, set = false, true
+		}
+		if !more {
 			break
 		}
 	}
 	c.releaseTLS()
-	if (deadline && c.nc.SetReadDeadline(time.Time{}) != nil) || !c.hub.poller.rearm(c) {
+	c.writePending()
+	if (set && c.nc.SetReadDeadline(time.Time{}) != nil) || !c.hub.poller.rearm(c) {
 		c.teardown()
 	}
 }
@@ -108,13 +115,20 @@ func (c *Conn) releaseTLS() {
 	}
 }
 
+// tlsBuffered reports whether the TLS layer holds bytes of the peer's
+// that no read has taken yet (tls_buffers.go); false without TLS.
+func (c *Conn) tlsBuffered() bool {
+	return c.tls && tlsBuffered(c.nc.(*tls.Conn))
+}
+
 // readsInline reports whether the poller may read c on its own goroutine:
 // a client on plain TCP whose commands never wait on the reader (the
 // in-process broker's calls never wait; a cluster broker's go to the
 // hub's lanes, lanes.go), and which is logged in or logs in without
 // waiting (QuickLogin, no login hook, a broker that never waits). A login
-// hook asks the application, TLS has its own buffering, and a cluster
-// broker's login waits on Redis: those go to a worker.
+// hook asks the application, and a cluster broker's login waits on Redis:
+// those go to a worker. Over TLS, crypto/tls decrypts on the poller too,
+// reading the socket without waiting (tls_socket.go).
 func (c *Conn) readsInline() bool {
 	if c.raw == nil {
 		return false
@@ -139,6 +153,9 @@ func (c *Conn) readInline(hangup bool) {
 		return
 	}
 	c.noWait, c.drained = true, false
+	if c.tls {
+		c.tlsOut.drained = false
+	}
 	for {
 		if c.frameBuffered() {
 			if c.hub.laneBusy(c) {
@@ -170,8 +187,8 @@ func (c *Conn) readInline(hangup bool) {
 			c.noWait = false
 			c.readDone() // the peer went away
 			return
-		case n > 0:
-			c.noWait = false // a frame that has begun: wait for its rest
+		case n > 0 || c.tlsBuffered():
+			c.noWait = false // a frame or a TLS record that has begun: wait for its rest
 			c.hub.poller.handOver(c)
 			return
 		}
@@ -180,6 +197,8 @@ func (c *Conn) readInline(hangup bool) {
 	// All the socket had is read: its next bytes raise a new event (it is
 	// watched edge-triggered), with no re-arming.
 	c.noWait = false
+	c.releaseTLS()
+	c.writePending()
 }
 
 // sockReader is a connection seen as the source of its reader's bytes: its
@@ -187,13 +206,29 @@ func (c *Conn) readInline(hangup bool) {
 // the poller reads it inline, without waiting.
 type sockReader Conn
 
-// errNothingToRead: a read without waiting found nothing.
-var errNothingToRead = errors.New("hub: nothing to read without waiting")
+// errNothingToRead: a read without waiting found nothing. It is a
+// temporary net.Error, which crypto/tls does not keep as the connection's
+// end: a record begun stays buffered there, and the next read goes on.
+var errNothingToRead error = nothingToRead{}
+
+type nothingToRead struct{}
+
+func (nothingToRead) Error() string   { return "hub: nothing to read without waiting" }
+func (nothingToRead) Timeout() bool   { return true }
+func (nothingToRead) Temporary() bool { return true }
 
 func (r *sockReader) Read(p []byte) (int, error) {
 	c := (*Conn)(r)
 	if !c.noWait {
 		return c.nc.Read(p)
+	}
+	if c.tls { // crypto/tls reads the socket without waiting (tls_socket.go)
+		s := c.tlsOut
+		s.noWait = true
+		n, err := c.nc.Read(p)
+		s.noWait = false
+		c.drained = s.drained && !c.tlsBuffered()
+		return n, err
 	}
 	n, err := c.hub.poller.readNoWait(c.raw, p)
 	c.drained = err == nil && n < len(p)

@@ -47,6 +47,19 @@ func findTLSLayout() tlsOffsets {
 	return l
 }
 
+// tlsBuffered reports whether crypto/tls holds bytes of tc's peer that no
+// read has taken: a record whole or begun, decrypted data, a handshake
+// message begun. Only tc's reader may call it.
+func tlsBuffered(tc *tls.Conn) bool {
+	if !tlsLayout.ok {
+		return true // unknown: the reader goes on as if so
+	}
+	p := unsafe.Pointer(tc)
+	return (*bytes.Buffer)(unsafe.Add(p, tlsLayout.rawInput)).Len() != 0 ||
+		(*bytes.Reader)(unsafe.Add(p, tlsLayout.input)).Len() != 0 ||
+		(*bytes.Buffer)(unsafe.Add(p, tlsLayout.hand)).Len() != 0
+}
+
 // releaseTLSBuffers drops tc's empty input buffers. Only the goroutine
 // that reads tc may call it, between reads (tls.Conn's own writers never
 // touch them). It reports whether it released anything.

@@ -38,6 +38,21 @@ func (c *Conn) enqueue(f outFrame) queueResult {
 	if f.close {
 		c.closing = true
 	}
+	if !c.writing && len(c.queue) == 0 && !f.close && c.tlsOut.inline() {
+		if _, err := c.nc.Write(f.wire); err != nil { // the socket failed
+			c.closing = true
+			c.mu.Unlock()
+			c.goConn("teardown", c.teardown)
+			return closing
+		}
+		c.hub.writeLatency.observeSince(f.at)
+		if !c.tlsOut.hasPending() {
+			c.mu.Unlock()
+			return queued
+		}
+		c.startWriter() // to flush what the socket did not take
+		return queued
+	}
 	if !c.writing && len(c.queue) == 0 && c.inlineFD >= 0 {
 		done, ok := c.writeInline(&f)
 		if !ok { // the socket failed: the peer is gone
@@ -59,6 +74,21 @@ func (c *Conn) enqueue(f outFrame) queueResult {
 	c.queue = append(c.queue, f)
 	c.startWriter()
 	return queued
+}
+
+// writePending starts the writer for what crypto/tls wrote on its own from
+// inside a read (an alert, a KeyUpdate's answer) and the socket did not
+// take at once.
+func (c *Conn) writePending() {
+	if !c.tlsOut.hasPending() {
+		return
+	}
+	c.mu.Lock()
+	if c.writing || c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.startWriter()
 }
 
 // queued is how many frames wait in the connection's send queue.
@@ -183,11 +213,13 @@ func (c *Conn) closeNow(code int, reason string, drop bool) {
 }
 
 // writeLoop drains the queue, then exits; enqueue starts it again when needed.
+// Over TLS on the poller, a batch's frames are encrypted into the socket's
+// pending bytes and flushed with one write (tls_socket.go).
 func (c *Conn) writeLoop() {
 	conn := c.nc
 	for {
 		c.mu.Lock()
-		if len(c.queue) == 0 {
+		if len(c.queue) == 0 && !c.tlsOut.hasPending() {
 			c.writing = false
 			c.spare = nil // most frames go out inline: an idle connection keeps no batch
 			c.mu.Unlock()
@@ -199,17 +231,25 @@ func (c *Conn) writeLoop() {
 
 		// One deadline per batch: re-arming it costs a runtime timer update.
 		ok := conn.SetWriteDeadline(time.Now().Add(c.settings().WriteTimeout)) == nil
+		sent, closed := 0, false
+		c.tlsOut.hold()
+		for ok && !closed && sent < len(batch) {
+			_, err := conn.Write(batch[sent].wire)
+			ok, closed = err == nil, batch[sent].close
+			sent++
+			if ok && c.tlsOut.pendingBytes() >= tlsFlushAt {
+				ok = c.tlsOut.flush() == nil
+				c.tlsOut.hold()
+			}
+		}
+		ok = ok && c.tlsOut.flush() == nil
 		for i := range batch {
-			if ok {
-				_, err := conn.Write(batch[i].wire)
-				ok = err == nil && !batch[i].close
-				if err == nil {
-					c.hub.writeLatency.observeSince(batch[i].at)
-				}
+			if ok && i < sent {
+				c.hub.writeLatency.observeSince(batch[i].at)
 			}
 			batch[i] = outFrame{}
 		}
-		if !ok { // written a close frame, or the socket failed
+		if !ok || closed { // written a close frame, or the socket failed
 			c.mu.Lock()
 			c.writing = false
 			c.closing = true

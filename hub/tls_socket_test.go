@@ -1,0 +1,277 @@
+package hub
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// TestTLSSocketInline: over TLS on the poller, crypto/tls writes onto a
+// socket that never waits, so a frame is encrypted by the goroutine that
+// delivers it, and what the socket cannot take waits, in order, for the
+// writer. Publishers on several goroutines flood a client that does not
+// read, far beyond the socket buffers; then it reads while they publish
+// more. Every frame comes, in each publisher's order, through a TLS stream
+// that decrypts (a record out of order or cut would fail it). On a Go
+// whose tls.Conn has no conn field this fails, rather than letting wss
+// frames silently go back to a writer goroutine each.
+func TestTLSSocketInline(t *testing.T) {
+	if !tlsConnKnown {
+		t.Fatal("crypto/tls's Conn no longer has its conn field as a net.Conn: tls_socket.go replaces nothing on this Go")
+	}
+	h, url := burstServer(t, true)
+	c, ws := dialWSS(t, h, url, func(conn *net.TCPConn) net.Conn {
+		_ = conn.SetReadBuffer(64 << 10)
+		return conn
+	})
+	waitPolled(t, c)
+	if !c.tlsOut.inline() {
+		t.Fatal("a wss connection on the poller does not write inline: this test would not test it")
+	}
+	// A push to an idle connection is encrypted and written by the
+	// goroutine that delivers it: no writer goroutine is started.
+	for i := range 20 {
+		if r := h.push(Target{UID: "me"}, Message{Data: json.RawMessage(`"idle"`)}); r.Delivered != 1 {
+			t.Fatalf("push %d: receipt %+v", i, r)
+		}
+		c.mu.Lock()
+		writing := c.writing
+		c.mu.Unlock()
+		if writing {
+			t.Fatalf("push %d to an idle wss connection started its writer", i)
+		}
+		if _, b, err := ws.ReadMessage(); err != nil || (!strings.Contains(string(b), `"idle"`) && !strings.Contains(string(b), `"welcome"`)) {
+			t.Fatalf("push %d: read %q, %v", i, b, err)
+		}
+	}
+
+	const publishers = 4
+	pad := strings.Repeat("p", 4000)
+	next := [publishers]int{}
+	publish := func(each int) {
+		var wg sync.WaitGroup
+		for p := range publishers {
+			wg.Go(func() {
+				for range each {
+					next[p]++
+					m := Message{Data: json.RawMessage(fmt.Sprintf(`{"p":%d,"i":%d,"pad":%q}`, p, next[p], pad))}
+					if r := h.push(Target{UID: "me"}, m); r.Delivered != 1 {
+						t.Errorf("publisher %d, message %d: receipt %+v", p, next[p], r)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	got := [publishers]int{}
+	read := func(until int) {
+		_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for total := 0; total < until; {
+			_, b, err := ws.ReadMessage()
+			if err != nil {
+				t.Fatalf("after %v: %v", got, err)
+			}
+			var f struct {
+				Type string
+				Data struct{ P, I int }
+			}
+			if json.Unmarshal(b, &f) != nil || f.Type != "message" {
+				continue // the welcome
+			}
+			if got[f.Data.P]++; f.Data.I != got[f.Data.P] {
+				t.Fatalf("publisher %d's message %d came where %d was due", f.Data.P, f.Data.I, got[f.Data.P])
+			}
+			total++
+		}
+	}
+
+	// 8 MB to a client that reads nothing: most of it waits on the hub.
+	publish(500)
+	if c.queued() == 0 && !c.tlsOut.hasPending() {
+		t.Fatal("the socket took 8 MB at once: this test would not test what waits for the writer")
+	}
+	read(publishers * 500)
+
+	// Reading while publishing: frames go inline, then wait, then go
+	// inline again, as the socket fills and drains.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		publish(300)
+	}()
+	read(publishers * 300)
+	<-done
+	if t.Failed() {
+		return
+	}
+	waitFor(t, "the writer done and nothing left pending", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return !c.writing && !c.tlsOut.hasPending()
+	})
+}
+
+// TestTLSRecordsInPieces: the poller decrypts a wss client's records
+// itself, without waiting; a record that arrives in pieces stays in
+// crypto/tls between reads and is finished by a worker, and a message
+// larger than a record spans several. Every message arrives, in order,
+// however the bytes were cut.
+func TestTLSRecordsInPieces(t *testing.T) {
+	h, url := burstServer(t, true)
+	pc := &piecesConn{}
+	c, ws := dialWSS(t, h, url, func(conn *net.TCPConn) net.Conn {
+		pc.Conn = conn
+		return pc
+	})
+	waitPolled(t, c)
+	if !c.readsInline() {
+		t.Fatal("a logged-in wss client is not read by the poller: this test would not test it")
+	}
+
+	sizes := []int{0, 0, 0, 1000, 5000, 20000, 0}
+	cuts := [][]int{{1}, {5}, {30}, {}, {100, 100, 1000}, {3000, 17000}, {}}
+	for i, size := range sizes {
+		pc.cut(cuts[i])
+		frame := fmt.Sprintf(`{"type":"send","to":"me","data":{"n":%d,"pad":%q}}`, i+1, strings.Repeat("p", size))
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for want := 1; want <= len(sizes); {
+		_, b, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("after %d of %d messages: %v", want-1, len(sizes), err)
+		}
+		var f struct {
+			Type string
+			Data struct {
+				N   int
+				Pad string
+			}
+		}
+		if json.Unmarshal(b, &f) != nil || f.Type != "message" {
+			continue // the welcome
+		}
+		if f.Data.N != want || len(f.Data.Pad) != sizes[want-1] {
+			t.Fatalf("got message %d with %d bytes, want %d with %d", f.Data.N, len(f.Data.Pad), want, sizes[want-1])
+		}
+		want++
+	}
+}
+
+// piecesConn is a client's connection whose next write goes out in
+// pieces: cut at the given lengths, each landing on its own.
+type piecesConn struct {
+	net.Conn
+	mu   sync.Mutex
+	cuts []int
+}
+
+func (pc *piecesConn) cut(at []int) {
+	pc.mu.Lock()
+	pc.cuts = at
+	pc.mu.Unlock()
+}
+
+func (pc *piecesConn) Write(b []byte) (int, error) {
+	pc.mu.Lock()
+	cuts := pc.cuts
+	pc.cuts = nil
+	pc.mu.Unlock()
+	n := 0
+	for _, at := range cuts {
+		if at >= len(b)-n {
+			break
+		}
+		m, err := pc.Conn.Write(b[n : n+at])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		time.Sleep(20 * time.Millisecond) // let the piece land on its own
+	}
+	m, err := pc.Conn.Write(b[n:])
+	return n + m, err
+}
+
+// TestTLSSocketBounds: what a socket keeps for a peer that reads nothing
+// is bounded, and closing it never waits. crypto/tls's own writes onto
+// bytes already kept (as the answers to KeyUpdates would be) fail the
+// socket past maxUnflushed; once closed with a record cut short, its
+// close_notify is refused at once instead of waiting on the full socket.
+func TestTLSSocketBounds(t *testing.T) {
+	server, client := tlsPair(t)
+	_ = client.NetConn().(*net.TCPConn).SetReadBuffer(16 << 10)
+	s := wrapTLS(server)
+	if s == nil {
+		t.Fatal("no socket under the TLS connection: this test would not test it")
+	}
+	chunk := make([]byte, 16<<10)
+	for !s.hasPending() {
+		if _, err := server.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	added := 0
+	for {
+		_, err := s.Write(make([]byte, 100)) // as crypto/tls's own small records
+		if err != nil {
+			if err != errTLSUnflushed {
+				t.Fatalf("after %d bytes added: %v", added, err)
+			}
+			break
+		}
+		if added += 100; added > 2*maxUnflushed {
+			t.Fatalf("%d bytes added onto what the socket kept, and no bound", added)
+		}
+	}
+
+	// A fresh connection, closed with bytes kept.
+	server, client = tlsPair(t)
+	_ = client.NetConn().(*net.TCPConn).SetReadBuffer(16 << 10)
+	s = wrapTLS(server)
+	for !s.hasPending() {
+		if _, err := server.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.detach()
+	if err := server.Close(); !errors.Is(err, errTLSClosed) {
+		t.Fatalf("closing with a record cut short: %v, want close_notify refused at once (%v)", err, errTLSClosed)
+	}
+}
+
+// dialWSS logs "me" in to the burst server over wss, trusting its
+// certificate, and returns the hub's side and the client's; wrap makes the
+// client's connection of its TCP connection.
+func dialWSS(t *testing.T, h *Hub, url string, wrap func(*net.TCPConn) net.Conn) (*Conn, *websocket.Conn) {
+	t.Helper()
+	d := websocket.Dialer{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the test server's own certificate
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var nd net.Dialer
+			conn, err := nd.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return wrap(conn.(*net.TCPConn)), nil
+		},
+	}
+	ws, _, err := d.Dial(url+"/?uid=me", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return h.connOf(t, "me"), ws
+}
