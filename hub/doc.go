@@ -17,10 +17,12 @@
 // (session.go) runs it, through the same Hub calls as the push API; with a
 // broker that waits (a cluster's), a client's publishes, joins and leaves
 // go through the hub's lanes (lanes.go), in the client's order. Where
-// nothing on that path can wait (plain TCP, a logged-in client or a login
-// without a hook to ask or a cluster to tell), the poller reads whole
-// frames itself (readInline); otherwise, or for a frame that has not
-// arrived whole, a worker does.
+// nothing on that path can wait (a logged-in client, or a login without a
+// hook to ask or a cluster to tell), the poller reads whole frames itself
+// (readInline); otherwise, or for a frame that has not arrived whole, a
+// worker does. Over TLS, crypto/tls reads and writes through a socket of
+// the hub's that never waits (tls_socket.go), so the poller decrypts and
+// the delivering goroutine encrypts, as they read and write plain sockets.
 //
 // # Where things go
 //
@@ -43,6 +45,9 @@
 //     in sequence order.
 //  4. Conn.mu (writer.go): a connection's queue and writer state.
 //  5. pollShard.mu (poller_linux.go), taken under Conn.mu, or alone.
+//  6. crypto/tls's own locks, then tlsSocket.mu (tls_socket.go), taken
+//     under Conn.mu by an inline write, or alone; tlsSocket.mu never
+//     waits on a socket.
 //
 // Hub.endpointsMu, Hub.pendingMu and the notifier's and tally's mutexes are
 // never held while taking another lock. Nothing that holds a uid entry's
