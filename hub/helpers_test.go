@@ -65,11 +65,13 @@ var readings = []struct {
 	{"poller", reading{poll: true}},
 	{"goroutine", reading{}},
 	{"poller-wss", reading{poll: true, tls: true}},
+	{"goroutine-wss", reading{tls: true}},
 }
 
 // forEachReader runs a test with connections read by the hub's poller (as
-// push_hub does), with a reader goroutine per connection, and over TLS on
-// the poller, where crypto/tls encrypts frames inline (tls_socket.go).
+// push_hub does) and with a reader goroutine per connection, each over
+// plain TCP and over TLS, where crypto/tls reads and writes through the
+// hub's socket (tls_socket.go).
 func forEachReader(t *testing.T, test func(t *testing.T, newServer func(hub.Settings) *testServer)) {
 	for _, rd := range readings {
 		t.Run(rd.name, func(t *testing.T) {
