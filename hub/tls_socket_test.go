@@ -275,3 +275,52 @@ func dialWSS(t *testing.T, h *Hub, url string, wrap func(*net.TCPConn) net.Conn)
 	t.Cleanup(func() { ws.Close() })
 	return h.connOf(t, "me"), ws
 }
+
+// TestTLSReadAfterALaneHandOver: a wss client whose lane is busy is read
+// by a worker, which probes crypto/tls for more under a read deadline in
+// the past; the poller's next read of it, without waiting, must not find
+// that deadline still set (it failed the read, and closed the connection).
+func TestTLSReadAfterALaneHandOver(t *testing.T) {
+	h, url := burstServer(t, true)
+	c, ws := dialWSS(t, h, url, func(conn *net.TCPConn) net.Conn { return conn })
+	waitPolled(t, c)
+	holding, release := make(chan struct{}), make(chan struct{})
+	h.laterFrom(c, func() { close(holding); <-release }) // holds c's lane up
+	<-holding
+	for range laneSize/2 + 1 {
+		h.laterFrom(c, func() {})
+	}
+	if !h.laneBusy(c) {
+		t.Fatal("c's lane is not busy: this test would not test the worker's read")
+	}
+	send := func(n int) {
+		if err := ws.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"type":"send","to":"me","data":%d}`, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(1)
+	lane := h.lanes.chs[c.pollID%laneCount]
+	waitFor(t, "the worker queued message 1 and handed the socket back", func() bool {
+		return len(lane) == laneSize/2+2 && !c.busy.Load()
+	})
+	close(release)
+	send(2)
+	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for want := 1; want <= 2; {
+		_, b, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("waiting for message %d: %v", want, err)
+		}
+		var f struct {
+			Type string
+			Data int
+		}
+		if json.Unmarshal(b, &f) != nil || f.Type != "message" {
+			continue // the welcome
+		}
+		if f.Data != want {
+			t.Fatalf("got message %d, want %d", f.Data, want)
+		}
+		want++
+	}
+}
