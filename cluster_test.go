@@ -285,6 +285,7 @@ func TestClusterRedisOutage(t *testing.T) {
 		t.Fatalf("push before the outage %+v", rc)
 	}
 	gina.Expect(`{"type":"message","seq":1,"data":"before"}`)
+	n2.API().Post(t, "/join", `{"uid":"gina","group":"left-away"}`).ExpectJSON(http.StatusOK, `{"ok":true}`)
 	baseline := map[string]int{}
 	for _, n := range nodes {
 		st := getClusterStats(t, n.API())
@@ -304,6 +305,10 @@ func TestClusterRedisOutage(t *testing.T) {
 	// A push with an idempotency key is refused: its key cannot be checked.
 	n1.API().Post(t, "/send", `{"uid":"frank","data":"keyed","idempotency_key":"k-out"}`).
 		ExpectError(http.StatusServiceUnavailable, "cluster_unavailable")
+	// A join and a leave apply on their node only while Redis is away;
+	// the cluster learns of them once it is back (below).
+	n1.API().Post(t, "/join", `{"uid":"frank","group":"joined-away"}`).ExpectJSON(http.StatusOK, `{"ok":true}`)
+	n2.API().Post(t, "/leave", `{"uid":"gina","group":"left-away"}`)
 	if st := getClusterStats(t, n1.API()); st.Cluster.Connected {
 		t.Fatalf("stats during the outage say connected: %+v", st.Cluster)
 	}
@@ -325,6 +330,23 @@ func TestClusterRedisOutage(t *testing.T) {
 			break
 		}
 	}
+	// The join and the leave made during the outage reached Redis: a push
+	// to the group frank joined, through the other node, reaches him, and
+	// the group gina left lists nobody.
+	harness.Eventually(t, "the join made during the outage known to the cluster", func() (bool, string) {
+		r := n2.API().Post(t, "/send", `{"group":"joined-away","data":"joined while away"}`)
+		return strings.HasPrefix(r.Body, `{"delivered":1,`), r.Body
+	})
+	for {
+		f := frank.ExpectType("message")
+		if string(f.Data) == `"joined while away"` {
+			break
+		}
+	}
+	harness.Eventually(t, "the leave made during the outage known to the cluster", func() (bool, string) {
+		r := n1.API().Get(t, "/uids?group=left-away")
+		return strings.Contains(r.Body, `"uids":[]`), r.Body
+	})
 	gina.CloseNormally()
 	n1.API().WaitOnline(t, "gina", 0)
 	resumed := harness.Dial(t, "gina resumes", n1.WS+"/ws", nil)

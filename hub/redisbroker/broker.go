@@ -81,6 +81,10 @@ type Broker struct {
 	diverged    map[string]struct{} // uids numbered here while Redis was away
 	divergedAll bool
 
+	awayMu   sync.Mutex
+	away     map[membership]bool // joins (true) and leaves made while Redis was away (away.go)
+	awayFull bool                // maxAway reached, and said
+
 	storeErrors atomic.Uint64
 	reconnects  atomic.Uint64
 	unreached   atomic.Uint64
@@ -123,6 +127,7 @@ func New(hubName string, l hub.Local, cfg Config, log *zap.Logger) (*Broker, err
 		changed:    make(map[string]struct{}),
 		changedCh:  make(chan struct{}, 1),
 		diverged:   make(map[string]struct{}),
+		away:       make(map[membership]bool),
 		stop:       make(chan struct{}),
 		echoWait:   firstEchoWait,
 	}

@@ -195,6 +195,7 @@ func (b *Broker) beat() bool {
 			b.log.Info("the cluster's Redis is back: routing across nodes again")
 		}
 	}
+	_ = b.replayAway(ctx) // a failure marks Redis as lost, and what is left waits for the next beat
 	b.reap(ctx)
 	b.readyOnce.Do(func() { close(b.ready) })
 	return true

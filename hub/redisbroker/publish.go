@@ -247,15 +247,17 @@ func (b *Broker) Join(ctx context.Context, uid, group string) error {
 	defer b.leave()
 	ctx, cancel := b.whileAway(ctx)
 	defer cancel()
-	st := b.local.Settings()
-	ev := string(marshal(&envelope{Kind: kindJoin, UID: uid, Group: group}))
-	v, err := b.run(ctx, scriptJoin, uid, group, ev, b.node, st.MaxGroupsPerUID, st.MaxGroups)
+	v, err := b.joinScript(ctx, uid, group)
 	if err != nil {
 		if b.local.Online(uid) > 0 {
+			if !scriptError(err) {
+				b.rememberAway(uid, group, true) // Redis learns of it when it answers again
+			}
 			return b.local.Join(uid, group) // on this node at least
 		}
 		return err
 	}
+	b.forgetAway(uid, group)
 	switch n, _ := v.(int64); n {
 	case -1:
 		return hub.ErrOffline
@@ -266,6 +268,21 @@ func (b *Broker) Join(ctx context.Context, uid, group string) error {
 		return b.local.Join(uid, group)
 	}
 	return nil
+}
+
+// joinScript adds uid to group in Redis and tells the nodes holding it; it
+// answers -1 when the uid is offline, -2 over the limits of groups.
+func (b *Broker) joinScript(ctx context.Context, uid, group string) (any, error) {
+	st := b.local.Settings()
+	ev := string(marshal(&envelope{Kind: kindJoin, UID: uid, Group: group}))
+	return b.run(ctx, scriptJoin, uid, group, ev, b.node, st.MaxGroupsPerUID, st.MaxGroups)
+}
+
+// leaveScript takes uid out of group in Redis and tells the nodes holding
+// it.
+func (b *Broker) leaveScript(ctx context.Context, uid, group string) (any, error) {
+	ev := string(marshal(&envelope{Kind: kindLeave, UID: uid, Group: group}))
+	return b.run(ctx, scriptLeave, uid, group, ev, b.node)
 }
 
 // whileAway bounds a join or leave tightly while Redis is known to be
@@ -292,11 +309,14 @@ func (b *Broker) Leave(ctx context.Context, uid, group string) (bool, error) {
 	ctx, cancel := b.whileAway(ctx)
 	defer cancel()
 	local := b.local.Leave(uid, group)
-	ev := string(marshal(&envelope{Kind: kindLeave, UID: uid, Group: group}))
-	v, err := b.run(ctx, scriptLeave, uid, group, ev, b.node)
+	v, err := b.leaveScript(ctx, uid, group)
 	if err != nil {
+		if !scriptError(err) {
+			b.rememberAway(uid, group, false) // Redis learns of it when it answers again
+		}
 		return local, err
 	}
+	b.forgetAway(uid, group)
 	l, _ := v.([]any)
 	was := local
 	if len(l) > 0 {
