@@ -324,12 +324,7 @@ func TestClusterRedisOutage(t *testing.T) {
 	})
 	// gina gets the pushes that said delivered, in order; the stored one
 	// from before the outage is still there for a resume.
-	for {
-		f := gina.ExpectType("message")
-		if string(f.Data) == `"back"` {
-			break
-		}
-	}
+	gina.SkipToMessage(`"back"`)
 	// The join and the leave made during the outage reached Redis: a push
 	// to the group frank joined, through the other node, reaches him, and
 	// the group gina left lists nobody.
@@ -337,12 +332,7 @@ func TestClusterRedisOutage(t *testing.T) {
 		r := n2.API().Post(t, "/send", `{"group":"joined-away","data":"joined while away"}`)
 		return strings.HasPrefix(r.Body, `{"delivered":1,`), r.Body
 	})
-	for {
-		f := frank.ExpectType("message")
-		if string(f.Data) == `"joined while away"` {
-			break
-		}
-	}
+	frank.SkipToMessage(`"joined while away"`)
 	harness.Eventually(t, "the leave made during the outage known to the cluster", func() (bool, string) {
 		r := n1.API().Get(t, "/uids?group=left-away")
 		return strings.Contains(r.Body, `"uids":[]`), r.Body

@@ -153,6 +153,17 @@ func (c *Conn) ExpectType(typ string) Frame {
 	return f
 }
 
+// SkipToMessage reads messages until one whose data is data (JSON), and
+// returns it: earlier messages, which a test did not count, are skipped.
+func (c *Conn) SkipToMessage(data string) Frame {
+	c.t.Helper()
+	for {
+		if f := c.ExpectType("message"); string(f.Data) == data {
+			return f
+		}
+	}
+}
+
 // ExpectWelcome asserts that the next frame is exactly a welcome for uid
 // (a conn_id, a seq, an epoch where the hub keeps history, no resume) and
 // returns it.
