@@ -483,6 +483,7 @@ func wireStats(st hub.Stats) pushapi.Stats {
 		Closes:         wireCloses(st.Closes),
 		SendQueued:     st.SendQueued,
 		SendQueueMax:   st.SendQueueMax,
+		LaneQueued:     st.LaneQueued,
 		Cluster:        wireCluster(st.Cluster),
 	}
 }

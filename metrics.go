@@ -34,6 +34,7 @@ var (
 	descCloses        = metricDesc("closes_total", "Connections closed, by close code (1006: lost without a close frame).", "code")
 	descSendQueued    = metricDesc("send_queue_frames", "Frames waiting in connections' send queues.")
 	descSendQueueMax  = metricDesc("send_queue_max_frames", "The longest send queue.")
+	descLaneQueued    = metricDesc("lane_commands", "Clients' commands waiting in the hub's lanes for the cluster's Redis (cluster mode).")
 	descWriteLatency  = metricDesc("write_latency_seconds", "From a push taken by this instance to a connection's socket taking its frame, per copy.")
 
 	descEventsSent    = metricDesc("events_sent_total", "Events the application took.")
@@ -49,7 +50,7 @@ var (
 func (hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descPending, descUIDs, descGroups,
 		descMessagesIn, descMessagesOut, descPushes, descSlowConsumers, descHistoryBytes,
-		descLogins, descLoginRefusals, descCloses, descSendQueued, descSendQueueMax, descWriteLatency,
+		descLogins, descLoginRefusals, descCloses, descSendQueued, descSendQueueMax, descLaneQueued, descWriteLatency,
 		descEventsSent, descEventsFailed, descEventsDropped,
 		descClusterConnected, descClusterErrors, descClusterReconnect, descClusterUnreached} {
 		ch <- d
@@ -86,6 +87,7 @@ func (hubCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descSendQueued, float64(st.SendQueued))
 		gauge(descSendQueueMax, float64(st.SendQueueMax))
+		gauge(descLaneQueued, float64(st.LaneQueued))
 		ch <- latencyMetric(st)
 		if c, ok := v.(pooledHub).Broker().(hub.ClusterReporter); ok {
 			cs := c.ClusterState()

@@ -84,6 +84,18 @@ func (h *Hub) inLane(c *Conn, cmd laneCmd) {
 	h.carryOut([]laneCmd{cmd})
 }
 
+// queued is how many commands wait in the lanes, for stats.
+func (l *lanes) queued() int {
+	if !l.started.Load() {
+		return 0
+	}
+	n := 0
+	for _, ch := range l.chs {
+		n += len(ch)
+	}
+	return n
+}
+
 // laneBusy reports whether c's lane is more than half full: the poller
 // then leaves c to a worker, which may wait for room, rather than wait
 // itself and stop reading every other client.

@@ -30,6 +30,7 @@ type Stats struct {
 	Closes        map[int]uint64    // connections closed, by close code (1006: lost without one)
 	SendQueued    int               // frames waiting in send queues
 	SendQueueMax  int               // the longest send queue
+	LaneQueued    int               // clients' commands waiting in the lanes (cluster mode, lanes.go)
 	WriteLatency  Histogram         // push to socket write, per copy (latency.go)
 	// Cluster is what a cluster broker adds; nil on one node. With it, the
 	// counters above are the whole cluster's.
@@ -117,6 +118,7 @@ func (l Local) Stats() Stats {
 	h.pendingMu.Lock()
 	st.Pending = len(h.pending)
 	h.pendingMu.Unlock()
+	st.LaneQueued = h.lanes.queued()
 	return st
 }
 

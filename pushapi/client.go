@@ -202,6 +202,7 @@ type Stats struct {
 	Closes        map[string]uint64 `json:"closes,omitempty"`         // connections closed, by close code ("1006": lost without one)
 	SendQueued    int               `json:"send_queued"`              // frames waiting in send queues
 	SendQueueMax  int               `json:"send_queue_max"`           // the longest send queue
+	LaneQueued    int               `json:"lane_queued"`              // clients' commands waiting in the lanes (cluster mode)
 	// Cluster is set in cluster mode; the counters above are then the
 	// whole cluster's.
 	Cluster *ClusterStats `json:"cluster,omitempty"`
