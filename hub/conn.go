@@ -252,6 +252,10 @@ func (c *Conn) closeSocket(fd int) {
 	}
 	c.hub.routines.goFn("lingering close", func() {
 		defer conn.Close()
+		// A reader not done yet may clear the read deadline: the close
+		// comes at the second anyway.
+		stop := time.AfterFunc(time.Second, func() { conn.Close() })
+		defer stop.Stop()
 		var r io.Reader = conn
 		if tcp, ok := tcpConnOf(conn); ok {
 			_ = tcp.CloseWrite()

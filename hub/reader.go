@@ -27,6 +27,7 @@ type partialMessage struct {
 // readLoop is the portable reader: one goroutine per connection.
 func (c *Conn) readLoop() {
 	for c.readFrame() {
+		c.writePending() // what crypto/tls wrote on its own, over TLS
 	}
 	c.readDone()
 }

@@ -55,13 +55,15 @@ type tlsSocket struct {
 	fd      int
 	pending []byte // encrypted bytes the socket has not taken yet, in order
 	holding bool   // the writer gathers a batch, or flushes: every write joins pending
-	// added counts what crypto/tls added to pending on its own since the
-	// last flush, beyond a frame's rest; past maxUnflushed the socket
-	// fails. A client that reads nothing but sends KeyUpdates cannot grow
-	// the answers it is owed without bound.
-	added int
-	cut   bool  // closed with bytes pending: the stream ends in a record cut short
-	err   error // the socket failed: every write after fails too
+	// added counts what crypto/tls added to pending on its own (not
+	// while a frame is written: framing) since pending was last empty;
+	// past maxUnflushed the socket fails. A client that reads nothing but
+	// sends KeyUpdates cannot grow the answers it is owed without bound,
+	// also while the writer waits to flush.
+	added   int
+	framing bool
+	cut     bool  // closed with bytes pending: the stream ends in a record cut short
+	err     error // the socket failed: every write after fails too
 
 	// Reads. While the poller reads the connection inline (noWait), the
 	// socket is read without waiting through the poller, and an empty
@@ -155,7 +157,8 @@ func (s *tlsSocket) Write(b []byte) (int, error) {
 			return 0, err
 		}
 		rest = b[n:]
-	} else if !s.holding && len(rest) > 0 {
+	}
+	if !s.framing && len(rest) > 0 {
 		if s.added += len(rest); s.added > maxUnflushed {
 			s.err = errTLSUnflushed
 			return 0, s.err
@@ -222,6 +225,17 @@ func (s *tlsSocket) pendingBytes() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.pending)
+}
+
+// frame marks the writes that follow, until frame(false), as a frame's:
+// not crypto/tls's own.
+func (s *tlsSocket) frame(on bool) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.framing = on
+	s.mu.Unlock()
 }
 
 // hold makes the writes that follow gather in pending, for flush to write

@@ -237,6 +237,36 @@ func TestTLSSocketBounds(t *testing.T) {
 		}
 	}
 
+	// The same while the writer waits on the full socket to flush.
+	server, client = tlsPair(t)
+	_ = client.NetConn().(*net.TCPConn).SetReadBuffer(16 << 10)
+	s = wrapTLS(server)
+	for !s.hasPending() {
+		if _, err := server.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- s.flush() }()
+	waitFor(t, "the writer's flush under way", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.holding && len(s.pending) == 0
+	})
+	for added = 0; ; added += 100 {
+		if _, err := s.Write(make([]byte, 100)); err != nil {
+			if err != errTLSUnflushed {
+				t.Fatalf("during a flush, after %d bytes added: %v", added, err)
+			}
+			break
+		}
+		if added > 2*maxUnflushed {
+			t.Fatalf("%d bytes added during a flush, and no bound", added)
+		}
+	}
+	server.NetConn().Close() // ends the flush
+	<-flushed
+
 	// A fresh connection, closed with bytes kept.
 	server, client = tlsPair(t)
 	_ = client.NetConn().(*net.TCPConn).SetReadBuffer(16 << 10)

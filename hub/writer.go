@@ -39,7 +39,10 @@ func (c *Conn) enqueue(f outFrame) queueResult {
 		c.closing = true
 	}
 	if !c.writing && len(c.queue) == 0 && !f.close && c.tlsOut.inline() {
-		if _, err := c.nc.Write(f.wire); err != nil { // the socket failed
+		c.tlsOut.frame(true)
+		_, err := c.nc.Write(f.wire)
+		c.tlsOut.frame(false)
+		if err != nil { // the socket failed
 			c.closing = true
 			c.mu.Unlock()
 			c.goConn("teardown", c.teardown)
@@ -234,7 +237,9 @@ func (c *Conn) writeLoop() {
 		sent, closed := 0, false
 		c.tlsOut.hold()
 		for ok && !closed && sent < len(batch) {
+			c.tlsOut.frame(true)
 			_, err := conn.Write(batch[sent].wire)
+			c.tlsOut.frame(false)
 			ok, closed = err == nil, batch[sent].close
 			sent++
 			if ok && c.tlsOut.pendingBytes() >= tlsFlushAt {

@@ -29,6 +29,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -81,9 +82,8 @@ type Broker struct {
 	diverged    map[string]struct{} // uids numbered here while Redis was away
 	divergedAll bool
 
-	awayMu   sync.Mutex
-	away     map[membership]bool // joins (true) and leaves made while Redis was away (away.go)
-	awayFull bool                // maxAway reached, and said
+	away    away        // joins and leaves made while Redis was away (away.go)
+	members memberLocks // a membership's join, leave and replay, one at a time
 
 	storeErrors atomic.Uint64
 	reconnects  atomic.Uint64
@@ -127,10 +127,11 @@ func New(hubName string, l hub.Local, cfg Config, log *zap.Logger) (*Broker, err
 		changed:    make(map[string]struct{}),
 		changedCh:  make(chan struct{}, 1),
 		diverged:   make(map[string]struct{}),
-		away:       make(map[membership]bool),
 		stop:       make(chan struct{}),
 		echoWait:   firstEchoWait,
 	}
+	b.away.uids = make(map[string]map[string]bool)
+	b.members.seed = maphash.MakeSeed()
 	b.log = log.With(zap.String("hub", hubName), zap.String("node", b.node))
 	b.keys = []string{b.p + "nodes"}
 	b.inbox = b.p + "c:" + b.node

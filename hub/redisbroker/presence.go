@@ -27,6 +27,9 @@ func (b *Broker) Attached(ctx context.Context, uid string) error {
 // Changed queues uid for the announcer, which records this node's count of
 // its connections.
 func (b *Broker) Changed(uid string) {
+	if b.local.Online(uid) == 0 {
+		b.wentOffline(uid)
+	}
 	b.changedMu.Lock()
 	b.changed[uid] = struct{}{}
 	b.changedMu.Unlock()
@@ -195,8 +198,8 @@ func (b *Broker) beat() bool {
 			b.log.Info("the cluster's Redis is back: routing across nodes again")
 		}
 	}
-	_ = b.replayAway(ctx) // a failure marks Redis as lost, and what is left waits for the next beat
 	b.reap(ctx)
+	b.replayAway() // a failure marks Redis as lost, and what is left waits for the next beat
 	b.readyOnce.Do(func() { close(b.ready) })
 	return true
 }

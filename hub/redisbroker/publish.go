@@ -247,15 +247,21 @@ func (b *Broker) Join(ctx context.Context, uid, group string) error {
 	defer b.leave()
 	ctx, cancel := b.whileAway(ctx)
 	defer cancel()
+	mu := b.members.of(uid, group)
+	mu.Lock()
+	defer mu.Unlock()
 	v, err := b.joinScript(ctx, uid, group)
 	if err != nil {
-		if b.local.Online(uid) > 0 {
-			if !scriptError(err) {
-				b.rememberAway(uid, group, true) // Redis learns of it when it answers again
-			}
-			return b.local.Join(uid, group) // on this node at least
+		if b.local.Online(uid) == 0 {
+			return err
 		}
-		return err
+		if lerr := b.local.Join(uid, group); lerr != nil { // on this node at least
+			return lerr
+		}
+		if !scriptError(err) {
+			b.remember(uid, group, true) // Redis learns of it when it answers again
+		}
+		return nil
 	}
 	b.forgetAway(uid, group)
 	switch n, _ := v.(int64); n {
@@ -308,11 +314,14 @@ func (b *Broker) Leave(ctx context.Context, uid, group string) (bool, error) {
 	defer b.leave()
 	ctx, cancel := b.whileAway(ctx)
 	defer cancel()
+	mu := b.members.of(uid, group)
+	mu.Lock()
+	defer mu.Unlock()
 	local := b.local.Leave(uid, group)
 	v, err := b.leaveScript(ctx, uid, group)
 	if err != nil {
 		if !scriptError(err) {
-			b.rememberAway(uid, group, false) // Redis learns of it when it answers again
+			b.remember(uid, group, false) // Redis learns of it when it answers again
 		}
 		return local, err
 	}
