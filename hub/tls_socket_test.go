@@ -211,6 +211,52 @@ func (pc *piecesConn) Write(b []byte) (int, error) {
 // socket past maxUnflushed; once closed with a record cut short, its
 // close_notify is refused at once instead of waiting on the full socket.
 func TestTLSSocketBounds(t *testing.T) {
+	// addUntilRefused adds crypto/tls's own small records onto what s
+	// keeps until s refuses them; past twice the bound, there is none.
+	addUntilRefused := func(s *tlsSocket, when string) {
+		t.Helper()
+		for added := 0; ; added += 100 {
+			if _, err := s.Write(make([]byte, 100)); err != nil {
+				if err != errTLSUnflushed {
+					t.Fatalf("%s, after %d bytes added: %v", when, added, err)
+				}
+				return
+			}
+			if added > 2*maxUnflushed {
+				t.Fatalf("%s: %d bytes added, and no bound", when, added)
+			}
+		}
+	}
+
+	server, s := fullTLSSocket(t)
+	addUntilRefused(s, "onto what the socket kept")
+
+	// The same while the writer waits on the full socket to flush.
+	server, s = fullTLSSocket(t)
+	flushed := make(chan error, 1)
+	go func() { flushed <- s.flush() }()
+	waitFor(t, "the writer's flush under way", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.holding && len(s.pending) == 0
+	})
+	addUntilRefused(s, "during a flush")
+	server.NetConn().Close() // ends the flush
+	<-flushed
+
+	// A fresh connection, closed with bytes kept.
+	server, s = fullTLSSocket(t)
+	s.detach()
+	if err := server.Close(); !errors.Is(err, errTLSClosed) {
+		t.Fatalf("closing with a record cut short: %v, want close_notify refused at once (%v)", err, errTLSClosed)
+	}
+}
+
+// fullTLSSocket is the server side of a TLS connection whose client reads
+// nothing, and its socket, which keeps bytes its full send buffer did not
+// take.
+func fullTLSSocket(t *testing.T) (*tls.Conn, *tlsSocket) {
+	t.Helper()
 	server, client := tlsPair(t)
 	_ = client.NetConn().(*net.TCPConn).SetReadBuffer(16 << 10)
 	s := wrapTLS(server)
@@ -223,63 +269,7 @@ func TestTLSSocketBounds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	added := 0
-	for {
-		_, err := s.Write(make([]byte, 100)) // as crypto/tls's own small records
-		if err != nil {
-			if err != errTLSUnflushed {
-				t.Fatalf("after %d bytes added: %v", added, err)
-			}
-			break
-		}
-		if added += 100; added > 2*maxUnflushed {
-			t.Fatalf("%d bytes added onto what the socket kept, and no bound", added)
-		}
-	}
-
-	// The same while the writer waits on the full socket to flush.
-	server, client = tlsPair(t)
-	_ = client.NetConn().(*net.TCPConn).SetReadBuffer(16 << 10)
-	s = wrapTLS(server)
-	for !s.hasPending() {
-		if _, err := server.Write(chunk); err != nil {
-			t.Fatal(err)
-		}
-	}
-	flushed := make(chan error, 1)
-	go func() { flushed <- s.flush() }()
-	waitFor(t, "the writer's flush under way", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.holding && len(s.pending) == 0
-	})
-	for added = 0; ; added += 100 {
-		if _, err := s.Write(make([]byte, 100)); err != nil {
-			if err != errTLSUnflushed {
-				t.Fatalf("during a flush, after %d bytes added: %v", added, err)
-			}
-			break
-		}
-		if added > 2*maxUnflushed {
-			t.Fatalf("%d bytes added during a flush, and no bound", added)
-		}
-	}
-	server.NetConn().Close() // ends the flush
-	<-flushed
-
-	// A fresh connection, closed with bytes kept.
-	server, client = tlsPair(t)
-	_ = client.NetConn().(*net.TCPConn).SetReadBuffer(16 << 10)
-	s = wrapTLS(server)
-	for !s.hasPending() {
-		if _, err := server.Write(chunk); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.detach()
-	if err := server.Close(); !errors.Is(err, errTLSClosed) {
-		t.Fatalf("closing with a record cut short: %v, want close_notify refused at once (%v)", err, errTLSClosed)
-	}
+	return server, s
 }
 
 // dialWSS logs "me" in to the burst server over wss, trusting its
