@@ -228,11 +228,11 @@ func TestTLSSocketBounds(t *testing.T) {
 		}
 	}
 
-	server, s := fullTLSSocket(t)
+	_, s := fullTLSSocket(t)
 	addUntilRefused(s, "onto what the socket kept")
 
 	// The same while the writer waits on the full socket to flush.
-	server, s = fullTLSSocket(t)
+	server, s := fullTLSSocket(t)
 	flushed := make(chan error, 1)
 	go func() { flushed <- s.flush() }()
 	waitFor(t, "the writer's flush under way", func() bool {
