@@ -71,26 +71,32 @@ func TestBurstIsReadWhole(t *testing.T) {
 					time.Sleep(5 * time.Millisecond) // let each burst land as one
 				}
 			}()
-			ws.SetReadDeadline(time.Now().Add(20 * time.Second))
-			next := 1
-			for next <= bursts*perBurst {
-				_, b, err := ws.ReadMessage()
-				if err != nil {
-					t.Fatalf("after %d of %d messages: %v", next-1, bursts*perBurst, err)
-				}
-				var f struct {
-					Type string
-					Data int
-				}
-				if json.Unmarshal(b, &f) != nil || f.Type != "message" {
-					continue // the welcome
-				}
-				if f.Data != next {
-					t.Fatalf("got message %d, want %d", f.Data, next)
-				}
-				next++
-			}
+			readNumbered(t, ws, bursts*perBurst)
 		})
+	}
+}
+
+// readNumbered reads json messages whose data are 1 to n, in that order,
+// skipping frames that are not messages (the welcome).
+func readNumbered(t *testing.T, ws *websocket.Conn, n int) {
+	t.Helper()
+	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for next := 1; next <= n; {
+		_, b, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("after %d of %d messages: %v", next-1, n, err)
+		}
+		var f struct {
+			Type string
+			Data int
+		}
+		if json.Unmarshal(b, &f) != nil || f.Type != "message" {
+			continue // the welcome
+		}
+		if f.Data != next {
+			t.Fatalf("got message %d, want %d", f.Data, next)
+		}
+		next++
 	}
 }
 

@@ -267,41 +267,40 @@ func (c *Conn) closeSocket(fd int) {
 	})
 }
 
-// tcpConnOf finds the TCP connection under TLS and wrappers.
-func tcpConnOf(conn net.Conn) (*net.TCPConn, bool) {
+// connOf finds the first connection of type T under conn, through TLS
+// and other wrappers that say what they wrap (NetConn).
+func connOf[T any](conn net.Conn) (T, bool) {
 	for range 8 {
-		switch v := conn.(type) {
-		case *net.TCPConn:
+		if v, ok := conn.(T); ok {
 			return v, true
-		case interface{ NetConn() net.Conn }: // *tls.Conn among them
-			conn = v.NetConn()
-		default:
-			return nil, false
 		}
+		w, ok := conn.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		conn = w.NetConn()
 	}
-	return nil, false
+	var none T
+	return none, false
 }
+
+// tcpConnOf finds the TCP connection under TLS and wrappers.
+func tcpConnOf(conn net.Conn) (*net.TCPConn, bool) { return connOf[*net.TCPConn](conn) }
 
 // socketOf finds the socket under a connection (through TLS and
 // wrappers): its raw access and its number.
 func socketOf(conn net.Conn) (syscall.RawConn, int, bool) {
-	for range 8 {
-		switch v := conn.(type) {
-		case syscall.Conn:
-			rc, err := v.SyscallConn()
-			if err != nil {
-				return nil, 0, false
-			}
-			fd := -1
-			if rc.Control(func(f uintptr) { fd = int(f) }) != nil || fd < 0 {
-				return nil, 0, false
-			}
-			return rc, fd, true
-		case interface{ NetConn() net.Conn }:
-			conn = v.NetConn()
-		default:
-			return nil, 0, false
-		}
+	sc, ok := connOf[syscall.Conn](conn)
+	if !ok {
+		return nil, 0, false
 	}
-	return nil, 0, false
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, 0, false
+	}
+	fd := -1
+	if rc.Control(func(f uintptr) { fd = int(f) }) != nil || fd < 0 {
+		return nil, 0, false
+	}
+	return rc, fd, true
 }

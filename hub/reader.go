@@ -82,8 +82,8 @@ func (c *Conn) readReady() {
 			c.readDone()
 			return
 		}
-		more := c.buffered()
-		if c.tls { // probed under a deadline in the past
+		more, probed := c.buffered()
+		if probed { // under a read deadline in the past
 			armed, set = false, true
 		}
 		if !more {
@@ -260,20 +260,25 @@ func (c *Conn) frameBuffered() bool {
 // buffered reports whether more of the peer's bytes are already in user
 // space: in the reader's buffer or, over TLS, decrypted or received by the
 // TLS layer. The socket may not be readable for those, so they must be read
-// before the connection goes back to the poller. A read deadline in the
-// past makes the probe return at once when nothing is there.
-func (c *Conn) buffered() bool {
+// before the connection goes back to the poller. Over TLS the hub looks
+// into crypto/tls's buffers (tls_buffers.go); on a Go whose tls.Conn it
+// does not know, it probes with a read under a deadline in the past, and
+// probed says the deadline was left so.
+func (c *Conn) buffered() (more, probed bool) {
 	if c.br.Buffered() > 0 {
-		return true
+		return true, false
 	}
 	if !c.tls {
-		return false // the socket's readiness covers the rest
+		return false, false // the socket's readiness covers the rest
+	}
+	if tlsLayout.ok {
+		return c.tlsBuffered(), false
 	}
 	if c.nc.SetReadDeadline(time.Unix(1, 0)) != nil {
-		return false
+		return false, false
 	}
 	_, err := c.br.Peek(1)
-	return err == nil
+	return err == nil, true
 }
 
 // opContinuation continues a fragmented message.

@@ -215,27 +215,32 @@ func (s *tlsSocket) inline() bool {
 }
 
 // hasPending reports whether encrypted bytes wait for the writer.
-func (s *tlsSocket) hasPending() bool { return s.pendingBytes() > 0 }
-
-// pendingBytes is how many encrypted bytes wait for the writer.
-func (s *tlsSocket) pendingBytes() int {
+func (s *tlsSocket) hasPending() bool {
 	if s == nil {
-		return 0
+		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.pending)
+	return len(s.pending) > 0
 }
 
-// frame marks the writes that follow, until frame(false), as a frame's:
-// not crypto/tls's own.
-func (s *tlsSocket) frame(on bool) {
+// writeFrame has crypto/tls (tc, over s) encrypt and write a frame; its
+// writes are marked as a frame's, not crypto/tls's own. pending is how
+// many bytes then wait for the writer. Without s (no TLS), tc writes b.
+func (s *tlsSocket) writeFrame(tc net.Conn, b []byte) (pending int, err error) {
 	if s == nil {
-		return
+		_, err = tc.Write(b)
+		return 0, err
 	}
 	s.mu.Lock()
-	s.framing = on
+	s.framing = true
 	s.mu.Unlock()
+	_, err = tc.Write(b)
+	s.mu.Lock()
+	s.framing = false
+	pending = len(s.pending)
+	s.mu.Unlock()
+	return pending, err
 }
 
 // hold makes the writes that follow gather in pending, for flush to write

@@ -39,9 +39,7 @@ func (c *Conn) enqueue(f outFrame) queueResult {
 		c.closing = true
 	}
 	if !c.writing && len(c.queue) == 0 && !f.close && c.tlsOut.inline() {
-		c.tlsOut.frame(true)
-		_, err := c.nc.Write(f.wire)
-		c.tlsOut.frame(false)
+		pending, err := c.tlsOut.writeFrame(c.nc, f.wire)
 		if err != nil { // the socket failed
 			c.closing = true
 			c.mu.Unlock()
@@ -49,7 +47,7 @@ func (c *Conn) enqueue(f outFrame) queueResult {
 			return closing
 		}
 		c.hub.writeLatency.observeSince(f.at)
-		if !c.tlsOut.hasPending() {
+		if pending == 0 {
 			c.mu.Unlock()
 			return queued
 		}
@@ -237,12 +235,10 @@ func (c *Conn) writeLoop() {
 		sent, closed := 0, false
 		c.tlsOut.hold()
 		for ok && !closed && sent < len(batch) {
-			c.tlsOut.frame(true)
-			_, err := conn.Write(batch[sent].wire)
-			c.tlsOut.frame(false)
+			pending, err := c.tlsOut.writeFrame(conn, batch[sent].wire)
 			ok, closed = err == nil, batch[sent].close
 			sent++
-			if ok && c.tlsOut.pendingBytes() >= tlsFlushAt {
+			if ok && pending >= tlsFlushAt {
 				ok = c.tlsOut.flush() == nil
 				c.tlsOut.hold()
 			}
