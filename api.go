@@ -507,6 +507,7 @@ func wireCluster(c *hub.ClusterStats) *pushapi.ClusterStats {
 	out := &pushapi.ClusterStats{
 		Node: c.Node, Connected: c.Connected, Unanswered: c.Unanswered,
 		StoreErrors: c.StoreErrors, Reconnects: c.Reconnects, Unreached: c.Unreached,
+		PushScripts: c.PushScripts, PushRoundTrips: c.PushRoundTrips,
 		Nodes: make([]pushapi.NodeStats, len(c.Nodes)),
 	}
 	for i, n := range c.Nodes {

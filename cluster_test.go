@@ -196,6 +196,89 @@ func TestCluster(t *testing.T) {
 	}
 }
 
+// TestClusterConcurrentPushes: pushes through one node's API from many
+// callers at once, to uids on another node, share pipelined round trips to
+// Redis, and each caller still gets its own push's receipt, with or without
+// an idempotency key: the number of its uid's connections (none for an
+// offline uid). Every connection gets exactly the pushes to its uid, each
+// caller's in the order sent.
+func TestClusterConcurrentPushes(t *testing.T) {
+	redis := harness.StartRedis(t)
+	nodes := clusterNodes(t, redis, 2)
+	api := nodes[0].API()
+	const uids, callers, each = 12, 32, 20
+	conns := make([][]*harness.Conn, uids) // uid u<i> holds i%3 connections on the second node
+	for i := range conns {
+		for range i % 3 {
+			conns[i] = append(conns[i], harness.LoggedInText(t, nodes[1].WS+"/text", fmt.Sprintf("u%d", i)))
+		}
+	}
+	target := func(c, k int) int { return (c*7 + k) % uids }
+	before := api.Stats(t).Cluster
+
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := range callers {
+		wg.Go(func() {
+			for k := range each {
+				i := target(c, k)
+				body := fmt.Sprintf(`{"uid":"u%d","data":"%d-%d"}`, i, c, k)
+				if k%2 == 1 {
+					body = fmt.Sprintf(`{"uid":"u%d","data":"%d-%d","idempotency_key":"k%d-%d"}`, i, c, k, c, k)
+				}
+				rc, err := api.SendErr(body)
+				if err == nil && (rc.Delivered != i%3 || rc.Dropped != 0 || rc.Duplicate) {
+					err = fmt.Errorf("push %s: receipt %+v, want %d delivered", body, rc, i%3)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	for i, cs := range conns {
+		want := 0
+		for c := range callers {
+			for k := range each {
+				if target(c, k) == i {
+					want++
+				}
+			}
+		}
+		for _, conn := range cs {
+			last := make([]int, callers) // each caller's last push seen, +1
+			for range want {
+				var c, k int
+				msg := conn.Read()
+				if _, err := fmt.Sscanf(msg, "%d-%d", &c, &k); err != nil || c < 0 || c >= callers || target(c, k) != i || k+1 <= last[c] {
+					t.Fatalf("%s: %q is not the next push to u%d of its caller", conn.Name, msg, i)
+				}
+				last[c] = k + 1
+			}
+		}
+	}
+	for i, cs := range conns { // nothing more came before this
+		api.Send(t, fmt.Sprintf(`{"uid":"u%d","data":"end"}`, i))
+		for _, conn := range cs {
+			conn.Expect("end")
+		}
+	}
+
+	after := api.Stats(t).Cluster
+	scripts, trips := after.PushScripts-before.PushScripts, after.PushRoundTrips-before.PushRoundTrips
+	if want := uint64(callers*each + uids); scripts != want || trips >= scripts {
+		t.Fatalf("%d push scripts in %d round trips: want %d scripts, and the %d sent at once sharing round trips", scripts, trips, want, callers*each)
+	}
+	t.Logf("%d push scripts in %d round trips", scripts, trips)
+}
+
 // TestClusterHistory: with history, Redis numbers and keeps a uid's
 // messages: a client that reconnects to another node with its last seq and
 // epoch gets exactly what it missed, in order, before anything new; a uid

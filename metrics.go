@@ -45,6 +45,8 @@ var (
 	descClusterErrors    = metricDesc("cluster_store_errors_total", "Cluster mode: operations on Redis that failed.")
 	descClusterReconnect = metricDesc("cluster_reconnects_total", "Cluster mode: times this instance got Redis back after losing it.")
 	descClusterUnreached = metricDesc("cluster_unreached_pushes_total", "Cluster mode: pushes from this instance that did not reach every instance they should have.")
+	descClusterScripts   = metricDesc("cluster_push_scripts_total", "Cluster mode: push scripts this instance sent to Redis.")
+	descClusterTrips     = metricDesc("cluster_push_round_trips_total", "Cluster mode: round trips to Redis those scripts took (concurrent pushes share one).")
 )
 
 func (hubCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -52,7 +54,8 @@ func (hubCollector) Describe(ch chan<- *prometheus.Desc) {
 		descMessagesIn, descMessagesOut, descPushes, descSlowConsumers, descHistoryBytes,
 		descLogins, descLoginRefusals, descCloses, descSendQueued, descSendQueueMax, descLaneQueued, descWriteLatency,
 		descEventsSent, descEventsFailed, descEventsDropped,
-		descClusterConnected, descClusterErrors, descClusterReconnect, descClusterUnreached} {
+		descClusterConnected, descClusterErrors, descClusterReconnect, descClusterUnreached,
+		descClusterScripts, descClusterTrips} {
 		ch <- d
 	}
 }
@@ -99,6 +102,8 @@ func (hubCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descClusterErrors, cs.StoreErrors)
 			counter(descClusterReconnect, cs.Reconnects)
 			counter(descClusterUnreached, cs.Unreached)
+			counter(descClusterScripts, cs.PushScripts)
+			counter(descClusterTrips, cs.PushRoundTrips)
 		}
 		return true
 	})

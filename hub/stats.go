@@ -48,6 +48,11 @@ type ClusterStats struct {
 	StoreErrors uint64 // operations on the store that failed
 	Reconnects  uint64 // times the broker got its store back after losing it
 	Unreached   uint64 // pushes from this node that did not reach every node they should have
+	// PushScripts counts the push scripts this node sent to its store,
+	// PushRoundTrips the round trips they took: scripts of concurrent
+	// pushes share one.
+	PushScripts    uint64
+	PushRoundTrips uint64
 }
 
 // NodeStats are one node's own counters.

@@ -218,6 +218,10 @@ type ClusterStats struct {
 	StoreErrors uint64      `json:"store_errors"` // operations on Redis that failed, on this instance
 	Reconnects  uint64      `json:"reconnects"`   // times this instance got Redis back after losing it
 	Unreached   uint64      `json:"unreached"`    // pushes from this instance that did not reach every instance
+	// Push scripts this instance sent to Redis, and the round trips they
+	// took: the scripts of concurrent pushes share a pipelined one.
+	PushScripts    uint64 `json:"push_scripts"`
+	PushRoundTrips uint64 `json:"push_round_trips"`
 }
 
 // NodeStats are one instance's own counters.

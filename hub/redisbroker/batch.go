@@ -2,10 +2,7 @@ package redisbroker
 
 import (
 	"context"
-	"strings"
-	"sync"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/pushhub/caddy-pushhub/hub"
@@ -30,37 +27,14 @@ func (b *Broker) PublishBatch(batch []hub.QueuedPush) error {
 		return nil
 	}
 	calls := make([]pushScript, len(batch))
+	scripts := make([]scriptCall, len(batch))
 	for i, q := range batch {
 		calls[i] = b.pushCall(q.Publication, false)
+		scripts[i] = scriptCall{s: calls[i].script, args: calls[i].args}
 	}
-	// A script Redis does not hold would fail in the pipeline and run
-	// again after the ones behind it: load it first.
-	for _, c := range calls {
-		if err := b.scripts.ensure(ctx, b.rdb, c.script); err != nil {
-			break // the scripts fail in the pipeline too, and are delivered here alone
-		}
-	}
-	cmds := make([]*redis.Cmd, len(batch))
-	pipe := b.rdb.Pipeline()
-	for i, c := range calls {
-		cmds[i] = c.script.EvalSha(ctx, pipe, b.keys, append([]any{b.p}, c.args...)...)
-	}
-	_, _ = pipe.Exec(ctx)
+	b.evalPipelined(ctx, scripts)
 	for i, q := range batch {
-		c := calls[i]
-		v, err := cmds[i].Result()
-		switch {
-		case err == redis.Nil:
-			v, err = nil, nil
-		case err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT"):
-			// Redis lost its scripts since they were loaded (a restart):
-			// this one runs on its own, which loads it again.
-			b.scripts.forget()
-			v, err = b.run(ctx, c.script, c.args...)
-		case err != nil && !scriptError(err):
-			b.failed(err)
-		}
-		b.afterBatched(ctx, q, c, v, err)
+		b.afterBatched(ctx, q, calls[i], scripts[i].v, scripts[i].err)
 	}
 	return nil
 }
@@ -79,38 +53,4 @@ func (b *Broker) afterBatched(ctx context.Context, q hub.QueuedPush, c pushScrip
 		return
 	}
 	b.goFn("receipt", func() { q.Done(b.gather(ctx, q.Publication, c, v, r), nil) })
-}
-
-// loadedScripts remembers which scripts Redis holds, so that a pipeline
-// of EVALSHA finds them all.
-type loadedScripts struct {
-	mu     sync.Mutex
-	loaded map[*redis.Script]bool
-}
-
-// ensure loads s into Redis unless it is known to be there.
-func (l *loadedScripts) ensure(ctx context.Context, rdb redis.UniversalClient, s *redis.Script) error {
-	l.mu.Lock()
-	known := l.loaded[s]
-	l.mu.Unlock()
-	if known {
-		return nil
-	}
-	if err := s.Load(ctx, rdb).Err(); err != nil {
-		return err
-	}
-	l.mu.Lock()
-	if l.loaded == nil {
-		l.loaded = make(map[*redis.Script]bool)
-	}
-	l.loaded[s] = true
-	l.mu.Unlock()
-	return nil
-}
-
-// forget is told that Redis lost its scripts.
-func (l *loadedScripts) forget() {
-	l.mu.Lock()
-	l.loaded = nil
-	l.mu.Unlock()
 }

@@ -72,7 +72,8 @@ type Broker struct {
 	// it uses Redis: Close waits for them before Redis's client closes,
 	// and once closed they answer hub.ErrBrokerStopped, having done nothing.
 	open    sync.RWMutex
-	scripts loadedScripts // which scripts Redis is known to hold (batch.go)
+	scripts loadedScripts // which scripts Redis is known to hold (pipe.go)
+	pipe    scriptPipe    // pushes' scripts, pipelined together (pipe.go)
 
 	changedMu sync.Mutex
 	changed   map[string]struct{} // uids whose count here changed, to record
@@ -88,6 +89,8 @@ type Broker struct {
 	storeErrors atomic.Uint64
 	reconnects  atomic.Uint64
 	unreached   atomic.Uint64
+	pushScripts atomic.Uint64 // push scripts sent (pipe.go)
+	pushTrips   atomic.Uint64 // the round trips they took
 	echoWait    time.Duration // the heartbeat's next wait for its echo
 
 	stop   chan struct{}

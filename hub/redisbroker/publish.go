@@ -57,7 +57,7 @@ func (b *Broker) publish(ctx context.Context, p *hub.Publication, claim bool) (r
 		return b.unrouted(ctx, p, b.local.Settings().HistorySize > 0)
 	}
 	c := b.pushCall(p, claim)
-	v, err := b.run(ctx, c.script, c.args...)
+	v, err := b.runPiped(ctx, c.script, c.args...)
 	r, prior, routed, err := b.afterScript(ctx, p, c, v, err)
 	if !routed || c.w == nil {
 		return r, prior, err

@@ -53,6 +53,9 @@ func (b *Broker) ClusterState() hub.ClusterStats {
 		StoreErrors: b.storeErrors.Load(),
 		Reconnects:  b.reconnects.Load(),
 		Unreached:   b.unreached.Load(),
+
+		PushScripts:    b.pushScripts.Load(),
+		PushRoundTrips: b.pushTrips.Load(),
 	}
 }
 

@@ -1,0 +1,216 @@
+package redisbroker
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// A scriptPipe carries the push scripts of concurrent callers (API
+// requests, each on its own goroutine) to Redis in shared pipelines: while
+// pipeInFlight pipelines are out, a caller's script waits and goes out
+// with the others that came meanwhile, in one write and one read, instead
+// of a round trip and a pooled connection each. Under light load nothing
+// waits: a caller runs its own script at once, as it would alone.
+//
+// It has no goroutine of its own: the caller that finds room leads its
+// batch; one that finishes a batch hands the scripts waiting by then to
+// the first of their callers, who leads them in turn.
+type scriptPipe struct {
+	mu       sync.Mutex
+	waiting  []*pipedScript
+	inFlight int
+}
+
+// pipeInFlight is how many pipelines of scripts may be out at once. Redis
+// runs scripts one at a time: more pipelines would only split batches.
+const pipeInFlight = 2
+
+// pipeMax bounds the scripts in one pipeline; more wait for the next.
+const pipeMax = 128
+
+// A pipedScript is one caller's script and, once run, its answer.
+type pipedScript struct {
+	s    *redis.Script
+	args []any // after the hub's prefix
+	v    any
+	err  error
+	// wake is signalled once: the answer is in, or lead holds a batch
+	// (this script first) for this caller to run.
+	wake chan struct{}
+	lead []*pipedScript
+}
+
+// runPiped is run for a push's script: it shares a pipeline with the
+// scripts of other callers waiting at the same time. Once sent, a script
+// is waited for whatever ctx says (go-redis's timeouts bound it), since
+// its answer may still say where the push went.
+func (b *Broker) runPiped(ctx context.Context, s *redis.Script, args ...any) (any, error) {
+	c := &pipedScript{s: s, args: args}
+	p := &b.pipe
+	p.mu.Lock()
+	if p.inFlight < pipeInFlight {
+		p.inFlight++
+		p.mu.Unlock()
+		b.leadPipe(ctx, []*pipedScript{c})
+		return c.v, c.err
+	}
+	c.wake = make(chan struct{}, 1)
+	p.waiting = append(p.waiting, c)
+	p.mu.Unlock()
+	<-c.wake
+	if c.lead != nil {
+		b.leadPipe(ctx, c.lead)
+	}
+	return c.v, c.err
+}
+
+// leadPipe runs batch, whose first script is the caller's, wakes the other
+// callers with their answers, and hands the scripts that waited meanwhile
+// on (or frees its place).
+func (b *Broker) leadPipe(ctx context.Context, batch []*pipedScript) {
+	defer func() {
+		if v := recover(); v != nil {
+			b.log.Error("panic running the cluster's push scripts", zap.Any("panic", v), zap.Stack("stack"))
+			for _, c := range batch {
+				if c.v == nil && c.err == nil {
+					c.err = errPipePanic
+				}
+			}
+		}
+		for _, c := range batch[1:] {
+			c.wake <- struct{}{}
+		}
+		p := &b.pipe
+		p.mu.Lock()
+		if len(p.waiting) == 0 {
+			p.inFlight--
+			p.mu.Unlock()
+			return
+		}
+		n := min(len(p.waiting), pipeMax)
+		next := p.waiting[:n:n]
+		p.waiting = append([]*pipedScript(nil), p.waiting[n:]...)
+		p.mu.Unlock()
+		next[0].lead = next
+		next[0].wake <- struct{}{}
+	}()
+	if !b.connected.Load() {
+		// Redis was lost while these waited: none was sent, so each is
+		// what a push made now would be (publish's unrouted), without
+		// waiting out go-redis's timeouts batch after batch.
+		for _, c := range batch {
+			c.err = errRedisAway
+		}
+		return
+	}
+	if len(batch) == 1 {
+		c := batch[0]
+		b.pushScripts.Add(1)
+		b.pushTrips.Add(1)
+		c.v, c.err = b.run(ctx, c.s, c.args...)
+		return
+	}
+	calls := make([]scriptCall, len(batch))
+	for i, c := range batch {
+		calls[i] = scriptCall{s: c.s, args: c.args}
+	}
+	// Followers wait whatever their own contexts say; the pipeline is
+	// bounded by go-redis's timeouts, not by the leader's caller.
+	b.evalPipelined(context.WithoutCancel(ctx), calls)
+	for i, c := range batch {
+		c.v, c.err = calls[i].v, calls[i].err
+	}
+}
+
+// errPipePanic answers the scripts of a batch whose run panicked.
+var errPipePanic = errors.New("redisbroker: running the push scripts panicked")
+
+// errRedisAway answers the scripts of a batch not sent because Redis was
+// lost meanwhile.
+var errRedisAway = errors.New("redisbroker: the cluster's Redis is away")
+
+// A scriptCall is one script of a pipeline and its answer, as run gives
+// it.
+type scriptCall struct {
+	s    *redis.Script
+	args []any // after the hub's prefix
+	v    any
+	err  error
+}
+
+// evalPipelined runs calls in one pipelined round trip, in order, and
+// answers each as run would: a failure to reach Redis is reported, a
+// script Redis lost (a restart) runs again on its own, which loads it.
+func (b *Broker) evalPipelined(ctx context.Context, calls []scriptCall) {
+	// A script Redis does not hold would fail in the pipeline and run
+	// again after the ones behind it: load it first.
+	for _, c := range calls {
+		if err := b.scripts.ensure(ctx, b.rdb, c.s); err != nil {
+			break // the scripts fail in the pipeline too
+		}
+	}
+	cmds := make([]*redis.Cmd, len(calls))
+	pipe := b.rdb.Pipeline()
+	for i, c := range calls {
+		cmds[i] = c.s.EvalSha(ctx, pipe, b.keys, append([]any{b.p}, c.args...)...)
+	}
+	_, _ = pipe.Exec(ctx)
+	b.pushScripts.Add(uint64(len(calls)))
+	b.pushTrips.Add(1)
+	for i := range calls {
+		c := &calls[i]
+		c.v, c.err = cmds[i].Result()
+		switch {
+		case c.err == redis.Nil:
+			c.v, c.err = nil, nil
+		case c.err != nil && strings.HasPrefix(c.err.Error(), "NOSCRIPT"):
+			b.scripts.forget()
+			b.pushTrips.Add(1)
+			c.v, c.err = b.run(ctx, c.s, c.args...)
+		case c.err != nil:
+			c.v = nil
+			if ctx.Err() == nil && !scriptError(c.err) {
+				b.failed(c.err)
+			}
+		}
+	}
+}
+
+// loadedScripts remembers which scripts Redis holds, so that a pipeline
+// of EVALSHA finds them all.
+type loadedScripts struct {
+	mu     sync.Mutex
+	loaded map[*redis.Script]bool
+}
+
+// ensure loads s into Redis unless it is known to be there.
+func (l *loadedScripts) ensure(ctx context.Context, rdb redis.UniversalClient, s *redis.Script) error {
+	l.mu.Lock()
+	known := l.loaded[s]
+	l.mu.Unlock()
+	if known {
+		return nil
+	}
+	if err := s.Load(ctx, rdb).Err(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	if l.loaded == nil {
+		l.loaded = make(map[*redis.Script]bool)
+	}
+	l.loaded[s] = true
+	l.mu.Unlock()
+	return nil
+}
+
+// forget is told that Redis lost its scripts.
+func (l *loadedScripts) forget() {
+	l.mu.Lock()
+	l.loaded = nil
+	l.mu.Unlock()
+}
