@@ -227,7 +227,7 @@ func TestClusterConcurrentPushes(t *testing.T) {
 					body = fmt.Sprintf(`{"uid":"u%d","data":"%d-%d","idempotency_key":"k%d-%d"}`, i, c, k, c, k)
 				}
 				rc, err := api.SendErr(body)
-				if err == nil && (rc.Delivered != i%3 || rc.Dropped != 0 || rc.Duplicate) {
+				if err == nil && (rc.Delivered != i%3 || rc.Dropped != 0 || rc.Duplicate || rc.UnreachedNodes != 0 || rc.ClusterUnavailable) {
 					err = fmt.Errorf("push %s: receipt %+v, want %d delivered", body, rc, i%3)
 				}
 				if err != nil {
@@ -376,12 +376,45 @@ func TestClusterRedisOutage(t *testing.T) {
 	}
 
 	redis.Pause()
+	// Pushes made at once as Redis stops answering wait together for the
+	// first of them to find it gone; then each is answered as any push
+	// during the outage: one with a key refused, one without delivered
+	// here alone, once.
+	const burst = 8
+	var bwg sync.WaitGroup
+	answers := make([]harness.Response, burst)
+	errs := make([]error, burst)
+	for i := range burst {
+		bwg.Go(func() {
+			body := fmt.Sprintf(`{"uid":"frank","data":"b%d"}`, i)
+			if i%2 == 1 {
+				body = fmt.Sprintf(`{"uid":"frank","data":"b%d","idempotency_key":"k-b%d"}`, i, i)
+			}
+			answers[i], errs[i] = n1.API().Request(http.MethodPost, "/send", body, nil)
+		})
+	}
+	bwg.Wait()
+	for i, r := range answers {
+		r = r.For(t, errs[i])
+		if i%2 == 1 {
+			r.ExpectError(http.StatusServiceUnavailable, "cluster_unavailable")
+		} else {
+			r.ExpectJSON(http.StatusOK, `{"delivered":1,"dropped":0,"stored":false,"cluster_unavailable":true}`)
+		}
+	}
+	got := map[string]bool{}
+	for range burst / 2 {
+		got[string(frank.ExpectType("message").Data)] = true
+	}
+	if len(got) != burst/2 || !got[`"b0"`] || !got[`"b2"`] || !got[`"b4"`] || !got[`"b6"`] {
+		t.Fatalf("frank got %v of the pushes made as Redis stopped, want b0, b2, b4 and b6 once each", got)
+	}
 	// Pushes go on, each answered: delivered here, told that the cluster
 	// is unreachable, nothing stored.
 	for i := 1; i <= 5; i++ {
 		r := n1.API().Post(t, "/send", fmt.Sprintf(`{"uid":"frank","data":%d}`, i))
 		r.ExpectJSON(http.StatusOK, `{"delivered":1,"dropped":0,"stored":false,"cluster_unavailable":true}`)
-		frank.Expect(fmt.Sprintf(`{"type":"message","seq":%d,"data":%d}`, i, i))
+		frank.Expect(fmt.Sprintf(`{"type":"message","seq":%d,"data":%d}`, burst/2+i, i))
 	}
 	n1.API().Post(t, "/send", `{"uid":"gina","data":"unreachable"}`).
 		ExpectJSON(http.StatusOK, `{"delivered":0,"dropped":0,"stored":false,"cluster_unavailable":true}`)

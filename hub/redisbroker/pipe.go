@@ -41,8 +41,9 @@ type pipedScript struct {
 	err  error
 	// wake is signalled once: the answer is in, or lead holds a batch
 	// (this script first) for this caller to run.
-	wake chan struct{}
-	lead []*pipedScript
+	wake     chan struct{}
+	lead     []*pipedScript
+	answered bool // v and err are set
 }
 
 // runPiped is run for a push's script: it shares a pipeline with the
@@ -73,58 +74,58 @@ func (b *Broker) runPiped(ctx context.Context, s *redis.Script, args ...any) (an
 // callers with their answers, and hands the scripts that waited meanwhile
 // on (or frees its place).
 func (b *Broker) leadPipe(ctx context.Context, batch []*pipedScript) {
+	defer b.handOn(batch) // last, whatever happens before it
 	defer func() {
 		if v := recover(); v != nil {
-			b.log.Error("panic running the cluster's push scripts", zap.Any("panic", v), zap.Stack("stack"))
 			for _, c := range batch {
-				if c.v == nil && c.err == nil {
+				if !c.answered {
 					c.err = errPipePanic
 				}
 			}
+			b.log.Error("panic running the cluster's push scripts", zap.Any("panic", v), zap.Stack("stack"))
 		}
-		for _, c := range batch[1:] {
-			c.wake <- struct{}{}
-		}
-		p := &b.pipe
-		p.mu.Lock()
-		if len(p.waiting) == 0 {
-			p.inFlight--
-			p.mu.Unlock()
-			return
-		}
-		n := min(len(p.waiting), pipeMax)
-		next := p.waiting[:n:n]
-		p.waiting = append([]*pipedScript(nil), p.waiting[n:]...)
-		p.mu.Unlock()
-		next[0].lead = next
-		next[0].wake <- struct{}{}
 	}()
 	if !b.connected.Load() {
 		// Redis was lost while these waited: none was sent, so each is
 		// what a push made now would be (publish's unrouted), without
 		// waiting out go-redis's timeouts batch after batch.
 		for _, c := range batch {
-			c.err = errRedisAway
+			c.err, c.answered = errRedisAway, true
 		}
-		return
-	}
-	if len(batch) == 1 {
-		c := batch[0]
-		b.pushScripts.Add(1)
-		b.pushTrips.Add(1)
-		c.v, c.err = b.run(ctx, c.s, c.args...)
 		return
 	}
 	calls := make([]scriptCall, len(batch))
 	for i, c := range batch {
 		calls[i] = scriptCall{s: c.s, args: c.args}
 	}
-	// Followers wait whatever their own contexts say; the pipeline is
-	// bounded by go-redis's timeouts, not by the leader's caller.
+	// Once sent, a script is waited for, the leader's included, whatever
+	// their callers' contexts say: its answer says where the push went.
 	b.evalPipelined(context.WithoutCancel(ctx), calls)
 	for i, c := range batch {
-		c.v, c.err = calls[i].v, calls[i].err
+		c.v, c.err, c.answered = calls[i].v, calls[i].err, true
 	}
+}
+
+// handOn wakes the callers of batch but its leader, whose answers are in,
+// and gives the scripts waiting by now to the first of their callers to
+// lead, or frees the leader's place.
+func (b *Broker) handOn(batch []*pipedScript) {
+	for _, c := range batch[1:] {
+		c.wake <- struct{}{}
+	}
+	p := &b.pipe
+	p.mu.Lock()
+	if len(p.waiting) == 0 {
+		p.inFlight--
+		p.mu.Unlock()
+		return
+	}
+	n := min(len(p.waiting), pipeMax)
+	next := p.waiting[:n:n]
+	p.waiting = append([]*pipedScript(nil), p.waiting[n:]...)
+	p.mu.Unlock()
+	next[0].lead = next
+	next[0].wake <- struct{}{}
 }
 
 // errPipePanic answers the scripts of a batch whose run panicked.
@@ -134,8 +135,8 @@ var errPipePanic = errors.New("redisbroker: running the push scripts panicked")
 // lost meanwhile.
 var errRedisAway = errors.New("redisbroker: the cluster's Redis is away")
 
-// A scriptCall is one script of a pipeline and its answer, as run gives
-// it.
+// A scriptCall is one push script of a pipeline and its answer, as run
+// gives it.
 type scriptCall struct {
 	s    *redis.Script
 	args []any // after the hub's prefix
@@ -143,10 +144,18 @@ type scriptCall struct {
 	err  error
 }
 
-// evalPipelined runs calls in one pipelined round trip, in order, and
-// answers each as run would: a failure to reach Redis is reported, a
-// script Redis lost (a restart) runs again on its own, which loads it.
+// evalPipelined runs the push scripts of calls in one pipelined round trip
+// (one alone, without a pipeline), in order, and answers each as run
+// would: a failure to reach Redis is reported, and a script Redis lost (a
+// restart) is loaded and run again. go-redis does not send them again
+// after a timeout (onceCmd): a script that may have run is not run twice.
 func (b *Broker) evalPipelined(ctx context.Context, calls []scriptCall) {
+	b.pushScripts.Add(uint64(len(calls)))
+	if len(calls) == 1 {
+		c := &calls[0]
+		c.v, c.err = b.runOnce(ctx, c.s, c.args)
+		return
+	}
 	// A script Redis does not hold would fail in the pipeline and run
 	// again after the ones behind it: load it first.
 	for _, c := range calls {
@@ -157,29 +166,79 @@ func (b *Broker) evalPipelined(ctx context.Context, calls []scriptCall) {
 	cmds := make([]*redis.Cmd, len(calls))
 	pipe := b.rdb.Pipeline()
 	for i, c := range calls {
-		cmds[i] = c.s.EvalSha(ctx, pipe, b.keys, append([]any{b.p}, c.args...)...)
+		cmds[i] = b.scriptCmd(ctx, c.s, c.args)
+		_ = pipe.Process(ctx, onceCmd{cmds[i]})
 	}
 	_, _ = pipe.Exec(ctx)
-	b.pushScripts.Add(uint64(len(calls)))
 	b.pushTrips.Add(1)
 	for i := range calls {
 		c := &calls[i]
 		c.v, c.err = cmds[i].Result()
-		switch {
-		case c.err == redis.Nil:
-			c.v, c.err = nil, nil
-		case c.err != nil && strings.HasPrefix(c.err.Error(), "NOSCRIPT"):
+		if c.err != nil && noScript(c.err) {
 			b.scripts.forget()
-			b.pushTrips.Add(1)
-			c.v, c.err = b.run(ctx, c.s, c.args...)
-		case c.err != nil:
-			c.v = nil
-			if ctx.Err() == nil && !scriptError(c.err) {
-				b.failed(c.err)
-			}
+			c.v, c.err = b.runOnce(ctx, c.s, c.args)
+			continue
 		}
+		c.v, c.err = b.answer(ctx, c.v, c.err)
 	}
 }
+
+// runOnce runs one push script in its own round trip, loading it first if
+// Redis lost it.
+func (b *Broker) runOnce(ctx context.Context, s *redis.Script, args []any) (any, error) {
+	v, err := b.evalOnce(ctx, s, args)
+	if err != nil && noScript(err) {
+		b.scripts.forget()
+		if err = b.scripts.ensure(ctx, b.rdb, s); err == nil {
+			v, err = b.evalOnce(ctx, s, args)
+		}
+	}
+	return b.answer(ctx, v, err)
+}
+
+// evalOnce sends s's EVALSHA once.
+func (b *Broker) evalOnce(ctx context.Context, s *redis.Script, args []any) (any, error) {
+	cmd := b.scriptCmd(ctx, s, args)
+	b.pushTrips.Add(1)
+	_ = b.rdb.Process(ctx, onceCmd{cmd})
+	return cmd.Result()
+}
+
+// answer is a script's answer as run gives it.
+func (b *Broker) answer(ctx context.Context, v any, err error) (any, error) {
+	switch {
+	case err == nil:
+		return v, nil
+	case errors.Is(err, redis.Nil):
+		return nil, nil
+	}
+	if ctx.Err() == nil && !scriptError(err) {
+		b.failed(err)
+	}
+	return nil, err
+}
+
+// scriptCmd is s's EVALSHA with the hub's keys and prefix before args.
+func (b *Broker) scriptCmd(ctx context.Context, s *redis.Script, args []any) *redis.Cmd {
+	a := make([]any, 0, 3+len(b.keys)+1+len(args))
+	a = append(a, "evalsha", s.Hash(), len(b.keys))
+	for _, k := range b.keys {
+		a = append(a, k)
+	}
+	a = append(a, b.p)
+	return redis.NewCmd(ctx, append(a, args...)...)
+}
+
+// onceCmd is a push script that go-redis must not send again after a
+// timeout or a broken connection: it may have run, and a second run would
+// deliver the push twice. Its failure is the broker's to handle (a push
+// delivered here alone, or refused when it has a key).
+type onceCmd struct{ *redis.Cmd }
+
+func (onceCmd) NoRetry() bool { return true }
+
+// noScript tells Redis's answer to a script it does not hold.
+func noScript(err error) bool { return strings.HasPrefix(err.Error(), "NOSCRIPT") }
 
 // loadedScripts remembers which scripts Redis holds, so that a pipeline
 // of EVALSHA finds them all.

@@ -76,6 +76,17 @@ func (a API) Request(method, path, body string, hdr http.Header) (Response, erro
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}, nil
 }
 
+// For is r with t for its checks, for an answer Request got in a goroutine
+// of the test; err, Request's, fails t.
+func (r Response) For(t testing.TB, err error) Response {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.t = t
+	return r
+}
+
 // Do makes a call and fails t if no answer comes.
 func (a API) Do(t testing.TB, method, path, body string, hdr http.Header) Response {
 	t.Helper()
