@@ -37,6 +37,13 @@ func TestTLSSocketInline(t *testing.T) {
 	if !c.tlsOut.inline() {
 		t.Fatal("a wss connection on the poller does not write inline: this test would not test it")
 	}
+	// The welcome went out before the connection reached the poller, by a
+	// writer goroutine that may not have ended yet on a busy machine.
+	waitFor(t, "the welcome's writer gone", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return !c.writing && len(c.queue) == 0
+	})
 	// A push to an idle connection is encrypted and written by the
 	// goroutine that delivers it: no writer goroutine is started.
 	for i := range 20 {
