@@ -49,12 +49,11 @@ type Broker struct {
 	local  hub.Local
 	log    *zap.Logger
 	rdb    redis.UniversalClient
-	node   string        // this node's id
-	p      string        // key prefix: "<prefix>:{<hub>}:"
-	keys   []string      // KEYS of every script: the hub's node set
-	inbox  string        // this node's channel
-	ps     *redis.PubSub // the inbox's and allCh's subscription
-	allCh  string        // every node's channel
+	node   string   // this node's id
+	p      string   // key prefix: "<prefix>:{<hub>}:"
+	keys   []string // KEYS of every script: the hub's node set
+	inbox  string   // this node's channel
+	allCh  string   // every node's channel
 	nextID atomic.Uint64
 
 	connected  atomic.Bool
@@ -140,8 +139,8 @@ func New(hubName string, l hub.Local, cfg Config, log *zap.Logger) (*Broker, err
 	b.keys = []string{b.p + "nodes"}
 	b.inbox = b.p + "c:" + b.node
 	b.allCh = b.p + "c:all"
-	b.ps = b.rdb.Subscribe(context.Background(), b.inbox, b.allCh)
-	b.goFn("subscriber", func() { b.subscribe(b.ps) })
+	ps := b.rdb.Subscribe(context.Background(), b.inbox, b.allCh)
+	b.goFn("subscriber", func() { b.subscribe(ps) })
 	b.goFn("reply sender", b.sendReplies)
 	b.goFn("settler", b.sendSettled)
 	b.goFn("announcer", b.announce)
@@ -251,7 +250,6 @@ func (b *Broker) Close() error {
 	b.open.Lock() // once the calls using Redis are done (pushes with a key have queued their receipts)
 	close(b.stop)
 	b.open.Unlock()
-	_ = b.ps.Close() // ends the subscriber's read
 	b.wg.Wait()
 	if b.connected.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

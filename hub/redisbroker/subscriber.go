@@ -3,8 +3,6 @@ package redisbroker
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"net"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -14,74 +12,35 @@ import (
 )
 
 // subscribe reads this node's inbox and the all-nodes channel, in order,
-// until the broker stops (Close closes ps). It reads the subscription
-// itself, rather than through a channel go-redis's goroutine fills, so
-// that a push from another node costs no hand-over between goroutines.
-// go-redis subscribes again by itself after a lost connection; each
-// (re)subscription makes the node announce its uids again, since Redis
-// may have lost them.
+// until the broker stops. go-redis subscribes again by itself after a
+// lost connection; each (re)subscription makes the node announce its uids
+// again, since Redis may have lost them.
 func (b *Broker) subscribe(ps *redis.PubSub) {
 	defer ps.Close()
-	ctx := context.Background()
-	failures := 0
+	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(4096), redis.WithChannelSendTimeout(time.Minute))
 	for {
-		v, err := ps.ReceiveTimeout(ctx, subscriptionCheck)
 		select {
 		case <-b.stop:
 			return
-		default:
-		}
-		if err != nil {
-			var ne net.Error
-			switch {
-			case errors.Is(err, redis.ErrClosed):
-				return
-			case errors.As(err, &ne) && ne.Timeout():
-				// Nothing came for a while: a ping finds out whether
-				// the connection still works (go-redis reconnects if not).
-				_ = ps.Ping(ctx)
-				continue
-			}
-			if failures++; failures > 1 && !b.sleep(subscriptionRetry) {
+		case v, ok := <-ch:
+			if !ok {
 				return
 			}
-			continue
-		}
-		failures = 0
-		switch m := v.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" && m.Channel == b.inbox {
-				// Redis runs one SUBSCRIBE for both channels: once it
-				// confirms the inbox, both are live.
-				b.subOnce.Do(func() { close(b.subscribed) })
-				select {
-				case b.wake <- struct{}{}: // the heartbeat re-announces if needed
-				default:
+			switch m := v.(type) {
+			case *redis.Subscription:
+				if m.Kind == "subscribe" && m.Channel == b.inbox {
+					// Redis runs one SUBSCRIBE for both channels: once it
+					// confirms the inbox, both are live.
+					b.subOnce.Do(func() { close(b.subscribed) })
+					select {
+					case b.wake <- struct{}{}: // the heartbeat re-announces if needed
+					default:
+					}
 				}
+			case *redis.Message:
+				b.handle([]byte(m.Payload))
 			}
-		case *redis.Message:
-			b.handle([]byte(m.Payload))
 		}
-	}
-}
-
-const (
-	// subscriptionCheck is how long the subscription may be silent before
-	// a ping checks it.
-	subscriptionCheck = 3 * time.Second
-	// subscriptionRetry is the wait between failed reads of it.
-	subscriptionRetry = 100 * time.Millisecond
-)
-
-// sleep waits d, or less if the broker stops: false then.
-func (b *Broker) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-b.stop:
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
