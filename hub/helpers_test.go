@@ -95,8 +95,8 @@ func newTestServerReader(t testing.TB, s hub.Settings, rd reading) *testServer {
 		q := r.URL.Query()
 		if q.Has("smallbuf") {
 			nc := r.Context().Value(connKey{}).(net.Conn)
-			if t, ok := nc.(*tls.Conn); ok {
-				nc = t.NetConn()
+			if tc, ok := nc.(*tls.Conn); ok {
+				nc = tc.NetConn()
 			}
 			if tc, ok := nc.(*net.TCPConn); ok {
 				_ = tc.SetWriteBuffer(smallSocketBuffer)

@@ -137,10 +137,11 @@ func (b *Broker) replayAway() {
 		return
 	}
 	a.full = false
+gather:
 	for uid, gs := range a.uids {
 		for g := range gs {
 			if len(todo) == replayMax {
-				break
+				break gather
 			}
 			todo = append(todo, entry{uid, g})
 		}

@@ -27,10 +27,10 @@ func (b *Broker) PublishBatch(batch []hub.QueuedPush) error {
 		return nil
 	}
 	calls := make([]pushScript, len(batch))
-	scripts := make([]scriptCall, len(batch))
+	scripts := make([]*scriptCall, len(batch))
 	for i, q := range batch {
 		calls[i] = b.pushCall(q.Publication, false)
-		scripts[i] = scriptCall{s: calls[i].script, args: calls[i].args}
+		scripts[i] = &scriptCall{s: calls[i].script, args: calls[i].args}
 	}
 	b.evalPipelined(ctx, scripts)
 	for i, q := range batch {

@@ -27,7 +27,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"runtime/debug"
@@ -189,13 +188,7 @@ func (b *Broker) goFn(name string, fn func()) {
 // own error, says nothing of Redis: the node stays in the cluster.
 func (b *Broker) run(ctx context.Context, s *redis.Script, args ...any) (any, error) {
 	v, err := s.Run(ctx, b.rdb, b.keys, append([]any{b.p}, args...)...).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		if ctx.Err() == nil && !scriptError(err) {
-			b.failed(err)
-		}
-		return nil, err
-	}
-	return v, nil
+	return b.answer(ctx, v, err)
 }
 
 // enter begins a call that uses Redis; false once the broker has stopped.

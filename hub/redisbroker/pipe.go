@@ -35,15 +35,11 @@ const pipeMax = 128
 
 // A pipedScript is one caller's script and, once run, its answer.
 type pipedScript struct {
-	s    *redis.Script
-	args []any // after the hub's prefix
-	v    any
-	err  error
+	scriptCall
 	// wake is signalled once: the answer is in, or lead holds a batch
 	// (this script first) for this caller to run.
-	wake     chan struct{}
-	lead     []*pipedScript
-	answered bool // v and err are set
+	wake chan struct{}
+	lead []*pipedScript
 }
 
 // runPiped is run for a push's script: it shares a pipeline with the
@@ -51,7 +47,7 @@ type pipedScript struct {
 // is waited for whatever ctx says (go-redis's timeouts bound it), since
 // its answer may still say where the push went.
 func (b *Broker) runPiped(ctx context.Context, s *redis.Script, args ...any) (any, error) {
-	c := &pipedScript{s: s, args: args}
+	c := &pipedScript{scriptCall: scriptCall{s: s, args: args}}
 	p := &b.pipe
 	p.mu.Lock()
 	if p.inFlight < pipeInFlight {
@@ -75,35 +71,35 @@ func (b *Broker) runPiped(ctx context.Context, s *redis.Script, args ...any) (an
 // on (or frees its place).
 func (b *Broker) leadPipe(ctx context.Context, batch []*pipedScript) {
 	defer b.handOn(batch) // last, whatever happens before it
+	calls := make([]*scriptCall, len(batch))
+	for i, c := range batch {
+		calls[i] = &c.scriptCall
+	}
+	done := false
 	defer func() {
 		if v := recover(); v != nil {
-			for _, c := range batch {
-				if !c.answered {
-					c.err = errPipePanic
-				}
-			}
 			b.log.Error("panic running the cluster's push scripts", zap.Any("panic", v), zap.Stack("stack"))
+		}
+		if !done {
+			for _, c := range calls {
+				c.v, c.err = nil, errPipePanic
+			}
 		}
 	}()
 	if !b.connected.Load() {
 		// Redis was lost while these waited: none was sent, so each is
 		// what a push made now would be (publish's unrouted), without
 		// waiting out go-redis's timeouts batch after batch.
-		for _, c := range batch {
-			c.err, c.answered = errRedisAway, true
+		for _, c := range calls {
+			c.err = errRedisAway
 		}
+		done = true
 		return
-	}
-	calls := make([]scriptCall, len(batch))
-	for i, c := range batch {
-		calls[i] = scriptCall{s: c.s, args: c.args}
 	}
 	// Once sent, a script is waited for, the leader's included, whatever
 	// their callers' contexts say: its answer says where the push went.
 	b.evalPipelined(context.WithoutCancel(ctx), calls)
-	for i, c := range batch {
-		c.v, c.err, c.answered = calls[i].v, calls[i].err, true
-	}
+	done = true
 }
 
 // handOn wakes the callers of batch but its leader, whose answers are in,
@@ -149,10 +145,10 @@ type scriptCall struct {
 // would: a failure to reach Redis is reported, and a script Redis lost (a
 // restart) is loaded and run again. go-redis does not send them again
 // after a timeout (onceCmd): a script that may have run is not run twice.
-func (b *Broker) evalPipelined(ctx context.Context, calls []scriptCall) {
+func (b *Broker) evalPipelined(ctx context.Context, calls []*scriptCall) {
 	b.pushScripts.Add(uint64(len(calls)))
 	if len(calls) == 1 {
-		c := &calls[0]
+		c := calls[0]
 		c.v, c.err = b.runOnce(ctx, c.s, c.args)
 		return
 	}
@@ -171,15 +167,17 @@ func (b *Broker) evalPipelined(ctx context.Context, calls []scriptCall) {
 	}
 	_, _ = pipe.Exec(ctx)
 	b.pushTrips.Add(1)
-	for i := range calls {
-		c := &calls[i]
-		c.v, c.err = cmds[i].Result()
-		if c.err != nil && noScript(c.err) {
-			b.scripts.forget()
-			c.v, c.err = b.runOnce(ctx, c.s, c.args)
-			continue
+	lost := false // Redis lost its scripts (a restart): each is loaded once, then run again
+	for i, c := range calls {
+		v, err := cmds[i].Result()
+		if err != nil && noScript(err) {
+			if !lost {
+				b.scripts.forget()
+				lost = true
+			}
+			v, err = b.reloadAndRun(ctx, c.s, c.args)
 		}
-		c.v, c.err = b.answer(ctx, c.v, c.err)
+		c.v, c.err = b.answer(ctx, v, err)
 	}
 }
 
@@ -189,11 +187,18 @@ func (b *Broker) runOnce(ctx context.Context, s *redis.Script, args []any) (any,
 	v, err := b.evalOnce(ctx, s, args)
 	if err != nil && noScript(err) {
 		b.scripts.forget()
-		if err = b.scripts.ensure(ctx, b.rdb, s); err == nil {
-			v, err = b.evalOnce(ctx, s, args)
-		}
+		v, err = b.reloadAndRun(ctx, s, args)
 	}
 	return b.answer(ctx, v, err)
+}
+
+// reloadAndRun loads s into Redis unless it is known to be there again,
+// and runs it once.
+func (b *Broker) reloadAndRun(ctx context.Context, s *redis.Script, args []any) (any, error) {
+	if err := b.scripts.ensure(ctx, b.rdb, s); err != nil {
+		return nil, err
+	}
+	return b.evalOnce(ctx, s, args)
 }
 
 // evalOnce sends s's EVALSHA once.
@@ -204,7 +209,9 @@ func (b *Broker) evalOnce(ctx context.Context, s *redis.Script, args []any) (any
 	return cmd.Result()
 }
 
-// answer is a script's answer as run gives it.
+// answer is a script's answer as its caller takes it: none for redis.Nil,
+// and a failure to reach Redis reported (a caller that gave up, or a
+// script's own error, says nothing of Redis).
 func (b *Broker) answer(ctx context.Context, v any, err error) (any, error) {
 	switch {
 	case err == nil:
