@@ -79,8 +79,27 @@ func (b *Broker) settle(key string, r hub.Receipt) {
 type keyValue struct{ key, value string }
 
 // sendSettled writes settled keys as they come, as many as are waiting in
-// one pipeline; once the broker stops, what is still queued.
-func (b *Broker) sendSettled() { hub.DrainBatches(b.settles, b.stop, maxBatch, b.writeSettled) }
+// one pipeline, then lets the next ones gather for settleLinger; once the
+// broker stops, what is still queued, at once.
+func (b *Broker) sendSettled() {
+	hub.DrainBatches(b.settles, b.stop, maxBatch, func(batch []keyValue) {
+		b.writeSettled(batch)
+		linger := time.NewTimer(settleLinger)
+		defer linger.Stop()
+		select {
+		case <-linger.C:
+		case <-b.stop:
+		}
+	})
+}
+
+// settleLinger is how long the settler waits after a pipeline of receipts
+// before it takes the next: under a steady stream of pushes with keys, one
+// pipeline carries the receipts of several instead of one each (a write
+// and a read in the node and in Redis). The push was answered already; a
+// repeat of its key waits for its receipt meanwhile (claimPoll is ten
+// times as long).
+const settleLinger = 2 * time.Millisecond
 
 // writeSettled sets each key's receipt, keeping its expiry: a key whose
 // window ended meanwhile stays gone.
