@@ -1,9 +1,11 @@
 package redisbroker
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/pushhub/caddy-pushhub/hub"
 )
@@ -51,6 +53,10 @@ type target struct {
 }
 
 func (t *target) UnmarshalJSON(b []byte) error {
+	if uid, seq, ok := plainTarget(b); ok {
+		t.UID, t.Seq = uid, seq
+		return nil
+	}
 	var pair []json.RawMessage
 	if err := json.Unmarshal(b, &pair); err != nil {
 		return err
@@ -62,6 +68,40 @@ func (t *target) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	return json.Unmarshal(pair[1], &t.Seq)
+}
+
+// plainTarget reads a target written as Redis's cjson writes the common
+// one, ["uid",seq] with a uid that has nothing escaped and a whole seq,
+// without encoding/json's reflection; ok is false for any other form,
+// which UnmarshalJSON reads the general way. b is valid JSON (encoding/json
+// checks the whole message before it calls UnmarshalJSON).
+func plainTarget(b []byte) (uid string, seq uint64, ok bool) {
+	if len(b) < 6 || b[0] != '[' || b[1] != '"' || b[len(b)-1] != ']' {
+		return "", 0, false
+	}
+	end := bytes.IndexByte(b[2:], '"')
+	if end < 0 {
+		return "", 0, false
+	}
+	u := b[2 : 2+end]
+	if bytes.IndexByte(u, '\\') >= 0 || !utf8.Valid(u) { // escapes, or bytes json would replace
+		return "", 0, false
+	}
+	digits := b[2+end+1 : len(b)-1]
+	if len(digits) < 2 || digits[0] != ',' {
+		return "", 0, false
+	}
+	digits = digits[1:]
+	if len(digits) > 19 { // beyond this, ParseUint's overflow check is needed
+		return "", 0, false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return "", 0, false
+		}
+		seq = seq*10 + uint64(c-'0')
+	}
+	return string(u), seq, true
 }
 
 func (t target) MarshalJSON() ([]byte, error) {
@@ -116,8 +156,73 @@ func marshal(e *envelope) []byte {
 // head is a push envelope without its closing brace, for a script to add
 // the per-node targets to.
 func head(e *envelope) string {
+	if b, ok := appendPushHead(headBuffer(e), e); ok {
+		return string(b)
+	}
 	b := marshal(e)
 	return string(b[:len(b)-1])
+}
+
+// pushEnvelope is a push envelope as it goes to every node (a broadcast,
+// or a group's push, without history).
+func pushEnvelope(e *envelope) string {
+	if b, ok := appendPushHead(headBuffer(e), e); ok {
+		return string(append(b, '}'))
+	}
+	return string(marshal(e))
+}
+
+// headBuffer is room for e's head and closing brace.
+func headBuffer(e *envelope) []byte {
+	return make([]byte, 0, 64+len(e.Origin)+len(e.Target)+len(e.Group)+len(e.Msg))
+}
+
+// appendPushHead writes a push envelope without its closing brace, the
+// same bytes as encoding/json writes (the tests compare them), without
+// its reflection: this runs for every push. ok is false for an envelope
+// that is not a push as pushCall makes one (it has no targets yet); Msg
+// is encodeMessage's, compact and escaped as encoding/json leaves it.
+func appendPushHead(dst []byte, e *envelope) ([]byte, bool) {
+	if e.Kind != kindPush || e.U != nil || e.UID != "" || e.Reason != "" || e.Replies != nil {
+		return dst, false
+	}
+	dst = append(dst, `{"k":"p"`...)
+	if e.ID != 0 {
+		dst = strconv.AppendUint(append(dst, `,"i":`...), e.ID, 10)
+	}
+	if e.Origin != "" {
+		dst = appendJSONString(append(dst, `,"o":`...), e.Origin)
+	}
+	if e.Target != "" {
+		dst = appendJSONString(append(dst, `,"t":`...), e.Target)
+	}
+	if e.Group != "" {
+		dst = appendJSONString(append(dst, `,"g":`...), e.Group)
+	}
+	if len(e.Msg) != 0 {
+		dst = append(append(dst, `,"m":`...), e.Msg...)
+	}
+	if e.WaitMS != 0 {
+		dst = strconv.AppendInt(append(dst, `,"w":`...), e.WaitMS, 10)
+	}
+	if e.NoReply {
+		dst = append(dst, `,"nr":true`...)
+	}
+	return dst, true
+}
+
+// appendJSONString writes s as encoding/json does: printable ASCII that
+// needs no escaping (the common case: node ids, targets, group names) as
+// it is, anything else through encoding/json.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return append(dst, jsonString(s)...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 func jsonString(s string) []byte {
