@@ -83,7 +83,9 @@ func TestTargetDecoding(t *testing.T) {
 		}
 	}
 	// As Redis's cjson writes them: "/" escaped, a large seq in exponent form.
-	wires = append(wires, `["a\/b",3]`, `["u",1e+14]`, `[ "u" , 5 ]`, `["u",-1]`, `["u",1.5]`, `["u"]`, `["u",1,2]`)
+	// Raw invalid UTF-8 (read as U+FFFD), and a seq past uint64.
+	wires = append(wires, `["a\/b",3]`, `["u",1e+14]`, `[ "u" , 5 ]`, `["u",-1]`, `["u",1.5]`, `["u"]`, `["u",1,2]`,
+		"[\"bad\xff\",1]", `["u",18446744073709551616]`, `["u",99999999999999999999]`)
 	for _, w := range wires {
 		var fast target
 		fastErr := json.Unmarshal([]byte(w), &fast)
