@@ -30,11 +30,11 @@ func (b *Broker) PublishBatch(batch []hub.QueuedPush) error {
 	scripts := make([]*scriptCall, len(batch))
 	for i, q := range batch {
 		calls[i] = b.pushCall(q.Publication, false)
-		scripts[i] = &scriptCall{s: calls[i].script, args: calls[i].args}
+		scripts[i] = &calls[i].scriptCall
 	}
 	b.evalPipelined(ctx, scripts)
 	for i, q := range batch {
-		b.afterBatched(ctx, q, calls[i], scripts[i].v, scripts[i].err)
+		b.afterBatched(ctx, q, calls[i], calls[i].v, calls[i].err)
 	}
 	return nil
 }

@@ -153,39 +153,25 @@ func marshal(e *envelope) []byte {
 	return b
 }
 
-// head is a push envelope without its closing brace, for a script to add
-// the per-node targets to.
-func head(e *envelope) string {
-	if b, ok := appendPushHead(headBuffer(e), e); ok {
-		return string(b)
-	}
-	b := marshal(e)
-	return string(b[:len(b)-1])
-}
+// head is a push envelope as pushCall makes it, without its closing
+// brace, for a script to add the per-node targets to.
+func head(e *envelope) string { return string(appendPushHead(headBuffer(e), e)) }
 
 // pushEnvelope is a push envelope as it goes to every node (a broadcast,
 // or a group's push, without history).
-func pushEnvelope(e *envelope) string {
-	if b, ok := appendPushHead(headBuffer(e), e); ok {
-		return string(append(b, '}'))
-	}
-	return string(marshal(e))
-}
+func pushEnvelope(e *envelope) string { return string(append(appendPushHead(headBuffer(e), e), '}')) }
 
 // headBuffer is room for e's head and closing brace.
 func headBuffer(e *envelope) []byte {
 	return make([]byte, 0, 64+len(e.Origin)+len(e.Target)+len(e.Group)+len(e.Msg))
 }
 
-// appendPushHead writes a push envelope without its closing brace, the
-// same bytes as encoding/json writes (the tests compare them), without
-// its reflection: this runs for every push. ok is false for an envelope
-// that is not a push as pushCall makes one (it has no targets yet); Msg
-// is encodeMessage's, compact and escaped as encoding/json leaves it.
-func appendPushHead(dst []byte, e *envelope) ([]byte, bool) {
-	if e.Kind != kindPush || e.U != nil || e.UID != "" || e.Reason != "" || e.Replies != nil {
-		return dst, false
-	}
+// appendPushHead writes a push envelope as pushCall makes one (no targets
+// yet, none of another kind's fields) without its closing brace: the same
+// bytes as encoding/json writes (the tests compare them), without its
+// reflection, since this runs for every push. Msg is encodeMessage's,
+// compact and escaped as encoding/json leaves it.
+func appendPushHead(dst []byte, e *envelope) []byte {
 	dst = append(dst, `{"k":"p"`...)
 	if e.ID != 0 {
 		dst = strconv.AppendUint(append(dst, `,"i":`...), e.ID, 10)
@@ -208,7 +194,7 @@ func appendPushHead(dst []byte, e *envelope) ([]byte, bool) {
 	if e.NoReply {
 		dst = append(dst, `,"nr":true`...)
 	}
-	return dst, true
+	return dst
 }
 
 // appendJSONString writes s as encoding/json does: printable ASCII that

@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/pushhub/caddy-pushhub/hub"
 )
 
@@ -57,7 +55,7 @@ func (b *Broker) publish(ctx context.Context, p *hub.Publication, claim bool) (r
 		return b.unrouted(ctx, p, b.local.Settings().HistorySize > 0)
 	}
 	c := b.pushCall(p, claim)
-	v, err := b.runPiped(ctx, c.script, c.args...)
+	v, err := b.runPiped(ctx, c.s, c.args...)
 	r, prior, routed, err := b.afterScript(ctx, p, c, v, err)
 	if !routed || c.w == nil {
 		return r, prior, err
@@ -74,11 +72,10 @@ func (b *Broker) unrouted(ctx context.Context, p *hub.Publication, history bool)
 	return b.deliverAlone(ctx, p, history), "", nil
 }
 
-// pushScript is a push's script call, ready to run, and what its answer is
-// read with.
+// pushScript is a push's script call, ready to run (its answer goes in the
+// scriptCall when the pipe runs it), and what its answer is read with.
 type pushScript struct {
-	script  *redis.Script
-	args    []any
+	scriptCall
 	id      uint64  // the envelope's: other nodes' receipts name it
 	w       *waiter // for their receipts; nil when nobody reads them
 	history bool
@@ -103,13 +100,13 @@ func (b *Broker) pushCall(p *hub.Publication, claim bool) pushScript {
 		if !t.All {
 			e.Target, e.Group = targetGroup, t.Group
 		}
-		c.script, c.args = scriptFanOut, append([]any{pushEnvelope(e), b.node}, claimArgs...)
+		c.s, c.args = scriptFanOut, append([]any{pushEnvelope(e), b.node}, claimArgs...)
 	case t.All:
 		e.Target = targetUIDs
-		c.script, c.args = scriptPublishAll, append(b.numberingArgs(st, e), claimArgs...)
+		c.s, c.args = scriptPublishAll, append(b.numberingArgs(st, e), claimArgs...)
 	case t.Group != "":
 		e.Target = targetUIDs
-		c.script, c.args = scriptPublishGroup, append(append(b.numberingArgs(st, e), t.Group), claimArgs...)
+		c.s, c.args = scriptPublishGroup, append(append(b.numberingArgs(st, e), t.Group), claimArgs...)
 	default:
 		e.Target = targetUIDs
 		uids := t.UIDs
@@ -120,7 +117,7 @@ func (b *Broker) pushCall(p *hub.Publication, claim bool) pushScript {
 		for _, u := range uids {
 			c.args = append(c.args, u)
 		}
-		c.script = scriptPublishUIDs
+		c.s = scriptPublishUIDs
 	}
 	return c
 }
