@@ -161,6 +161,25 @@ func head(e *envelope) string { return string(appendPushHead(headBuffer(e), e)) 
 // or a group's push, without history).
 func pushEnvelope(e *envelope) string { return string(append(appendPushHead(headBuffer(e), e), '}')) }
 
+// routedEnvelope is a push envelope without history to uids, whole: the
+// same envelope goes to every node holding one of them, and each delivers
+// to those it holds (unnumbered: seq 0).
+func routedEnvelope(e *envelope, uids []string) string {
+	n := 0
+	for _, u := range uids {
+		n += len(u) + 8
+	}
+	b := appendPushHead(make([]byte, 0, 72+len(e.Origin)+len(e.Target)+len(e.Msg)+n), e)
+	b = append(b, `,"u":[`...)
+	for i, u := range uids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(appendJSONString(append(b, '['), u), ",0]"...)
+	}
+	return string(append(b, "]}"...))
+}
+
 // headBuffer is room for e's head and closing brace.
 func headBuffer(e *envelope) []byte {
 	return make([]byte, 0, 64+len(e.Origin)+len(e.Target)+len(e.Group)+len(e.Msg))

@@ -55,6 +55,21 @@ func TestPushEnvelopeAsEncodingJSON(t *testing.T) {
 		if got := head(&e); got != want[:len(want)-1] {
 			t.Errorf("head(%+v)\n got %s\nwant %s", e, got, want[:len(want)-1])
 		}
+		// A push without history to uids carries them all, unnumbered.
+		for n := 1; n <= 3; n++ {
+			uids := names[:n]
+			if n == 3 {
+				uids = names[len(names)-n:]
+			}
+			r := e
+			r.U = nil
+			for _, u := range uids {
+				r.U = append(r.U, target{UID: u})
+			}
+			if got, want := routedEnvelope(&e, uids), string(marshal(&r)); got != want {
+				t.Errorf("routedEnvelope(%+v, %q)\n got %s\nwant %s", e, uids, got, want)
+			}
+		}
 	}
 }
 

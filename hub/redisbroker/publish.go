@@ -113,11 +113,14 @@ func (b *Broker) pushCall(p *hub.Publication, claim bool) pushScript {
 		if uids == nil {
 			uids = []string{t.UID}
 		}
-		c.args = append(b.numberingArgs(st, e), claimArgs...)
+		if c.history {
+			c.s, c.args = scriptPublishUIDs, append(b.numberingArgs(st, e), claimArgs...)
+		} else {
+			c.s, c.args = scriptRouteUIDs, append([]any{b.node, routedEnvelope(e, uids)}, claimArgs...)
+		}
 		for _, u := range uids {
 			c.args = append(c.args, u)
 		}
-		c.s = scriptPublishUIDs
 	}
 	return c
 }
