@@ -155,22 +155,23 @@ func marshal(e *envelope) []byte {
 
 // head is a push envelope as pushCall makes it, without its closing
 // brace, for a script to add the per-node targets to.
-func head(e *envelope) string { return string(appendPushHead(headBuffer(e), e)) }
+func head(e *envelope) string { return string(appendPushHead(headBuffer(e, 0), e)) }
 
 // pushEnvelope is a push envelope as it goes to every node (a broadcast,
 // or a group's push, without history).
-func pushEnvelope(e *envelope) string { return string(append(appendPushHead(headBuffer(e), e), '}')) }
+func pushEnvelope(e *envelope) string {
+	return string(append(appendPushHead(headBuffer(e, 0), e), '}'))
+}
 
 // routedEnvelope is a push envelope without history to uids, whole: the
 // same envelope goes to every node holding one of them, and each delivers
 // to those it holds (unnumbered: seq 0).
 func routedEnvelope(e *envelope, uids []string) string {
-	n := 0
+	n := 8 // ,"u":[ and ]
 	for _, u := range uids {
-		n += len(u) + 8
+		n += len(u) + 8 // ["",0],
 	}
-	b := appendPushHead(make([]byte, 0, 72+len(e.Origin)+len(e.Target)+len(e.Msg)+n), e)
-	b = append(b, `,"u":[`...)
+	b := append(appendPushHead(headBuffer(e, n), e), `,"u":[`...)
 	for i, u := range uids {
 		if i > 0 {
 			b = append(b, ',')
@@ -180,9 +181,9 @@ func routedEnvelope(e *envelope, uids []string) string {
 	return string(append(b, "]}"...))
 }
 
-// headBuffer is room for e's head and closing brace.
-func headBuffer(e *envelope) []byte {
-	return make([]byte, 0, 64+len(e.Origin)+len(e.Target)+len(e.Group)+len(e.Msg))
+// headBuffer is room for e's head, its closing brace and extra bytes.
+func headBuffer(e *envelope, extra int) []byte {
+	return make([]byte, 0, 64+len(e.Origin)+len(e.Target)+len(e.Group)+len(e.Msg)+extra)
 }
 
 // appendPushHead writes a push envelope as pushCall makes one (no targets

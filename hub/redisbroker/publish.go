@@ -171,18 +171,12 @@ func (b *Broker) gather(ctx context.Context, p *hub.Publication, c pushScript, v
 // claims no key.
 var noClaim = []any{"", 0, 0}
 
-// numberingArgs are the arguments of the numbering scripts: history size,
-// ttl, an epoch for new numberings, the message, the origin, whether the
-// origin gets the push too (yes: numbered pushes reach every node through
-// Redis), and the envelope's head. Without history nothing is numbered:
-// the epoch and the message (which the head carries already) go empty,
-// which spares a random read and a second copy of the message per push.
+// numberingArgs are the arguments of the numbering scripts (pushes with
+// history): history size, ttl, an epoch for new numberings, the message to
+// keep, the origin (which gets the push through Redis too: every node
+// delivers numbered pushes in Redis's order), and the envelope's head.
 func (b *Broker) numberingArgs(st hub.Settings, e *envelope) []any {
-	self, epoch, msg := "0", "", ""
-	if st.HistorySize > 0 {
-		self, epoch, msg = "1", newEpoch(), string(e.Msg)
-	}
-	return []any{st.HistorySize, st.HistoryTTL.Milliseconds(), epoch, msg, b.node, self, head(e)}
+	return []any{st.HistorySize, st.HistoryTTL.Milliseconds(), newEpoch(), string(e.Msg), b.node, head(e)}
 }
 
 // deliverAlone delivers a push to this node's connections only, because

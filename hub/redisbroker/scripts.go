@@ -81,7 +81,7 @@ end
 
 // numbering defines number(uid): the next sequence number of uid's
 // numbering, with the message stored in its history. ARGV[2] is the
-// history size (0: off), ARGV[3] its ttl in ms, ARGV[4] an epoch for a new
+// history size, ARGV[3] its ttl in ms, ARGV[4] an epoch for a new
 // numbering, ARGV[5] the message.
 const numbering = `
 local size, ttl, newEpoch, msg = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
@@ -126,25 +126,22 @@ end
 // routing defines route(uid, seq) and publishAll(head, numbered): per-node
 // lists of targets, published to each node's inbox as head .. ',"u":[...]}';
 // publishAll returns how many uids were numbered, then the nodes.
-// ARGV[6] is the origin node; with ARGV[7] == "1" the origin is routed to as
-// well (numbered pushes, which every node delivers in Redis's order). An
-// origin Redis does not know (Redis restarted or was flushed, and lost the
-// index of who holds which uid) gets an error before anything is written:
-// routed now, its own uids would be missed.
+// ARGV[6] is the origin node, routed to as well: every node delivers
+// numbered pushes in Redis's order. An origin Redis does not know (Redis
+// restarted or was flushed, and lost the index of who holds which uid)
+// gets an error before anything is written: routed now, its own uids
+// would be missed.
 const routing = `
-local origin, self = ARGV[6], ARGV[7] == '1'
-if not redis.call('ZSCORE', p .. 'nodes', origin) then
+if not redis.call('ZSCORE', p .. 'nodes', ARGV[6]) then
 	return redis.error_reply('` + unknownNode + ` Redis does not know this node')
 end
 local perNode, nodes = {}, {}
 local function route(uid, seq)
 	for _, h in ipairs(holders(uid)) do
 		local node = h[1]
-		if self or node ~= origin then
-			if not perNode[node] then perNode[node] = {}; nodes[#nodes + 1] = node end
-			local l = perNode[node]
-			l[#l + 1] = {uid, seq}
-		end
+		if not perNode[node] then perNode[node] = {}; nodes[#nodes + 1] = node end
+		local l = perNode[node]
+		l[#l + 1] = {uid, seq}
 	end
 end
 local function publishAll(head, numbered)
@@ -159,19 +156,15 @@ end
 
 var (
 	// scriptPublishUIDs numbers (with history) and routes a push to uids:
-	// ARGV[8] is the envelope's head, ARGV[9..11] an idempotency claim,
-	// ARGV[12..] the uids. A push whose key is taken gets the key's value.
+	// ARGV[7] is the envelope's head, ARGV[8..10] an idempotency claim,
+	// ARGV[11..] the uids. A push whose key is taken gets the key's value.
 	scriptPublishUIDs = redis.NewScript(common + numbering + routing + claiming + `
-local prior = claim(9)
+local prior = claim(8)
 if prior then return prior end
-local numbered = 0
-for i = 12, #ARGV do
-	local uid = ARGV[i]
-	local seq = 0
-	if size > 0 then seq = number(uid); numbered = numbered + 1 end
-	route(uid, seq)
+for i = 11, #ARGV do
+	route(ARGV[i], number(ARGV[i]))
 end
-return publishAll(ARGV[8], numbered)
+return publishAll(ARGV[7], #ARGV - 10)
 `)
 
 	// scriptRouteUIDs publishes a push without history to uids: ARGV[3],
@@ -208,24 +201,24 @@ return out
 `)
 
 	// scriptPublishGroup numbers (with history) and routes a push to a
-	// group's members: ARGV[8] is the envelope's head, ARGV[9] the group,
-	// ARGV[10..12] an idempotency claim.
+	// group's members: ARGV[7] is the envelope's head, ARGV[8] the group,
+	// ARGV[9..11] an idempotency claim.
 	scriptPublishGroup = redis.NewScript(common + numbering + routing + claiming + `
-local prior = claim(10)
+local prior = claim(9)
 if prior then return prior end
 local numbered = 0
-for _, uid in ipairs(redis.call('ZRANGE', p .. 'g:' .. ARGV[9], 0, -1)) do
+for _, uid in ipairs(redis.call('ZRANGE', p .. 'g:' .. ARGV[8], 0, -1)) do
 	route(uid, number(uid))
 	numbered = numbered + 1
 end
-return publishAll(ARGV[8], numbered)
+return publishAll(ARGV[7], numbered)
 `)
 
 	// scriptPublishAll numbers a broadcast for every online uid and every
-	// offline one whose history is kept, and routes it: ARGV[8] is the
-	// envelope's head, ARGV[9..11] an idempotency claim.
+	// offline one whose history is kept, and routes it: ARGV[7] is the
+	// envelope's head, ARGV[8..10] an idempotency claim.
 	scriptPublishAll = redis.NewScript(common + numbering + routing + claiming + `
-local prior = claim(9)
+local prior = claim(8)
 if prior then return prior end
 redis.call('ZREMRANGEBYSCORE', p .. 'kept', '-inf', now)
 local numbered = 0
@@ -239,7 +232,7 @@ for _, uid in ipairs(redis.call('ZRANGE', p .. 'kept', 0, -1)) do
 		numbered = numbered + 1
 	end
 end
-return publishAll(ARGV[8], numbered)
+return publishAll(ARGV[7], numbered)
 `)
 
 	// scriptFanOut publishes an unnumbered push to every node (a broadcast
