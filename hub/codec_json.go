@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bytes"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -195,13 +194,20 @@ func jsonString(s []byte) json.RawMessage {
 // is: no quote, backslash, control character, or character encoding/json
 // escapes for HTML or JavaScript (<, >, &, U+2028, U+2029).
 func plainJSON(s []byte) bool {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20, c == '"', c == '\\', c == '<', c == '>', c == '&':
-			return false
-		case c >= 0x80:
-			return utf8.Valid(s[i:]) && !bytes.ContainsAny(s[i:], "\u2028\u2029")
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				return false
+			}
+			i++
+			continue
 		}
+		r, size := utf8.DecodeRune(s[i:])
+		if (r == utf8.RuneError && size == 1) || r == '\u2028' || r == '\u2029' {
+			return false
+		}
+		i += size
 	}
 	return true
 }

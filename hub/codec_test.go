@@ -12,6 +12,8 @@ func TestJSONStringAndTextPayload(t *testing.T) {
 	for _, s := range []string{
 		"", "hello", "a:b:c", "ünïcödé ✓", `quote " here`, `back\slash`, "tab\there", "new\nline",
 		"<b>&amp;</b>", "line\u2028sep", "para\u2029sep", "\x7f", "emoji 😀", "\u00e9\u00e8",
+		// what needs escaping after text that does not (the check goes on past the first non-ASCII character)
+		`é"`, `é\`, "é\n", "é<", "é&", "ü\u2028",
 	} {
 		want, _ := json.Marshal(s)
 		if got := jsonString([]byte(s)); string(got) != string(want) {
