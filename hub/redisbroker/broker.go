@@ -58,7 +58,6 @@ type Broker struct {
 	connected  atomic.Bool
 	wake       chan struct{} // a failed operation asks the heartbeat to check at once
 	subscribed chan struct{} // closed once Redis confirmed the first subscription
-	subReads   atomic.Uint64 // reads from the subscription, for its watchdog
 	subOnce    sync.Once
 	ready      chan struct{} // closed after the first heartbeat Redis answered
 	readyOnce  sync.Once
@@ -141,7 +140,6 @@ func New(hubName string, l hub.Local, cfg Config, log *zap.Logger) (*Broker, err
 	b.allCh = b.p + "c:all"
 	ps := b.rdb.Subscribe(context.Background(), b.inbox, b.allCh)
 	b.goFn("subscriber", func() { b.subscribe(ps) })
-	b.goFn("subscription watchdog", func() { b.watchSubscription(ps) })
 	b.goFn("reply sender", b.sendReplies)
 	b.goFn("settler", b.sendSettled)
 	b.goFn("announcer", b.announce)

@@ -3,7 +3,6 @@ package redisbroker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -13,92 +12,35 @@ import (
 )
 
 // subscribe reads this node's inbox and the all-nodes channel, in order,
-// until the broker stops. It reads the subscription itself rather than
-// through go-redis's Channel, whose goroutine hands every message over to
-// another and resets a timer for each: one wake-up per message fewer on
-// every node. watchSubscription pings it when silent, as that Channel
-// does. go-redis subscribes again, on a new connection, after a failed
-// read or ping; each (re)subscription makes the node announce its uids
+// until the broker stops. go-redis subscribes again by itself after a
+// lost connection; each (re)subscription makes the node announce its uids
 // again, since Redis may have lost them.
 func (b *Broker) subscribe(ps *redis.PubSub) {
-	ctx := context.Background()
-	for failures := 0; ; {
-		v, err := ps.Receive(ctx)
-		b.subReads.Add(1)
-		select {
-		case <-b.stop:
-			return
-		default:
-		}
-		if err != nil {
-			if errors.Is(err, redis.ErrClosed) {
-				return
-			}
-			// Redis is away: go-redis subscribes again at the next read;
-			// the heartbeat reports the outage.
-			failures++
-			if !b.pause(min(time.Duration(failures)*100*time.Millisecond, time.Second)) {
-				return
-			}
-			continue
-		}
-		failures = 0
-		switch m := v.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" && m.Channel == b.inbox {
-				// Redis runs one SUBSCRIBE for both channels: once it
-				// confirms the inbox, both are live.
-				b.subOnce.Do(func() { close(b.subscribed) })
-				select {
-				case b.wake <- struct{}{}: // the heartbeat re-announces if needed
-				default:
-				}
-			}
-		case *redis.Message:
-			b.handle([]byte(m.Payload))
-		}
-	}
-}
-
-// subscriberIdle is how long the subscription may be silent before it is
-// pinged: the interval of go-redis's own Channel.
-const subscriberIdle = 3 * time.Second
-
-// watchSubscription pings the subscription when nothing was read from it
-// for subscriberIdle (the pong is read as a message): a ping that cannot
-// be sent makes go-redis subscribe again. Once the broker stops, it closes
-// the subscription, which ends the subscriber's read.
-func (b *Broker) watchSubscription(ps *redis.PubSub) {
 	defer ps.Close()
-	tick := time.NewTicker(subscriberIdle)
-	defer tick.Stop()
-	last := b.subReads.Load()
+	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(4096), redis.WithChannelSendTimeout(time.Minute))
 	for {
 		select {
 		case <-b.stop:
 			return
-		case <-tick.C:
+		case v, ok := <-ch:
+			if !ok {
+				return
+			}
+			switch m := v.(type) {
+			case *redis.Subscription:
+				if m.Kind == "subscribe" && m.Channel == b.inbox {
+					// Redis runs one SUBSCRIBE for both channels: once it
+					// confirms the inbox, both are live.
+					b.subOnce.Do(func() { close(b.subscribed) })
+					select {
+					case b.wake <- struct{}{}: // the heartbeat re-announces if needed
+					default:
+					}
+				}
+			case *redis.Message:
+				b.handle([]byte(m.Payload))
+			}
 		}
-		if n := b.subReads.Load(); n != last {
-			last = n
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), subscriberIdle)
-		_ = ps.Ping(ctx)
-		cancel()
-	}
-}
-
-// pause waits d, or less if the broker stops; it reports whether the
-// broker is still running.
-func (b *Broker) pause(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-b.stop:
-		return false
 	}
 }
 
