@@ -265,6 +265,9 @@ func figures(cols []*column) []figure {
 			}
 		}
 		fs = append(fs,
+			// A saturated machine sends less than it was asked to: its
+			// latencies are those of the rate it reached.
+			figure{title: name + ": pushes sent per second", get: get(func(x *rateR) []float64 { return val(x.SendRate) })},
 			figure{title: name + ": p50 (ms)", get: get(func(x *rateR) []float64 { return val(x.Latency.P50Ms) })},
 			figure{title: name + ": p99 (ms)", get: get(func(x *rateR) []float64 { return val(x.Latency.P99Ms) })},
 			figure{title: name + ": server CPU per message (µs)", get: get(func(x *rateR) []float64 { return one(x.CPUPerMsg) })},

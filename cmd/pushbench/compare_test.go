@@ -13,7 +13,7 @@ import (
 func result(target string, connectUS, bestRate, p99 float64) *report {
 	r := &report{Config: configOut{Target: target, N: 1000, Nodes: 1, Protocol: "text", Rates: []float64{2000}}}
 	r.Connect = &connectR{Connected: 1000, ServerCPUPerConn: ptr(connectUS)}
-	r.Unicast = []*rateR{{Path: "client", TargetRate: 2000, Latency: latency{Count: 10, P99Ms: p99}, CPUPerMsg: ptr(50.0)}}
+	r.Unicast = []*rateR{{Path: "client", TargetRate: 2000, SendRate: 2000, Latency: latency{Count: 10, P99Ms: p99}, CPUPerMsg: ptr(50.0)}}
 	r.FindMax = []*findMax{{Path: "client", Run: 1, BestRate: bestRate}}
 	r.Storm = &stormR{Connections: 1000, Reconnected: 1000, AllBack: true, Seconds: 2}
 	return r
@@ -41,9 +41,11 @@ func TestCompare(t *testing.T) {
 	rec := result("recipe", 60, 20000, 8)
 	rec.Skipped = map[string]string{"unicast api": "the recipe has no push API"}
 	rec.Disturbed = []string{"broadcast"}
+	rec.Unicast[0].SendRate = 1500 // saturated: it sent less than asked
 	recipe1 := writeResult(t, dir, "recipe1", rec)
 	rec2 := result("recipe", 80, 10000, 4) // a maximum half the other round's
 	rec2.Storm.AllBack, rec2.Storm.Reconnected = false, 990
+	rec2.Unicast[0].SendRate = 1700
 	recipe2 := writeResult(t, dir, "recipe2", rec2)
 
 	var out, errs bytes.Buffer
@@ -76,6 +78,9 @@ func TestCompare(t *testing.T) {
 		t.Errorf("p99 row %q", got)
 	}
 	// The recipe's maxima are 2x apart: flagged.
+	if got := row("unicast by client publishing at 2000/s: pushes sent per second"); got != "| unicast by client publishing at 2000/s: pushes sent per second | 2000 | 1600 | 1.25× |" {
+		t.Errorf("sent rate row %q", got)
+	}
 	if got := row("highest client-publishing rate with p99 under the bound (/s)"); got != "| highest client-publishing rate with p99 under the bound (/s) | 15000 | 15000 ⚠ | 1.00× |" {
 		t.Errorf("find-max row %q", got)
 	}
