@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/pushhub/caddy-pushhub/hub"
@@ -66,8 +67,13 @@ func TestPushEnvelopeAsEncodingJSON(t *testing.T) {
 			for _, u := range uids {
 				r.U = append(r.U, target{UID: u})
 			}
-			if got, want := routedEnvelope(&e, uids), string(marshal(&r)); got != want {
+			got, want := routedEnvelope(&e, uids), string(marshal(&r))
+			if got != want {
 				t.Errorf("routedEnvelope(%+v, %q)\n got %s\nwant %s", e, uids, got, want)
+			}
+			// A routing script sends a node its envelopes one per line.
+			if strings.ContainsRune(got, '\n') {
+				t.Errorf("routedEnvelope(%+v, %q) has a line break: %q", e, uids, got)
 			}
 		}
 	}
