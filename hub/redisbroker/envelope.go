@@ -139,7 +139,7 @@ func encodeMessage(m hub.Message) json.RawMessage {
 
 func decodeMessage(b []byte) (*hub.Message, error) {
 	var w wireMessage
-	if err := json.Unmarshal(b, &w); err != nil {
+	if err := readMessage(b, &w); err != nil {
 		return nil, err
 	}
 	return &hub.Message{Data: w.Data, From: w.From, Group: w.Group}, nil

@@ -130,12 +130,39 @@ func BenchmarkPushHead(b *testing.B) {
 	}
 }
 
-func BenchmarkReadPush(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		var e envelope
-		if err := json.Unmarshal([]byte(wirePush), &e); err != nil || len(e.U) != 1 {
-			b.Fatal(err)
-		}
+// Reading a push and a batch of replies, as a node reads them, against
+// encoding/json.
+func BenchmarkReadEnvelope(b *testing.B) {
+	replies := string(marshal(&envelope{Kind: kindReplies, Replies: []reply{{ID: 123456, Node: "n-3f9c2a", Delivered: 1}, {ID: 123457, Node: "n-3f9c2a", Delivered: 2}}}))
+	for _, w := range []struct{ name, wire string }{{"push", wirePush}, {"replies", replies}} {
+		b.Run(w.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				e, err := readEnvelope([]byte(w.wire))
+				if err != nil || len(e.U)+len(e.Replies) == 0 {
+					b.Fatal(err)
+				}
+				if e.Kind == kindPush {
+					if _, err := decodeMessage(e.Msg); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+		b.Run(w.name+"/encoding-json", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var e envelope
+				if err := json.Unmarshal([]byte(w.wire), &e); err != nil || len(e.U)+len(e.Replies) == 0 {
+					b.Fatal(err)
+				}
+				if e.Kind == kindPush {
+					var m wireMessage
+					if err := json.Unmarshal(e.Msg, &m); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
 	}
 }

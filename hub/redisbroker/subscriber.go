@@ -3,7 +3,6 @@ package redisbroker
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -63,14 +62,14 @@ func (b *Broker) handleAll(payload []byte) {
 // handle runs one envelope from another node (or, for numbered pushes,
 // from this one).
 func (b *Broker) handle(payload []byte) {
-	var e envelope
-	if err := json.Unmarshal(payload, &e); err != nil {
+	e, err := readEnvelope(payload)
+	if err != nil {
 		b.log.Warn("an unreadable message on the cluster's channel", zap.Error(err))
 		return
 	}
 	switch e.Kind {
 	case kindPush:
-		b.deliver(&e)
+		b.deliver(e)
 	case kindReplies:
 		for _, r := range e.Replies {
 			b.received(r)
