@@ -143,132 +143,43 @@ type scriptCall struct {
 // evalPipelined runs the push scripts of calls in one pipelined round trip
 // (one alone, without a pipeline), in order, and answers each as run
 // would: a failure to reach Redis is reported, and a script Redis lost (a
-// restart) is loaded and run again. Pushes routed without history that
-// follow one another share one script (scriptRoute). go-redis does not
-// send the scripts again after a timeout (onceCmd): a script that may
-// have run is not run twice.
+// restart) is loaded and run again. go-redis does not send them again
+// after a timeout (onceCmd): a script that may have run is not run twice.
 func (b *Broker) evalPipelined(ctx context.Context, calls []*scriptCall) {
 	b.pushScripts.Add(uint64(len(calls)))
-	units := scriptUnits(b.node, calls)
-	if len(units) == 1 {
-		u := units[0]
-		u.give(b.runOnce(ctx, u.s, u.args))
+	if len(calls) == 1 {
+		c := calls[0]
+		c.v, c.err = b.runOnce(ctx, c.s, c.args)
 		return
 	}
 	// A script Redis does not hold would fail in the pipeline and run
 	// again after the ones behind it: load it first.
-	for _, u := range units {
-		if err := b.scripts.ensure(ctx, b.rdb, u.s); err != nil {
+	for _, c := range calls {
+		if err := b.scripts.ensure(ctx, b.rdb, c.s); err != nil {
 			break // the scripts fail in the pipeline too
 		}
 	}
-	cmds := make([]*redis.Cmd, len(units))
+	cmds := make([]*redis.Cmd, len(calls))
 	pipe := b.rdb.Pipeline()
-	for i, u := range units {
-		cmds[i] = b.scriptCmd(ctx, u.s, u.args)
+	for i, c := range calls {
+		cmds[i] = b.scriptCmd(ctx, c.s, c.args)
 		_ = pipe.Process(ctx, onceCmd{cmds[i]})
 	}
 	_, _ = pipe.Exec(ctx)
 	b.pushTrips.Add(1)
 	lost := false // Redis lost its scripts (a restart): each is loaded once, then run again
-	for i, u := range units {
+	for i, c := range calls {
 		v, err := cmds[i].Result()
 		if err != nil && noScript(err) {
 			if !lost {
 				b.scripts.forget()
 				lost = true
 			}
-			v, err = b.reloadAndRun(ctx, u.s, u.args)
+			v, err = b.reloadAndRun(ctx, c.s, c.args)
 		}
-		u.give(b.answer(ctx, v, err))
+		c.v, c.err = b.answer(ctx, v, err)
 	}
 }
-
-// A scriptUnit is one script of a pipeline: one push's, or the routing of
-// pushes without history that follow one another (scriptRoute), with the
-// calls whose answers it holds.
-type scriptUnit struct {
-	s     *redis.Script
-	args  []any // after the hub's prefix
-	calls []*scriptCall
-	size  int // a routing script's envelope bytes
-}
-
-// scriptUnits joins the routing of pushes that follow one another in
-// calls into one script, from node, up to routeMaxBytes of envelopes (a
-// push routed alone gets the leaner scriptRouteOne); the others stay one
-// script each, in their order.
-func scriptUnits(node string, calls []*scriptCall) []scriptUnit {
-	units := make([]scriptUnit, 0, len(calls))
-	for _, c := range calls {
-		size := 0
-		if c.s == scriptRoute {
-			env, _ := c.args[routeEnvelopeArg].(string)
-			size = len(env)
-		}
-		if n := len(units); c.s == scriptRoute && n > 0 && units[n-1].s == scriptRoute && units[n-1].size+size <= routeMaxBytes {
-			u := &units[n-1]
-			u.args = append(u.args, c.args...)
-			u.calls = append(u.calls, c)
-			u.size += size
-			continue
-		}
-		u := scriptUnit{s: c.s, args: c.args, calls: []*scriptCall{c}, size: size}
-		if c.s == scriptRoute {
-			u.args = append([]any{node}, c.args...)
-		}
-		units = append(units, u)
-	}
-	for i, u := range units {
-		if u.s == scriptRoute && len(u.calls) == 1 {
-			units[i] = routeOne(node, u.calls[0])
-		}
-	}
-	return units
-}
-
-// routeOne is the script of a push routed alone: scriptRouteOne, from
-// node, with c's envelope before its claim and its uids.
-func routeOne(node string, c *scriptCall) scriptUnit {
-	a := c.args
-	args := append([]any{node, a[routeEnvelopeArg]}, a[:routeEnvelopeArg]...)
-	return scriptUnit{s: scriptRouteOne, args: append(args, a[routeEnvelopeArg+2:]...), calls: []*scriptCall{c}, size: len(a[routeEnvelopeArg].(string))}
-}
-
-// routeEnvelopeArg is where a push's envelope is in its routing arguments
-// (after its idempotency claim).
-const routeEnvelopeArg = 3
-
-// routeMaxBytes bounds the envelopes one routing script carries, and so
-// one message to a node: Redis cuts off a subscriber whose output grows
-// past its client-output-buffer-limit (32 MB by default).
-const routeMaxBytes = 1 << 20
-
-// give answers the unit's calls with its script's answer (as answer
-// gives it): a routing script's holds one answer per push.
-func (u scriptUnit) give(v any, err error) {
-	if u.s != scriptRoute || err != nil {
-		for _, c := range u.calls {
-			c.v, c.err = v, err
-		}
-		return
-	}
-	l, ok := v.([]any)
-	if !ok || len(l) != len(u.calls) {
-		err = errRouteAnswer
-	}
-	for i, c := range u.calls {
-		if err != nil {
-			c.err = err
-			continue
-		}
-		c.v = l[i]
-	}
-}
-
-// errRouteAnswer answers the pushes of a routing script whose answer does
-// not hold one answer per push.
-var errRouteAnswer = errors.New("redisbroker: the routing script's answer does not match its pushes")
 
 // runOnce runs one push script in its own round trip, loading it first if
 // Redis lost it.

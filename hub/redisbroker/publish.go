@@ -116,7 +116,7 @@ func (b *Broker) pushCall(p *hub.Publication, claim bool) pushScript {
 		if c.history {
 			c.s, c.args = scriptPublishUIDs, append(b.numberingArgs(st, e), claimArgs...)
 		} else {
-			c.s, c.args = scriptRoute, append(append(make([]any, 0, len(claimArgs)+2+len(uids)), claimArgs...), routedEnvelope(e, uids), len(uids))
+			c.s, c.args = scriptRouteUIDs, append([]any{b.node, routedEnvelope(e, uids)}, claimArgs...)
 		}
 		for _, u := range uids {
 			c.args = append(c.args, u)

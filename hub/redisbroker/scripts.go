@@ -167,15 +167,15 @@ end
 return publishAll(ARGV[7], #ARGV - 10)
 `)
 
-	// scriptRouteOne publishes a push without history to uids, alone in
-	// its pipeline (scriptRoute's case of one push, which it costs Redis
-	// a fifth less): ARGV[3], the whole envelope (every uid in it), goes
-	// once to each live node holding one of the uids ARGV[7..], but
-	// ARGV[2], the origin, which delivers to its own connections itself;
-	// each node delivers to those of the uids it holds. ARGV[4..6] are an
-	// idempotency claim. It returns 0 (none numbered), then the nodes, or
-	// the key's value when another push has it.
-	scriptRouteOne = redis.NewScript(clock + claiming + `
+	// scriptRouteUIDs publishes a push without history to uids: ARGV[3],
+	// the whole envelope (every uid in it), goes once to each live node
+	// holding one of the uids ARGV[7..], but ARGV[2], the origin, which
+	// delivers to its own connections itself; each node delivers to those
+	// of the uids it holds. ARGV[4..6] are an idempotency claim. It
+	// returns 0 (none numbered), then the nodes, or the key's value when
+	// another push has it. The hot path of the API, "send to a uid": one
+	// function defined, no JSON written, a command per uid and per node.
+	scriptRouteUIDs = redis.NewScript(clock + claiming + `
 local nodes, origin = p .. 'nodes', ARGV[2]
 if not redis.call('ZSCORE', nodes, origin) then
 	return redis.error_reply('` + unknownNode + ` Redis does not know this node')
@@ -196,62 +196,6 @@ for i = 7, #ARGV do
 			end
 		end
 	end
-end
-return out
-`)
-
-	// scriptRoute publishes pushes without history to uids: the pushes
-	// that share a pipeline of scripts (pipe.go) go in one script, so that
-	// Redis runs one script, and each node gets one PUBLISH, for all of
-	// them. ARGV[2] is the origin, which delivers to its own connections
-	// itself; then, per push, ARGV[i..i+2] an idempotency claim, ARGV[i+3]
-	// the whole envelope (every uid in it), ARGV[i+4] how many uids follow
-	// it. Each push's envelope goes once to each live node holding one of
-	// its uids but the origin, and each node delivers to those of the uids
-	// it holds; a node gets its envelopes in the pushes' order, one per
-	// line of one message. It returns, per push, 0 (none numbered) then
-	// the nodes, or the key's value when another push has it. The hot path
-	// of the API, "send to a uid": no JSON written, a command per uid and
-	// per node.
-	scriptRoute = redis.NewScript(clock + claiming + `
-local nodes, origin = p .. 'nodes', ARGV[2]
-if not redis.call('ZSCORE', nodes, origin) then
-	return redis.error_reply('` + unknownNode + ` Redis does not know this node')
-end
-local live, perNode, order, out = {}, {}, {}, {}
-local i = 3
-while i <= #ARGV do
-	local n = tonumber(ARGV[i + 4])
-	local prior = claim(i)
-	if prior then
-		out[#out + 1] = prior
-	else
-		local env, r, seen = ARGV[i + 3], {0}, {[origin] = true}
-		for u = i + 5, i + 4 + n do
-			local h = redis.call('HGETALL', p .. 'u:' .. ARGV[u])
-			for j = 1, #h, 2 do
-				local node = h[j]
-				if not seen[node] then
-					seen[node] = true
-					if live[node] == nil then
-						local e = redis.call('ZSCORE', nodes, node)
-						live[node] = (e and tonumber(e) > now) or false
-					end
-					if live[node] then
-						local l = perNode[node]
-						if not l then l = {}; perNode[node] = l; order[#order + 1] = node end
-						l[#l + 1] = env
-						r[#r + 1] = node
-					end
-				end
-			end
-		end
-		out[#out + 1] = r
-	end
-	i = i + 5 + n
-end
-for _, node in ipairs(order) do
-	redis.call('PUBLISH', p .. 'c:' .. node, table.concat(perNode[node], '\n'))
 end
 return out
 `)

@@ -1,7 +1,6 @@
 package redisbroker
 
 import (
-	"bytes"
 	"context"
 	"time"
 
@@ -38,24 +37,9 @@ func (b *Broker) subscribe(ps *redis.PubSub) {
 					}
 				}
 			case *redis.Message:
-				b.handleAll([]byte(m.Payload))
+				b.handle([]byte(m.Payload))
 			}
 		}
-	}
-}
-
-// handleAll runs the envelopes of one message, in order: one per line
-// (a routing script sends a node the envelopes of several pushes in one
-// message; an envelope, compact JSON, has no line break of its own).
-func (b *Broker) handleAll(payload []byte) {
-	for len(payload) > 0 {
-		line := payload
-		if i := bytes.IndexByte(payload, '\n'); i >= 0 {
-			line, payload = payload[:i], payload[i+1:]
-		} else {
-			payload = nil
-		}
-		b.handle(line)
 	}
 }
 
