@@ -153,6 +153,40 @@ func marshal(e *envelope) []byte {
 	return b
 }
 
+// repliesEnvelope is the envelope of replies to one origin: the same bytes
+// as encoding/json writes (the tests compare them), without its
+// reflection for the replies to pushes, which are most of them.
+func repliesEnvelope(rs []reply) []byte {
+	n := 16
+	for _, r := range rs {
+		if r.Stats != nil {
+			return marshal(&envelope{Kind: kindReplies, Replies: rs})
+		}
+		n += 48 + len(r.Node)
+	}
+	if len(rs) == 0 {
+		return marshal(&envelope{Kind: kindReplies})
+	}
+	b := append(make([]byte, 0, n), `{"k":"r","rs":[`...)
+	for i, r := range rs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(append(b, `{"i":`...), r.ID, 10)
+		b = appendJSONString(append(b, `,"n":`...), r.Node)
+		for _, f := range []struct {
+			name string
+			v    int
+		}{{`,"d":`, r.Delivered}, {`,"x":`, r.Dropped}, {`,"a":`, r.Acked}} {
+			if f.v != 0 {
+				b = strconv.AppendInt(append(b, f.name...), int64(f.v), 10)
+			}
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
 // head is a push envelope as pushCall makes it, without its closing
 // brace, for a script to add the per-node targets to.
 func head(e *envelope) string { return string(appendPushHead(headBuffer(e, 0), e)) }

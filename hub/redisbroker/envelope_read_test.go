@@ -23,7 +23,7 @@ func wireEnvelopes() []string {
 		{{ID: 2, Node: "n", Stats: &hub.NodeStats{Node: "n", Connections: 3}}},
 		{},
 	} {
-		out = append(out, string(marshal(&envelope{Kind: kindReplies, Replies: r})))
+		out = append(out, string(repliesEnvelope(r)))
 	}
 	for _, name := range names {
 		out = append(out,

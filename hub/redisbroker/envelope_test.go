@@ -73,6 +73,26 @@ func TestPushEnvelopeAsEncodingJSON(t *testing.T) {
 	}
 }
 
+// The replies envelope written by hand is the one encoding/json writes.
+func TestRepliesEnvelopeAsEncodingJSON(t *testing.T) {
+	var all []reply
+	for i, name := range names {
+		r := reply{ID: uint64(i) * 1e17, Node: name, Delivered: i % 3, Dropped: i % 2 * -i, Acked: i % 4}
+		all = append(all, r)
+		if i == 5 {
+			r.Stats = &hub.NodeStats{Node: name, Connections: 7}
+		}
+		for _, rs := range [][]reply{{r}, all} {
+			if got, want := string(repliesEnvelope(rs)), string(marshal(&envelope{Kind: kindReplies, Replies: rs})); got != want {
+				t.Errorf("repliesEnvelope(%+v)\n got %s\nwant %s", rs, got, want)
+			}
+		}
+	}
+	if got, want := string(repliesEnvelope(nil)), string(marshal(&envelope{Kind: kindReplies})); got != want {
+		t.Errorf("repliesEnvelope(nil) = %s, want %s", got, want)
+	}
+}
+
 // Targets read by the plain path are what the general path reads, for
 // every form a target can take on the wire.
 func TestTargetDecoding(t *testing.T) {
@@ -159,4 +179,21 @@ func BenchmarkReadEnvelope(b *testing.B) {
 			}
 		})
 	}
+}
+
+// Writing a batch of two replies, against encoding/json.
+func BenchmarkWriteReplies(b *testing.B) {
+	rs := []reply{{ID: 123456, Node: "n-3f9c2a", Delivered: 1}, {ID: 123457, Node: "n-3f9c2a", Delivered: 2}}
+	b.Run("plain", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = repliesEnvelope(rs)
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = marshal(&envelope{Kind: kindReplies, Replies: rs})
+		}
+	})
 }

@@ -123,7 +123,7 @@ func (b *Broker) writeReplies(rs []outReply) {
 	defer cancel()
 	pipe := b.rdb.Pipeline()
 	for origin, rs := range batch {
-		pipe.Publish(ctx, b.p+"c:"+origin, marshal(&envelope{Kind: kindReplies, Replies: rs}))
+		pipe.Publish(ctx, b.p+"c:"+origin, repliesEnvelope(rs))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		if !b.closed.Load() { // leaving: Redis is no longer this node's concern
