@@ -174,17 +174,20 @@ func repliesEnvelope(rs []reply) []byte {
 		}
 		b = strconv.AppendUint(append(b, `{"i":`...), r.ID, 10)
 		b = appendJSONString(append(b, `,"n":`...), r.Node)
-		for _, f := range []struct {
-			name string
-			v    int
-		}{{`,"d":`, r.Delivered}, {`,"x":`, r.Dropped}, {`,"a":`, r.Acked}} {
-			if f.v != 0 {
-				b = strconv.AppendInt(append(b, f.name...), int64(f.v), 10)
-			}
-		}
-		b = append(b, '}')
+		b = appendCount(b, `,"d":`, r.Delivered)
+		b = appendCount(b, `,"x":`, r.Dropped)
+		b = append(appendCount(b, `,"a":`, r.Acked), '}')
 	}
 	return append(b, "]}"...)
+}
+
+// appendCount writes a reply's count after its name, unless it is 0
+// (omitempty).
+func appendCount(dst []byte, name string, n int) []byte {
+	if n == 0 {
+		return dst
+	}
+	return strconv.AppendInt(append(dst, name...), int64(n), 10)
 }
 
 // head is a push envelope as pushCall makes it, without its closing
