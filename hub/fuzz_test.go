@@ -602,6 +602,10 @@ func fzJSONExpect(frames [][]byte, s Settings) (want []fzReply, code int, read [
 				want = append(want, failed("bad_target"))
 			case len(cf.Data) == 0:
 				want = append(want, failed("bad_frame"))
+			case cf.To != "" && ValidName("uid", cf.To, s.MaxUIDLength) != nil:
+				want = append(want, failed(ErrorCode(ValidName("uid", cf.To, s.MaxUIDLength), "")))
+			case cf.Group != "" && ValidName("group", cf.Group, s.MaxUIDLength) != nil:
+				want = append(want, failed(ErrorCode(ValidName("group", cf.Group, s.MaxUIDLength), "")))
 			case len(cf.ID) > 0:
 				want = append(want, fzReply{typ: "sent", id: cf.ID})
 			}
