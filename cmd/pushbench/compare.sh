@@ -21,6 +21,10 @@
 #   centrifugo               $CENTRIFUGO_BIN with a configuration this script writes.
 #                            Options: redis (its Redis engine, at $CENTRIFUGO_REDIS),
 #                            nodes=<k> (k nodes on consecutive ports).
+#   Every Go server (Caddy, Centrifugo) also takes procs=<n>: each of its
+#   processes runs with GOMAXPROCS=n (by default Go runs as many threads as
+#   the machine has cores, in each process: several nodes on one machine
+#   then contend for the cores with more threads than there are).
 #
 # e.g. cmd/pushbench/compare.sh seams before=/tmp/caddy-before after=build -- \
 #          -n 19000 -phases connect,idle,broadcast,group,api
@@ -201,6 +205,14 @@ trap 'exit 130' INT TERM
 
 has_opt() { [[ ",$1," == *",$2,"* ]]; }
 
+# procs_env <options>: the environment a Go server's process gets for
+# procs=<n> (GOMAXPROCS=n), or none.
+procs_env() {
+	local o
+	for o in ${1//,/ }; do [[ $o == procs=* ]] && echo "GOMAXPROCS=${o#procs=}"; done
+	return 0
+}
+
 start_caddy() { # <binary> <options> <log>
 	local bin=$1 opts=$2 log=$3 conf=cmd/pushbench/bench.Caddyfile path=/ws-text proto=text nodes=0 o
 	has_opt "$opts" json && { path=/ws; proto=json; }
@@ -231,7 +243,7 @@ start_caddy() { # <binary> <options> <log>
 	for p in $check_ports; do
 		port_busy "$p" && { echo "port $p is already in use: stop that server or set PUSHBENCH_*_PORT" >&2; exit 1; }
 	done
-	"$bin" run --config "$conf" --adapter caddyfile >"$log" 2>&1 &
+	env $(procs_env "$opts") "$bin" run --config "$conf" --adapter caddyfile >"$log" 2>&1 &
 	pids=($!)
 	stop_cmd=(kill -TERM "${pids[0]}")
 	local first_api=${api_list%%,*}
@@ -262,7 +274,7 @@ start_caddy_cluster() { # <binary> <options> <log> <k> <path> <protocol>
 		done
 		PUSHBENCH_WS_PORT=$ws PUSHBENCH_API_PORT=$api PUSHBENCH_ADMIN_PORT=$admin \
 			PUSHBENCH_CLUSTER=$cluster_url PUSHBENCH_CLUSTER_PREFIX=pushbench-$cur_label \
-			"$bin" run --config cmd/pushbench/cluster.Caddyfile --adapter caddyfile >"$log-node$k" 2>&1 &
+			env $(procs_env "$opts") "$bin" run --config cmd/pushbench/cluster.Caddyfile --adapter caddyfile >"$log-node$k" 2>&1 &
 		pids+=($!)
 		for _ in $(seq 100); do
 			curl -sf -o /dev/null "http://127.0.0.1:$api/stats" && break
@@ -319,7 +331,7 @@ start_centrifugo() { # <options> <log prefix>
 		port_busy "$port" && { echo "port $port is already in use" >&2; exit 1; }
 		# Centrifugo reads CENTRIFUGO_* variables as configuration: give it only its port.
 		env -u CENTRIFUGO_BIN -u CENTRIFUGO_PORT -u CENTRIFUGO_REDIS -u CENTRIFUGO_SECRET -u CENTRIFUGO_API_KEY \
-			CENTRIFUGO_HTTP_SERVER_PORT="$port" "$CENTRIFUGO_BIN" -c "$conf" >"$2-node$k.log" 2>&1 &
+			$(procs_env "$1") CENTRIFUGO_HTTP_SERVER_PORT="$port" "$CENTRIFUGO_BIN" -c "$conf" >"$2-node$k.log" 2>&1 &
 		pids+=($!)
 		for _ in $(seq 100); do
 			[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "X-API-Key: $cf_key" -d '{}' "http://127.0.0.1:$port/api/info")" = 200 ] && break

@@ -153,7 +153,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.groupSize, "group-size", 100, "members of each group of the group phase")
 	fs.IntVar(&cfg.groupPushes, "group-pushes", 30, "group pushes to measure, one at a time")
 	fs.IntVar(&cfg.apiConcurrency, "api-c", 32, "concurrent API calls (unicast through the API, joins, API throughput)")
-	fs.BoolVar(&cfg.apiKeys, "api-keys", true, "hub: each API push carries an idempotency key, as pushapi sends it by default (false: none, and no retries)")
+	fs.BoolVar(&cfg.apiKeys, "api-keys", true, "each API push carries an idempotency key: to the hub as pushapi sends it by default, to Centrifugo as its publish's idempotency_key (false: none, and the hub's client makes no retries)")
 	fs.IntVar(&cfg.batch, "batch", 100, "uids per call in the batched API throughput run")
 	fs.IntVar(&cfg.msgSize, "msg-size", 64, fmt.Sprintf("bytes per message payload (at least %d)", payloadHeader))
 	fs.DurationVar(&cfg.settle, "settle", 3*time.Second, "wait after connecting before idle measurements")

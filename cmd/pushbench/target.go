@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -334,11 +336,15 @@ func (p *hubPusher) stats(ctx context.Context, node int) (pushapi.Stats, error) 
 
 func (p *hubPusher) groups() bool { return true }
 
-// centrifugoPusher is Centrifugo's HTTP API on each node.
+// centrifugoPusher is Centrifugo's HTTP API on each node. With keys, each
+// publish and broadcast carries an idempotency_key, as pushapi gives every
+// push to the hub one (Centrifugo then runs its idempotent publish script
+// in Redis instead of a plain PUBLISH).
 type centrifugoPusher struct {
 	bases []string
 	key   string
 	hc    *http.Client
+	keys  bool
 }
 
 func (p *centrifugoPusher) send(ctx context.Context, node int, to pushTarget, data []byte) (int, error) {
@@ -364,8 +370,16 @@ func (p *centrifugoPusher) send(ctx context.Context, node int, to pushTarget, da
 	default:
 		return 0, errors.New("centrifugo has no groups here")
 	}
-	body = append(append(body, data...), '}')
-	return -1, p.call(ctx, node, method, body)
+	body = append(body, data...)
+	if p.keys {
+		var k [16]byte // as pushapi makes its keys
+		if _, err := rand.Read(k[:]); err != nil {
+			return 0, err
+		}
+		body = hex.AppendEncode(append(body, `,"idempotency_key":"`...), k[:])
+		body = append(body, '"')
+	}
+	return -1, p.call(ctx, node, method, append(body, '}'))
 }
 
 // call POSTs body to /api/<method>; Centrifugo answers 200 with an "error"
@@ -441,7 +455,7 @@ func newPusher(cfg *config) pusher {
 	}
 	hc := &http.Client{Transport: pushapi.NewTransport(2 * cfg.apiConcurrency), Timeout: 30 * time.Second}
 	if cfg.target == targetCentrifugo {
-		return &centrifugoPusher{bases: cfg.apiURLs, key: cfg.key, hc: hc}
+		return &centrifugoPusher{bases: cfg.apiURLs, key: cfg.key, hc: hc, keys: cfg.apiKeys}
 	}
 	return newHubPusher(cfg.apiURLs, cfg.key, hc, cfg.apiKeys)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -316,6 +317,31 @@ func TestCentrifugoPusher(t *testing.T) {
 	}
 	if !slices.Equal(calls, want) {
 		t.Errorf("calls\n%q\nwant\n%q", calls, want)
+	}
+	// With keys, each push carries its own idempotency_key, in valid JSON.
+	calls = nil
+	p.keys = true
+	for range 2 {
+		if _, err := p.send(ctx, 0, pushTarget{uid: "u1"}, []byte(`"k"`)); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := p.send(ctx, 0, pushTarget{uids: []string{"u1", "u2"}}, []byte(`"k"`)); err != nil {
+		t.Error(err)
+	}
+	keys := map[string]bool{}
+	for _, c := range calls {
+		var body struct {
+			Data string `json:"data"`
+			Key  string `json:"idempotency_key"`
+		}
+		if err := json.Unmarshal([]byte(c[strings.LastIndex(c, " K ")+3:]), &body); err != nil || body.Data != "k" || len(body.Key) != 32 {
+			t.Errorf("a keyed push: %s (%v)", c, err)
+		}
+		keys[body.Key] = true
+	}
+	if len(calls) != 3 || len(keys) != 3 {
+		t.Errorf("%d keyed pushes with %d keys: %q", len(calls), len(keys), calls)
 	}
 	for _, c := range []struct {
 		status int
