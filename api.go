@@ -197,16 +197,25 @@ func (a *API) authorize(w http.ResponseWriter, r *http.Request) *apiError {
 // decode reads a JSON object body into v, refusing unknown fields and
 // trailing data.
 func decode(r *http.Request, v any) *apiError {
+	body, aerr := readBody(r)
+	if aerr != nil {
+		return aerr
+	}
+	return decodeBody(body, v)
+}
+
+// readBody reads a request's body, within push_api's max_body_size.
+func readBody(r *http.Request) ([]byte, *apiError) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return &apiError{http.StatusRequestEntityTooLarge, "body_too_large",
+			return nil, &apiError{http.StatusRequestEntityTooLarge, "body_too_large",
 				fmt.Sprintf("the body is larger than %d bytes", tooBig.Limit)}
 		}
-		return badRequest("bad_body", "reading the body: %v", err)
+		return nil, badRequest("bad_body", "reading the body: %v", err)
 	}
-	return decodeBody(body, v)
+	return body, nil
 }
 
 func decodeBody(body []byte, v any) *apiError {
@@ -301,8 +310,12 @@ func (a *API) validateSend(req *SendRequest) *apiError {
 }
 
 func (a *API) send(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+	body, aerr := readBody(r)
+	if aerr != nil {
+		return nil, aerr
+	}
 	var req SendRequest
-	if aerr := decode(r, &req); aerr != nil {
+	if aerr := readSend(body, &req); aerr != nil {
 		return nil, aerr
 	}
 	if aerr := a.validateSend(&req); aerr != nil {

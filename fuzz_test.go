@@ -66,6 +66,11 @@ func fuzzSendBody(t *testing.T, a *API, body []byte) {
 	t.Helper()
 	var req SendRequest
 	aerr := decodeBody(body, &req)
+	// The plain reader reads what encoding/json reads, or leaves it to it.
+	var plain SendRequest
+	if readPlainSend(body, &plain) && (aerr != nil || !reflect.DeepEqual(plain, req)) {
+		t.Fatalf("%q read as %+v without reflection, as %+v (%v) by encoding/json", body, plain, req, aerr)
+	}
 	if aerr == nil {
 		aerr = a.validateSend(&req)
 	}
