@@ -7,8 +7,9 @@ import "github.com/pushhub/caddy-pushhub/internal/plainjson"
 // JSON.stringify: no spaces inside, strings without escapes) are read
 // without encoding/json's reflection; anything else (spaces between
 // tokens, an escaped string, a key in another case or twice, wait_ack, an
-// unknown key, a malformed body) goes to decodeBody, which answers it as
-// always. A fuzz target checks that both read every body alike.
+// unknown key, data nested deeper than plainjson reads, a malformed body)
+// goes to decodeBody, which answers it as always. A fuzz target checks
+// that both read every body alike.
 func readSend(body []byte, req *SendRequest) *apiError {
 	if readPlainSend(body, req) {
 		return nil

@@ -2,6 +2,7 @@ package pushhub
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -33,6 +34,9 @@ func TestSendReading(t *testing.T) {
 		{`{"uids":["a",1],"data":1}`, false},
 		{`{"all":"yes","data":1}`, false},
 		{``, false},
+		// data nested as deep as encoding/json takes a value alone, too deep
+		// inside the body: encoding/json refuses it, so the plain reader must not take it
+		{`{"uid":"a","data":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`, false},
 	} {
 		var plain, want, got SendRequest
 		if ok := readPlainSend([]byte(c.body), &plain); ok != c.plain {

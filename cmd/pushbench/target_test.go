@@ -329,6 +329,9 @@ func TestCentrifugoPusher(t *testing.T) {
 	if _, err := p.send(ctx, 0, pushTarget{uids: []string{"u1", "u2"}}, []byte(`"k"`)); err != nil {
 		t.Error(err)
 	}
+	if _, err := p.send(ctx, 0, pushTarget{all: true}, []byte(`"k"`)); err != nil {
+		t.Error(err)
+	}
 	keys := map[string]bool{}
 	for _, c := range calls {
 		var body struct {
@@ -340,7 +343,7 @@ func TestCentrifugoPusher(t *testing.T) {
 		}
 		keys[body.Key] = true
 	}
-	if len(calls) != 3 || len(keys) != 3 {
+	if len(calls) != 4 || len(keys) != 4 {
 		t.Errorf("%d keyed pushes with %d keys: %q", len(calls), len(keys), calls)
 	}
 	for _, c := range []struct {

@@ -200,6 +200,12 @@ func (s *Scanner) Raw() (json.RawMessage, bool) {
 	return append(json.RawMessage(nil), v...), true
 }
 
+// maxDepth bounds the nesting of a value Raw reads. encoding/json refuses
+// values nested more than 10,000 deep counting the values around them,
+// which json.Valid on the value alone does not see: deep values are left
+// to the caller's encoding/json.
+const maxDepth = 1000
+
 // skip moves past one JSON value, finding where it ends; Raw checks it.
 func (s *Scanner) skip() bool {
 	depth := 0
@@ -215,11 +221,14 @@ func (s *Scanner) skip() bool {
 				s.i++
 			}
 			if s.i >= len(s.b) {
+				s.i = len(s.b) // past a last backslash
 				return false
 			}
 			s.i++
 		case '{', '[':
-			depth++
+			if depth++; depth > maxDepth {
+				return false
+			}
 			s.i++
 		case '}', ']':
 			if depth == 0 {
