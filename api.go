@@ -227,7 +227,9 @@ func decodeBody(body []byte, v any) *apiError {
 	if err := dec.Decode(v); err != nil {
 		return badRequest("bad_json", "the body is not the expected JSON object: %v", err)
 	}
-	if dec.More() {
+	// More says nothing of a stray ']' or '}' after the object: look at
+	// what is left.
+	if len(bytes.TrimSpace(body[dec.InputOffset():])) > 0 {
 		return badRequest("bad_json", "the body has data after its JSON object")
 	}
 	return nil

@@ -232,6 +232,8 @@ func TestAPIRefusals(t *testing.T) {
 		{"not an object", "POST", "/send", `["uid","a"]`, nil, 400, "bad_json"},
 		{"empty body", "POST", "/send", ``, nil, 400, "bad_json"},
 		{"data after the object", "POST", "/send", `{"uid":"a","data":1} {}`, nil, 400, "bad_json"},
+		{"a bracket after the object", "POST", "/send", `{"uid":"a","data":1}]`, nil, 400, "bad_json"},
+		{"a brace and more after the object", "POST", "/send", `{"uid":"a","data":1}}x`, nil, 400, "bad_json"},
 		{"unknown field", "POST", "/send", `{"uid":"a","data":1,"priority":"high"}`, nil, 400, "bad_json"},
 		{"no target", "POST", "/send", `{"data":1}`, nil, 400, "bad_target"},
 		{"two targets", "POST", "/send", `{"uid":"a","all":true,"data":1}`, nil, 400, "bad_target"},
