@@ -114,6 +114,15 @@ need_build=
 for s in "${servers[@]}"; do
 	kind=${s#*=}
 	kind=${kind%%,*}
+	# Counts must be counts: Go ignores a GOMAXPROCS it cannot read, and the
+	# run would measure the default without a word.
+	for o in $(tr , ' ' <<<"${s#*=}"); do
+		case $o in
+		procs=* | nodes=*)
+			[[ ${o#*=} =~ ^[1-9][0-9]*$ ]] || { echo "$s: ${o%%=*} wants a whole number from 1, not '${o#*=}'" >&2; exit 2; }
+			;;
+		esac
+	done
 	case $kind in
 	build) need_build=1 ;;
 	recipe)

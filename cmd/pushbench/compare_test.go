@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pushhub/caddy-pushhub/internal/testenv"
 )
 
 // result is a small report as pushbench writes it.
@@ -127,6 +130,37 @@ func TestCompare(t *testing.T) {
 	os.WriteFile(notJSON, []byte("pushbench: -pid 1: no such process\n"), 0o644)
 	if code := run([]string{"compare", "a=" + notJSON}, &out, &errs); code == 0 {
 		t.Error("a file without a result was read")
+	}
+}
+
+// TestCompareScriptCounts: compare.sh refuses a procs= or nodes= that is
+// not a count before it builds or starts anything (Go ignores a GOMAXPROCS
+// it cannot read, and the run would measure the default); a good one goes
+// on to the next check (here: Centrifugo's binary, which is not given).
+func TestCompareScriptCounts(t *testing.T) {
+	bash := testenv.LookPath(t, []string{"bash"}, "compare.sh is a bash script: apt-get install bash")
+	run := func(server string) (int, string) {
+		cmd := exec.Command(bash, "compare.sh", "t", server)
+		cmd.Env = append(os.Environ(), "CENTRIFUGO_BIN=")
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, string(out)
+	}
+	for _, bad := range []string{"procs=x", "procs=", "procs=0", "procs=-1", "nodes=0", "nodes=2x"} {
+		code, out := run("cf=centrifugo,redis," + bad)
+		name := bad[:strings.IndexByte(bad, '=')]
+		if code != 2 || !strings.Contains(out, name+" wants a whole number from 1") {
+			t.Errorf("%s: exit %d, %q", bad, code, out)
+		}
+	}
+	code, out := run("cf=centrifugo,redis,nodes=3,procs=1")
+	if code != 2 || !strings.Contains(out, "set CENTRIFUGO_BIN") || strings.Contains(out, "whole number") {
+		t.Errorf("good counts: exit %d, %q", code, out)
 	}
 }
 
