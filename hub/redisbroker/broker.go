@@ -77,6 +77,10 @@ type Broker struct {
 	changedMu sync.Mutex
 	changed   map[string]struct{} // uids whose count here changed, to record
 	changedCh chan struct{}
+	// flushMu lets one flushChanged run at a time: the heartbeat's
+	// re-announcement must not find the queue emptied by the announcer,
+	// whose uids are not recorded yet, and let the node enter before them.
+	flushMu sync.Mutex
 
 	divergedMu  sync.Mutex
 	diverged    map[string]struct{} // uids numbered here while Redis was away

@@ -55,8 +55,11 @@ func (b *Broker) announce() {
 }
 
 // flushChanged records the counts of the changed uids; on failure they
-// stay queued for the next try.
+// stay queued for the next try. One runs at a time (flushMu): one that
+// returns has recorded the uids queued when it began, or left them queued.
 func (b *Broker) flushChanged() {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
 	b.changedMu.Lock()
 	uids := make([]string, 0, len(b.changed))
 	for u := range b.changed {
