@@ -116,7 +116,8 @@ for s in "${servers[@]}"; do
 	kind=${kind%%,*}
 	# Counts must be counts: Go ignores a GOMAXPROCS it cannot read, and the
 	# run would measure the default without a word.
-	for o in $(tr , ' ' <<<"${s#*=}"); do
+	opts=${s#*=}
+	for o in ${opts//,/ }; do
 		case $o in
 		procs=* | nodes=*)
 			[[ ${o#*=} =~ ^[1-9][0-9]*$ ]] || { echo "$s: ${o%%=*} wants a whole number from 1, not '${o#*=}'" >&2; exit 2; }
