@@ -623,6 +623,97 @@ func TestClusterRedisRestart(t *testing.T) {
 		pushes, after, degraded, (pushes+2)/3, got, remoteSaid, storedAfter)
 }
 
+// TestClusterRedisFlush: Redis loses the cluster's state while every node
+// stays connected to it (FLUSHALL, as a failover to an empty replica would),
+// and a node keeps pushing as fast as its callers can all along: the node
+// still gets back in (its uids routed to it again) and its uids' groups are
+// recorded again, and no push is refused meanwhile.
+func TestClusterRedisFlush(t *testing.T) {
+	redis := harness.StartRedis(t)
+	nodes := clusterNodes(t, redis, 2, "history 100 1m")
+	n1, n2 := nodes[0], nodes[1]
+	frank := harness.LoggedIn(t, n1.WS+"/ws", "frank")
+	n2.API().Post(t, "/join", `{"uid":"frank","group":"team"}`).ExpectJSON(http.StatusOK, `{"ok":true}`)
+
+	// Callers of n1's API that never pause, to a uid nobody holds.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var pushed, refused atomic.Int64
+	var firstErr atomic.Value
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := n1.API().SendErr(`{"uid":"nobody","data":"load"}`); err != nil {
+					refused.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+				pushed.Add(1)
+			}
+		})
+	}
+	var once sync.Once
+	stopLoad := func() { once.Do(func() { close(stop); wg.Wait() }) }
+	defer stopLoad()
+	harness.Eventually(t, "pushes flowing", func() (bool, string) { return pushed.Load() > 100, fmt.Sprint(pushed.Load()) })
+	if _, err := redis.Do("FLUSHALL"); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, "n1 back in the cluster, under its callers' pushes", func() (bool, string) {
+		r := n2.API().Post(t, "/send", `{"uid":"frank","data":"probe"}`)
+		return strings.HasPrefix(r.Body, `{"delivered":1,`), r.Body
+	})
+	n2.API().Get(t, "/uids?group=team").ExpectJSON(http.StatusOK, `{"group":"team","uids":["frank"]}`)
+	if rc := n2.API().Send(t, `{"group":"team","data":"to the team"}`); rc.Delivered != 1 || !rc.Stored {
+		t.Fatalf("a push to frank's group from the other node: %+v", rc)
+	}
+	for {
+		if f := frank.ExpectType("message"); string(f.Data) == `"to the team"` {
+			break
+		}
+	}
+	stopLoad()
+	if n := refused.Load(); n > 0 {
+		t.Fatalf("%d of %d pushes refused across the flush, the first: %v", n, pushed.Load(), firstErr.Load())
+	}
+	t.Logf("%d pushes through n1 across the flush, none refused", pushed.Load())
+}
+
+// TestClusterReconnects: a uid whose connection is replaced by a new one
+// on the same node, again and again, the old closing as the new logs in
+// (an app reconnecting), stays online for the whole cluster, in its
+// groups, and reachable from another node, after every replacement.
+func TestClusterReconnects(t *testing.T) {
+	redis := harness.StartRedis(t)
+	nodes := clusterNodes(t, redis, 2)
+	n1, n2 := nodes[0], nodes[1]
+	old := harness.LoggedIn(t, n1.WS+"/ws", "ursula")
+	for i := range 150 {
+		n2.API().Post(t, "/join", `{"uid":"ursula","group":"g"}`).ExpectJSON(http.StatusOK, `{"ok":true}`)
+		next := harness.Dial(t, "ursula", n1.WS+"/ws", nil)
+		closed := make(chan struct{})
+		go func() { defer close(closed); old.CloseNormally() }()
+		next.Login("ursula")
+		<-closed
+		old = next
+		harness.Eventually(t, fmt.Sprintf("ursula online for the cluster after replacement %d", i), func() (bool, string) {
+			r := n2.API().Get(t, "/online?uid=ursula")
+			return strings.HasPrefix(r.Body, `{"connections":1,"online":true,`), r.Body
+		})
+	}
+	rc := n2.API().Send(t, `{"uid":"ursula","data":"still here"}`)
+	if rc.Delivered != 1 {
+		t.Fatalf("a push from the other node after the replacements: %+v", rc)
+	}
+	if f := old.ExpectType("message"); string(f.Data) != `"still here"` {
+		t.Fatalf("ursula got %s", f.Raw)
+	}
+}
+
 // TestClusterClientOrder: a client's commands take effect in the order it
 // sent them, however fast it sends them (its node hands them over to Redis
 // in batches, without waiting for each) and across a reload that replaces

@@ -54,6 +54,16 @@ func (l Local) Join(uid, group string) error {
 	return nil
 }
 
+// Groups lists the groups uid is in on this node.
+func (l Local) Groups(uid string) (groups []string) {
+	l.h.withEntry(uid, func(e *uidEntry) {
+		for g := range e.groups {
+			groups = append(groups, g)
+		}
+	})
+	return groups
+}
+
 // Leave removes uid from group on this node; the group disappears with its
 // last member. It reports whether uid was a member.
 func (l Local) Leave(uid, group string) bool {

@@ -77,10 +77,13 @@ type Broker struct {
 	changedMu sync.Mutex
 	changed   map[string]struct{} // uids whose count here changed, to record
 	changedCh chan struct{}
-	// flushMu lets one flushChanged run at a time: the heartbeat's
-	// re-announcement must not find the queue emptied by the announcer,
-	// whose uids are not recorded yet, and let the node enter before them.
-	flushMu sync.Mutex
+	// flushMu lets one recording of counts run at a time (Lock): the
+	// heartbeat's re-announcement must not find the queue emptied by the
+	// announcer, whose uids are not recorded yet, and let the node enter
+	// before them. A first connection's Attached holds it too (RLock), so
+	// that a count read before the connection came is not written after
+	// it, taking the uid offline in Redis while it is online here.
+	flushMu sync.RWMutex
 
 	divergedMu  sync.Mutex
 	diverged    map[string]struct{} // uids numbered here while Redis was away
@@ -220,7 +223,7 @@ func (b *Broker) failed(err error) {
 	b.storeErrors.Add(1)
 	if b.connected.CompareAndSwap(true, false) {
 		if strings.HasPrefix(err.Error(), unknownNode) {
-			b.log.Warn("the cluster's Redis lost this node's state (restarted or flushed): delivering to this node's connections only until its uids are announced again")
+			b.log.Warn(lostState)
 		} else {
 			b.log.Warn("lost the cluster's Redis: delivering to this node's connections only until it is back", zap.Error(err))
 		}
@@ -230,6 +233,9 @@ func (b *Broker) failed(err error) {
 	default:
 	}
 }
+
+// lostState is logged when Redis no longer knows this node.
+const lostState = "the cluster's Redis lost this node's state (restarted or flushed): delivering to this node's connections only until its uids are announced again"
 
 // unknownNode starts the error a script answers to a node Redis does not
 // know: Redis lost its state, and the node must announce its uids again.

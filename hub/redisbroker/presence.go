@@ -13,7 +13,9 @@ import (
 // Attached records uid's first connection on this node before its welcome
 // is sent, and joins it here to the groups it belongs to in the cluster.
 func (b *Broker) Attached(ctx context.Context, uid string) error {
+	b.flushMu.RLock()
 	v, err := b.run(ctx, scriptAttach, b.node, b.local.Online(uid), uid)
+	b.flushMu.RUnlock()
 	if err != nil {
 		b.Changed(uid) // recorded once Redis is back
 		return err
@@ -55,9 +57,19 @@ func (b *Broker) announce() {
 }
 
 // flushChanged records the counts of the changed uids; on failure they
-// stay queued for the next try. One runs at a time (flushMu): one that
-// returns has recorded the uids queued when it began, or left them queued.
+// stay queued for the next try. While Redis is away (or the node has not
+// entered again), they wait for the heartbeat's re-announcement.
 func (b *Broker) flushChanged() {
+	if b.connected.Load() {
+		b.recordChanged()
+	}
+}
+
+// recordChanged records the counts of the uids queued when it began and
+// reports whether it recorded them all; those it could not stay queued.
+// One runs at a time (flushMu), and never while a first connection is
+// recorded by Attached.
+func (b *Broker) recordChanged() bool {
 	b.flushMu.Lock()
 	defer b.flushMu.Unlock()
 	b.changedMu.Lock()
@@ -67,10 +79,6 @@ func (b *Broker) flushChanged() {
 	}
 	clear(b.changed)
 	b.changedMu.Unlock()
-	if len(uids) == 0 || !b.connected.Load() {
-		b.requeue(uids)
-		return
-	}
 	ttl := b.historyTTL()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -82,10 +90,11 @@ func (b *Broker) flushChanged() {
 		}
 		if _, err := b.run(ctx, scriptCounts, args...); err != nil {
 			b.requeue(uids)
-			return
+			return false
 		}
 		uids = uids[n:]
 	}
+	return true
 }
 
 func (b *Broker) requeue(uids []string) {
@@ -177,18 +186,19 @@ func (b *Broker) beat() bool {
 		return false
 	}
 	unknown, _ := v.(int64)
-	back := b.connected.CompareAndSwap(false, true)
-	if back {
-		b.reconnects.Add(1)
-	}
-	if back || unknown == 1 {
+	if !b.connected.Load() || unknown == 1 {
+		// Redis is back, or lost this node's state: the node delivers to
+		// its own connections only until Redis routes to it again, which
+		// it does once the node's inbox is live again (go-redis subscribes
+		// again on its own, after the connection it lost) and Redis knows
+		// its uids and their groups: then the node enters.
+		if b.connected.Swap(false) { // connected, yet Redis does not know the node
+			b.log.Warn(lostState)
+		}
 		b.scripts.forget() // a Redis that lost this node's state may have lost its scripts too
-		// Pushes are routed here only once the node's inbox is live again
-		// (go-redis subscribes again on its own, after the connection it
-		// lost) and Redis knows its uids: then the node enters.
 		err := b.echo(ctx)
 		if err == nil {
-			err = b.reannounce(ctx)
+			err = b.reannounce(ctx, unknown == 1)
 		}
 		if err == nil && unknown == 1 {
 			_, err = b.run(ctx, scriptHeartbeat, b.node, lease, "1")
@@ -197,8 +207,13 @@ func (b *Broker) beat() bool {
 			b.connected.Store(false)
 			return false
 		}
-		if back && b.reconnects.Load() > 1 {
+		if b.connected.CompareAndSwap(false, true) && b.reconnects.Add(1) > 1 {
 			b.log.Info("the cluster's Redis is back: routing across nodes again")
+		}
+		// Counts that changed during the re-announcement waited for it.
+		select {
+		case b.changedCh <- struct{}{}:
+		default:
 		}
 	}
 	b.reap(ctx)
@@ -234,16 +249,19 @@ const firstEchoWait = 200 * time.Millisecond
 
 var errNotSubscribed = &hub.Error{Code: "cluster_unavailable", Message: "the node's inbox is not subscribed"}
 
-// reannounce records every uid this node holds, then starts new epochs for
-// the uids it numbered on its own while Redis was away.
-func (b *Broker) reannounce(ctx context.Context) error {
+// reannounce records every uid this node holds (and, where Redis lost the
+// node's state, their groups here), then starts new epochs for the uids
+// it numbered on its own while Redis was away. Counts that change while it
+// runs are left to the announcer.
+func (b *Broker) reannounce(ctx context.Context, lost bool) error {
 	b.local.EachUID(func(uid string) { b.Changed(uid) })
-	b.flushChanged()
-	b.changedMu.Lock()
-	left := len(b.changed)
-	b.changedMu.Unlock()
-	if left > 0 {
+	if !b.recordChanged() {
 		return errNotAnnounced
+	}
+	if lost {
+		if err := b.regroup(ctx); err != nil {
+			return err
+		}
 	}
 	b.divergedMu.Lock()
 	uids := make([]string, 0, len(b.diverged))
@@ -273,6 +291,40 @@ func (b *Broker) reannounce(ctx context.Context) error {
 		uids = uids[n:]
 	}
 	return nil
+}
+
+// regroup records again the groups of the uids this node holds, for a
+// Redis that lost them (restarted, flushed, or cleaned up after the node
+// when its lease ended): those the uids' connections here are in.
+func (b *Broker) regroup(ctx context.Context) error {
+	args := []any{}
+	flush := func() error {
+		if len(args) == 0 {
+			return nil
+		}
+		_, err := b.run(ctx, scriptRegroup, args...)
+		args = args[:0]
+		return err
+	}
+	var err error
+	b.local.EachUID(func(uid string) {
+		if err != nil {
+			return
+		}
+		if gs := b.local.Groups(uid); len(gs) > 0 {
+			args = append(args, uid, len(gs))
+			for _, g := range gs {
+				args = append(args, g)
+			}
+			if len(args) >= 512 {
+				err = flush()
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return flush()
 }
 
 var errNotAnnounced = &hub.Error{Code: "cluster_unavailable", Message: "the node's uids could not be announced"}

@@ -302,6 +302,24 @@ redis.call('ZADD', nodes, now + tonumber(ARGV[3]), node)
 return 0
 `)
 
+	// scriptRegroup records uids' groups again, for a store that lost
+	// them: ARGV[2..] are a uid, how many groups follow, then the groups,
+	// and so on. The caps were checked when the uids joined.
+	scriptRegroup = redis.NewScript(clock + `
+local i = 2
+while i <= #ARGV do
+	local uid, k = ARGV[i], tonumber(ARGV[i + 1])
+	for j = i + 2, i + 1 + k do
+		local g = ARGV[j]
+		redis.call('SADD', p .. 'ug:' .. uid, g)
+		redis.call('ZADD', p .. 'g:' .. g, 0, uid)
+		redis.call('SADD', p .. 'groups', g)
+	end
+	i = i + 2 + k
+end
+return 0
+`)
+
 	// scriptReap cleans up after nodes whose lease has ended: at most
 	// ARGV[3] uids per call, the history ttl is ARGV[2]. It returns how many
 	// uids it handled (0: nothing left).
