@@ -323,9 +323,9 @@ func TestClusterHistory(t *testing.T) {
 	dave.Expect(`{"type":"message","seq":2,"data":2}`)
 	dave.CloseNormally()
 	n2.API().WaitOnline(t, "dave", 0)
-	for i := 4; i <= 5; i++ {
-		if rc := n1.API().Send(t, fmt.Sprintf(`{"uid":"dave","data":%d}`, i)); rc.Delivered != 0 || !rc.Stored {
-			t.Fatalf("push %d to dave offline: %+v", i, rc)
+	for i, body := range []string{`{"uid":"dave","data":4}`, `{"uids":["dave","dave"],"data":5}`} { // named twice, stored once
+		if rc := n1.API().Send(t, body); rc.Delivered != 0 || !rc.Stored {
+			t.Fatalf("push %d to dave offline: %+v", i+4, rc)
 		}
 	}
 	back := harness.Dial(t, "dave back on n2", n2.WS+"/ws", nil)
