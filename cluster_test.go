@@ -298,6 +298,38 @@ func TestClusterConcurrentPushes(t *testing.T) {
 	t.Logf("%d push scripts in %d round trips", scripts, trips)
 }
 
+// TestClusterKeyWaitingForAcks: a push with an idempotency key that waits
+// long for an acknowledgement that does not come stays its key's push for
+// as long as it waits. A retry through another node, made after the time
+// at which a push without that wait would be taken for dead (reply
+// timeout + 10 s), waits for the first push's receipt and answers it,
+// delivering nothing again.
+func TestClusterKeyWaitingForAcks(t *testing.T) {
+	redis := harness.StartRedis(t)
+	nodes := clusterNodes(t, redis, 2)
+	n1, n2 := nodes[0], nodes[1]
+	quinn := harness.LoggedIn(t, n2.WS+"/ws", "quinn") // never acknowledges
+	const body = `{"uid":"quinn","data":"once","wait_ack":"14s","idempotency_key":"k-ack"}`
+	first := make(chan harness.Response, 1)
+	go func() {
+		r, err := n1.API().Request(http.MethodPost, "/send", body, nil)
+		if err != nil {
+			r.Body = err.Error()
+		}
+		first <- r
+	}()
+	if f := quinn.ExpectType("message"); string(f.Data) != `"once"` {
+		t.Fatalf("quinn got %s", f.Raw)
+	}
+	time.Sleep(12500 * time.Millisecond) // the first push still waits
+	again := n2.API().Post(t, "/send", body)
+	f := <-first
+	if f.Body != again.Body || again.Header.Get("Idempotency-Replayed") != "true" || !strings.Contains(f.Body, `"acked":0`) {
+		t.Fatalf("first %q, retry %q (replayed %q)", f.Body, again.Body, again.Header.Get("Idempotency-Replayed"))
+	}
+	quinn.StillOpen() // and no second copy before the pong
+}
+
 // TestClusterHistory: with history, Redis numbers and keeps a uid's
 // messages: a client that reconnects to another node with its last seq and
 // epoch gets exactly what it missed, in order, before anything new; a uid

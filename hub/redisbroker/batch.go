@@ -2,6 +2,7 @@ package redisbroker
 
 import (
 	"context"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -33,7 +34,9 @@ func (b *Broker) PublishBatch(batch []hub.QueuedPush) error {
 		scripts[i] = &calls[i].scriptCall
 	}
 	b.evalPipelined(ctx, scripts)
+	ran := time.Now()
 	for i, q := range batch {
+		calls[i].ran = ran
 		b.afterBatched(ctx, q, calls[i], calls[i].v, calls[i].err)
 	}
 	return nil

@@ -27,14 +27,21 @@ type wireReceipt struct {
 // claimPoll is how often a repeat looks whether the first push settled.
 const claimPoll = 20 * time.Millisecond
 
-// stale is how long a push may stay under way before a repeat takes its
-// key over: its node must have died.
+// stale is how long a push may stay under way, beyond its wait for
+// acknowledgements, before a repeat takes its key over: its node must have
+// died. A push waits for the other nodes' receipts at most ReplyTimeout
+// and its wait for acknowledgements from when its script ran (gather).
 func (b *Broker) stale() time.Duration { return b.cfg.ReplyTimeout + 10*time.Second }
 
-// claim makes this push the first of key, or returns the first one's
+// claimArgs are the arguments of claiming (scripts.go) for p's key.
+func (b *Broker) claimArgs(p *hub.Publication) []any {
+	return []any{p.IdempotencyKey, max(p.IdempotencyWindow.Milliseconds(), 1), b.stale().Milliseconds(), p.WaitAck.Milliseconds()}
+}
+
+// claim makes p the first push of its key, or returns the first one's
 // receipt, waiting while it is under way; state is what a publish script
 // found the key holding.
-func (b *Broker) claim(ctx context.Context, key string, window time.Duration, state string) (hub.Receipt, bool, error) {
+func (b *Broker) claim(ctx context.Context, p *hub.Publication, state string) (hub.Receipt, bool, error) {
 	for {
 		switch {
 		case state == "first":
@@ -54,7 +61,7 @@ func (b *Broker) claim(ctx context.Context, key string, window time.Duration, st
 				return hub.Receipt{}, false, hub.ErrBrokerStopped
 			}
 		}
-		v, err := b.run(ctx, scriptClaim, key, max(window.Milliseconds(), 1), b.stale().Milliseconds())
+		v, err := b.run(ctx, scriptClaim, b.claimArgs(p)...)
 		if err != nil {
 			return hub.Receipt{}, false, errUncheckedKey
 		}
@@ -80,10 +87,21 @@ type keyValue struct{ key, value string }
 
 // sendSettled writes settled keys as they come, as many as are waiting in
 // one pipeline, then lets the next ones gather for settleLinger; once the
-// broker stops, what is still queued, at once.
+// broker stops, what is still queued, at once. A pipeline Redis did not
+// take is tried again, backing off, until the keys would be taken over
+// anyway (stale): a key left under way makes a retry of its push wait that
+// long and then push again.
 func (b *Broker) sendSettled() {
 	hub.DrainBatches(b.settles, b.stop, maxBatch, func(batch []keyValue) {
-		b.writeSettled(batch)
+		giveUp := time.Now().Add(b.stale())
+		for backoff := 50 * time.Millisecond; !b.writeSettled(batch) && time.Now().Before(giveUp); backoff = min(2*backoff, time.Second) {
+			select {
+			case <-time.After(backoff):
+			case <-b.stop:
+				b.writeSettled(batch) // a last try, as Close drains
+				return
+			}
+		}
 		linger := time.NewTimer(settleLinger)
 		defer linger.Stop()
 		select {
@@ -102,8 +120,8 @@ func (b *Broker) sendSettled() {
 const settleLinger = 2 * time.Millisecond
 
 // writeSettled sets each key's receipt, keeping its expiry: a key whose
-// window ended meanwhile stays gone.
-func (b *Broker) writeSettled(batch []keyValue) {
+// window ended meanwhile stays gone. It reports whether Redis took them.
+func (b *Broker) writeSettled(batch []keyValue) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	pipe := b.rdb.Pipeline()
@@ -116,9 +134,10 @@ func (b *Broker) writeSettled(batch []keyValue) {
 			if !b.closed.Load() { // leaving: Redis is no longer this node's concern
 				b.failed(err)
 			}
-			return
+			return false
 		}
 	}
+	return true
 }
 
 var errUncheckedKey = &hub.Error{Code: "cluster_unavailable", Message: "the cluster's Redis cannot be reached to check the push's idempotency key: retry it later"}

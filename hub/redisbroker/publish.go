@@ -34,7 +34,7 @@ func (b *Broker) Publish(ctx context.Context, p *hub.Publication) (hub.Receipt, 
 	r, prior, err := b.publish(ctx, p, true)
 	if err == nil && prior != "" { // another push has the key
 		var first bool
-		if r, first, err = b.claim(ctx, key, p.IdempotencyWindow, prior); err != nil || !first {
+		if r, first, err = b.claim(ctx, p, prior); err != nil || !first {
 			r.Duplicate = err == nil
 			return r, err
 		}
@@ -56,6 +56,7 @@ func (b *Broker) publish(ctx context.Context, p *hub.Publication, claim bool) (r
 	}
 	c := b.pushCall(p, claim)
 	v, err := b.runPiped(ctx, c.s, c.args...)
+	c.ran = time.Now()
 	r, prior, routed, err := b.afterScript(ctx, p, c, v, err)
 	if !routed || c.w == nil {
 		return r, prior, err
@@ -79,6 +80,7 @@ type pushScript struct {
 	id      uint64  // the envelope's: other nodes' receipts name it
 	w       *waiter // for their receipts; nil when nobody reads them
 	history bool
+	ran     time.Time // when its answer came
 }
 
 // pushCall makes p's script call; with claim, it claims p's key first.
@@ -87,7 +89,7 @@ func (b *Broker) pushCall(p *hub.Publication, claim bool) pushScript {
 	c := pushScript{id: b.nextID.Add(1), history: st.HistorySize > 0}
 	claimArgs := noClaim
 	if claim {
-		claimArgs = []any{p.IdempotencyKey, max(p.IdempotencyWindow.Milliseconds(), 1), b.stale().Milliseconds()}
+		claimArgs = b.claimArgs(p)
 	}
 	e := &envelope{Kind: kindPush, ID: c.id, Origin: b.node, Msg: encodeMessage(p.Message), WaitMS: p.WaitAck.Milliseconds(), NoReply: p.NoReceipt}
 	if !p.NoReceipt {
@@ -154,9 +156,11 @@ func (b *Broker) afterScript(ctx context.Context, p *hub.Publication, c pushScri
 }
 
 // gather adds to r the receipts of the nodes the script answered v named,
-// waiting for them up to the reply timeout (and the push's ack wait).
+// waiting for them up to the reply timeout and the push's ack wait from
+// when the script ran: the other nodes wait for acknowledgements while
+// this one does, so a push's receipt takes its ack wait once, not twice.
 func (b *Broker) gather(ctx context.Context, p *hub.Publication, c pushScript, v any, r hub.Receipt) hub.Receipt {
-	replies, missing := b.collect(ctx, c.id, c.w, stringList(v), b.cfg.ReplyTimeout+p.WaitAck)
+	replies, missing := b.collect(ctx, c.id, c.w, stringList(v), b.cfg.ReplyTimeout+p.WaitAck-time.Since(c.ran))
 	for _, rep := range replies {
 		r.Delivered += rep.Delivered
 		r.Dropped += rep.Dropped
@@ -184,7 +188,7 @@ func distinct(uids []string) []string {
 
 // noClaim are the claim arguments of a publish script for a push that
 // claims no key.
-var noClaim = []any{"", 0, 0}
+var noClaim = []any{"", 0, 0, 0}
 
 // numberingArgs are the arguments of the numbering scripts (pushes with
 // history): history size, ttl, an epoch for new numberings, the message to

@@ -106,17 +106,21 @@ end
 // this push the first of the key for ARGV[i+1] ms and returns nil, or
 // returns what the key holds: "p:<ms>" while the first push is under way,
 // "r:<receipt>" once it settled. A push that failed ("f"), or whose node
-// has not settled it within ARGV[i+2] ms, is taken over. An empty or
-// missing key claims nothing. The publish scripts claim before they publish, so that a
-// push with a key is still one round trip.
+// has not settled it within ARGV[i+2] ms of <ms>, is taken over. <ms> is
+// when the push began plus ARGV[i+3], the time it may wait for
+// acknowledgements: a push that waits longer is not taken for dead
+// sooner (and nodes that count from the start alone read it alike). An
+// empty or missing key claims nothing. The publish scripts claim before
+// they publish, so that a push with a key is still one round trip.
 const claiming = `
 local function claim(i)
 	if (ARGV[i] or '') == '' then return nil end
 	local k = p .. 'idem:' .. ARGV[i]
-	if redis.call('SET', k, 'p:' .. now, 'NX', 'PX', ARGV[i + 1]) then return nil end
+	local mine = 'p:' .. (now + tonumber(ARGV[i + 3]))
+	if redis.call('SET', k, mine, 'NX', 'PX', ARGV[i + 1]) then return nil end
 	local v = redis.call('GET', k)
 	if v == 'f' or (string.sub(v, 1, 2) == 'p:' and now - tonumber(string.sub(v, 3)) > tonumber(ARGV[i + 2])) then
-		redis.call('SET', k, 'p:' .. now, 'KEEPTTL')
+		redis.call('SET', k, mine, 'KEEPTTL')
 		return nil
 	end
 	return v
@@ -156,22 +160,22 @@ end
 
 var (
 	// scriptPublishUIDs numbers (with history) and routes a push to uids:
-	// ARGV[7] is the envelope's head, ARGV[8..10] an idempotency claim,
-	// ARGV[11..] the uids. A push whose key is taken gets the key's value.
+	// ARGV[7] is the envelope's head, ARGV[8..11] an idempotency claim,
+	// ARGV[12..] the uids. A push whose key is taken gets the key's value.
 	scriptPublishUIDs = redis.NewScript(common + numbering + routing + claiming + `
 local prior = claim(8)
 if prior then return prior end
-for i = 11, #ARGV do
+for i = 12, #ARGV do
 	route(ARGV[i], number(ARGV[i]))
 end
-return publishAll(ARGV[7], #ARGV - 10)
+return publishAll(ARGV[7], #ARGV - 11)
 `)
 
 	// scriptRouteUIDs publishes a push without history to uids: ARGV[3],
 	// the whole envelope (every uid in it), goes once to each live node
-	// holding one of the uids ARGV[7..], but ARGV[2], the origin, which
+	// holding one of the uids ARGV[8..], but ARGV[2], the origin, which
 	// delivers to its own connections itself; each node delivers to those
-	// of the uids it holds. ARGV[4..6] are an idempotency claim. It
+	// of the uids it holds. ARGV[4..7] are an idempotency claim. It
 	// returns 0 (none numbered), then the nodes, or the key's value when
 	// another push has it. The hot path of the API, "send to a uid": one
 	// function defined, no JSON written, a command per uid and per node.
@@ -183,7 +187,7 @@ end
 local prior = claim(4)
 if prior then return prior end
 local out, seen = {0}, {[origin] = true}
-for i = 7, #ARGV do
+for i = 8, #ARGV do
 	local h = redis.call('HGETALL', p .. 'u:' .. ARGV[i])
 	for j = 1, #h, 2 do
 		local node = h[j]
@@ -202,7 +206,7 @@ return out
 
 	// scriptPublishGroup numbers (with history) and routes a push to a
 	// group's members: ARGV[7] is the envelope's head, ARGV[8] the group,
-	// ARGV[9..11] an idempotency claim.
+	// ARGV[9..12] an idempotency claim.
 	scriptPublishGroup = redis.NewScript(common + numbering + routing + claiming + `
 local prior = claim(9)
 if prior then return prior end
@@ -216,7 +220,7 @@ return publishAll(ARGV[7], numbered)
 
 	// scriptPublishAll numbers a broadcast for every online uid and every
 	// offline one whose history is kept, and routes it: ARGV[7] is the
-	// envelope's head, ARGV[8..10] an idempotency claim.
+	// envelope's head, ARGV[8..11] an idempotency claim.
 	scriptPublishAll = redis.NewScript(common + numbering + routing + claiming + `
 local prior = claim(8)
 if prior then return prior end
@@ -236,7 +240,7 @@ return publishAll(ARGV[7], numbered)
 `)
 
 	// scriptFanOut publishes an unnumbered push to every node (a broadcast
-	// or a group push without history): ARGV[2] is the envelope, ARGV[4..6]
+	// or a group push without history): ARGV[2] is the envelope, ARGV[4..7]
 	// an idempotency claim. It returns the live nodes but ARGV[3], the
 	// origin.
 	scriptFanOut = redis.NewScript(clock + claiming + `
@@ -455,9 +459,10 @@ return 0
 `)
 )
 
-// scriptClaim claims idempotency key ARGV[2] as claim does (ARGV[3] and
-// ARGV[4] are its window and how long a push may stay under way), without
-// a push: "first" when the caller has it.
+// scriptClaim claims idempotency key ARGV[2] as claim does (ARGV[3] is
+// its window, ARGV[4] how long a push may stay under way, ARGV[5] the
+// caller's wait for acknowledgements), without a push: "first" when the
+// caller has it.
 var scriptClaim = redis.NewScript(clock + claiming + `
 return claim(2) or 'first'
 `)
