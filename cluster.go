@@ -2,7 +2,6 @@ package pushhub
 
 import (
 	"errors"
-	"slices"
 	"sync"
 	"time"
 
@@ -86,19 +85,27 @@ func sameCluster(a, b *redisbroker.Config) bool {
 	case a == nil || b == nil:
 		return a == b
 	default:
-		return slices.Equal(a.URLs, b.URLs) && a.Password == b.Password && a.MasterName == b.MasterName &&
-			a.Prefix == b.Prefix && a.Lease == b.Lease && a.ReplyTimeout == b.ReplyTimeout
+		return redisbroker.SameCluster(*a, *b) && a.Lease == b.Lease && a.ReplyTimeout == b.ReplyTimeout
 	}
 }
 
 // useCluster gives h the broker of cluster cfg (nil: in-process) unless it
-// has it already; undo puts the previous one back.
+// has it already; undo puts the previous one back. A change of the lease
+// or the reply timeout alone keeps the broker and retunes it.
 func useCluster(h *hub.Hub, cfg *redisbroker.Config, log *zap.Logger) (undo func(), err error) {
 	brokers.Lock()
 	cur, known := brokers.of[h]
 	brokers.Unlock()
 	if (known || cfg == nil) && sameCluster(cur, cfg) {
 		return func() {}, nil
+	}
+	if rb, ok := h.Broker().(*redisbroker.Broker); ok && known && cur != nil && cfg != nil && redisbroker.SameCluster(*cur, *cfg) {
+		rb.Retune(cfg.Lease, cfg.ReplyTimeout)
+		remember(h, cfg)
+		return func() {
+			rb.Retune(cur.Lease, cur.ReplyTimeout)
+			remember(h, cur)
+		}, nil
 	}
 	b, err := newBroker(h, cfg, log)
 	if err != nil {
@@ -136,15 +143,24 @@ func newBroker(h *hub.Hub, cfg *redisbroker.Config, log *zap.Logger) (hub.Broker
 // cluster.
 const joinWait = 3 * time.Second
 
-// swap installs b and closes the broker it replaces.
+// swap installs b and closes the broker it replaces; a cluster broker then
+// records what changed here while both ran.
 func swap(h *hub.Hub, b hub.Broker, cfg *redisbroker.Config) {
 	old := h.SetBroker(b)
-	brokers.Lock()
-	brokers.of[h] = cfg
-	brokers.Unlock()
+	remember(h, cfg)
+	if rb, ok := b.(*redisbroker.Broker); ok && old != nil {
+		rb.Installed()
+	}
 	if old != nil {
 		_ = old.Close()
 	}
+}
+
+// remember notes which cluster h's broker talks to.
+func remember(h *hub.Hub, cfg *redisbroker.Config) {
+	brokers.Lock()
+	brokers.of[h] = cfg
+	brokers.Unlock()
 }
 
 // forgetBroker drops a hub that closed.

@@ -801,14 +801,17 @@ func TestClusterClientOrder(t *testing.T) {
 }
 
 // TestClusterReload: a reload that keeps the cluster keeps the broker (the
-// same node id, the same Redis connections) and every socket; one that
-// changes it moves the hub over, its sockets staying open.
+// same node id, the same Redis connections) and every socket, and so does
+// one that changes only the lease or the reply timeout; one that moves to
+// other keys moves the hub over, its sockets staying open, with the uids
+// that logged in meanwhile and the groups its uids are in.
 func TestClusterReload(t *testing.T) {
 	redis := harness.StartRedis(t)
 	nodes := clusterNodes(t, redis, 2)
 	n1, n2 := nodes[0], nodes[1]
 	c := harness.Dial(t, "on n1", n1.WS+"/ws", nil)
 	c.Login("hana")
+	n2.API().Post(t, "/join", `{"uid":"hana","group":"crew"}`).ExpectJSON(http.StatusOK, `{"ok":true}`)
 	before := getClusterStats(t, n1.API()).Cluster.Node
 
 	n1.Load(clusterConfig(redis) + "\n{$WS_SITE}/extra {\n\trespond \"new\" 200\n}\n")
@@ -818,19 +821,55 @@ func TestClusterReload(t *testing.T) {
 	n2.API().Post(t, "/send", `{"uid":"hana","data":"after the reload"}`).ExpectJSON(http.StatusOK, harness.ReceiptJSON(1, 0))
 	c.Expect(`{"type":"message","seq":1,"data":"after the reload"}`)
 
+	retuned := harness.BothProtocols("allow_client_publish", "cluster "+redis.URL+" {\n\t\t\tlease 3s\n\t\t\treply_timeout 1s\n\t\t}")
+	n1.Load(retuned)
+	if after := getClusterStats(t, n1.API()).Cluster.Node; after != before {
+		t.Fatalf("node id %s after a reload that changed only the lease and reply timeout, was %s", after, before)
+	}
+	n2.API().Post(t, "/send", `{"all":true,"data":"retuned"}`).ExpectJSON(http.StatusOK, harness.ReceiptJSON(1, 0))
+	c.Expect(`{"type":"message","seq":2,"data":"retuned"}`)
+
 	// Both nodes move to another prefix of keys: a new broker, the socket
-	// stays, routing works on the new one.
+	// stays, routing works on the new one. Clients log in on n1 all the
+	// while it moves.
 	moved := harness.BothProtocols("allow_client_publish", "cluster "+redis.URL+" {\n\t\t\tlease 2s\n\t\t\tprefix moved\n\t\t}")
+	stop, done := make(chan struct{}), make(chan []*harness.Conn)
+	go func() {
+		var late []*harness.Conn
+		defer func() { done <- late }()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			late = append(late, harness.LoggedIn(t, n1.WS+"/ws", fmt.Sprintf("late-%d", i)))
+		}
+	}()
+	time.Sleep(20 * time.Millisecond)
 	n1.Load(moved)
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	late := <-done
 	n2.Load(moved)
 	if after := getClusterStats(t, n1.API()).Cluster.Node; after == before {
 		t.Fatal("the same node id after the cluster changed")
 	}
 	n2.API().Post(t, "/send", `{"uid":"hana","data":"moved"}`).ExpectJSON(http.StatusOK, harness.ReceiptJSON(1, 0))
-	c.Expect(`{"type":"message","seq":2,"data":"moved"}`)
+	c.Expect(`{"type":"message","seq":3,"data":"moved"}`)
 	if keys, _ := redis.Do("EXISTS", "moved:{"+n1.Hub("HUB")+"}:nodes"); keys != "1" {
 		t.Fatalf("no node set under the new prefix (EXISTS: %q)", keys)
 	}
+	n2.API().Get(t, "/uids?group=crew").ExpectJSON(http.StatusOK, `{"group":"crew","uids":["hana"]}`)
+	harness.Eventually(t, fmt.Sprintf("the %d uids that logged in on n1 while it moved online for the moved cluster", len(late)), func() (bool, string) {
+		for i := range late {
+			uid := fmt.Sprintf("late-%d", i)
+			if r := n2.API().Get(t, "/online?uid="+uid); !strings.HasPrefix(r.Body, `{"connections":1,"online":true,`) {
+				return false, uid + ": " + r.Body
+			}
+		}
+		return true, ""
+	})
 }
 
 // TestClusterConfig: the cluster belongs to the hub, so endpoints of one

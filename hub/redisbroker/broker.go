@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,6 +100,10 @@ type Broker struct {
 	pushTrips   atomic.Uint64 // the round trips they took
 	echoWait    time.Duration // the heartbeat's next wait for its echo
 
+	// The lease and the reply timeout, which a reload may change in place
+	// (Retune); cfg's are the first ones.
+	leaseNs, replyNs atomic.Int64
+
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closed atomic.Bool
@@ -139,6 +144,7 @@ func New(hubName string, l hub.Local, cfg Config, log *zap.Logger) (*Broker, err
 		stop:       make(chan struct{}),
 		echoWait:   firstEchoWait,
 	}
+	b.Retune(cfg.Lease, cfg.ReplyTimeout)
 	b.away.uids = make(map[string]map[string]bool)
 	b.members.seed = maphash.MakeSeed()
 	b.log = log.With(zap.String("hub", hubName), zap.String("node", b.node))
@@ -170,6 +176,25 @@ func (b *Broker) WaitConnected(d time.Duration) bool {
 		return false
 	}
 }
+
+// Retune changes the lease and the reply timeout of a running broker (0:
+// the default): a reload that changes only these keeps the broker, its
+// node and its connections. A new lease counts from the next heartbeat.
+func (b *Broker) Retune(lease, replyTimeout time.Duration) {
+	c := Config{Lease: lease, ReplyTimeout: replyTimeout}.withDefaults()
+	b.leaseNs.Store(int64(c.Lease))
+	b.replyNs.Store(int64(c.ReplyTimeout))
+}
+
+// SameCluster tells whether a and b name the same Redis keys and channels
+// the same way, so that a broker of a can go on serving b after Retune.
+func SameCluster(a, b Config) bool {
+	return slices.Equal(a.URLs, b.URLs) && a.Password == b.Password && a.MasterName == b.MasterName &&
+		a.withDefaults().Prefix == b.withDefaults().Prefix
+}
+
+func (b *Broker) lease() time.Duration        { return time.Duration(b.leaseNs.Load()) }
+func (b *Broker) replyTimeout() time.Duration { return time.Duration(b.replyNs.Load()) }
 
 // Node is this node's id in the cluster.
 func (b *Broker) Node() string { return b.node }

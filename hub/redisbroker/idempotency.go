@@ -31,7 +31,7 @@ const claimPoll = 20 * time.Millisecond
 // acknowledgements, before a repeat takes its key over: its node must have
 // died. A push waits for the other nodes' receipts at most ReplyTimeout
 // and its wait for acknowledgements from when its script ran (gather).
-func (b *Broker) stale() time.Duration { return b.cfg.ReplyTimeout + 10*time.Second }
+func (b *Broker) stale() time.Duration { return b.replyTimeout() + 10*time.Second }
 
 // claimArgs are the arguments of claiming (scripts.go) for p's key.
 func (b *Broker) claimArgs(p *hub.Publication) []any {

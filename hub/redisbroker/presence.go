@@ -105,6 +105,23 @@ func (b *Broker) requeue(uids []string) {
 	b.changedMu.Unlock()
 }
 
+// Installed is called once the broker serves its hub, in place of another
+// (a reload that changed the cluster): connections that came or went while
+// both ran were told to the one before, so every uid this node holds, and
+// every one Redis says it holds, is recorded again, and their groups here.
+func (b *Broker) Installed() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	held, _ := b.rdb.SMembers(ctx, b.p+"n:"+b.node).Result()
+	for _, u := range held {
+		b.Changed(u)
+	}
+	b.local.EachUID(func(uid string) { b.Changed(uid) })
+	if b.connected.Load() {
+		_ = b.regroup(ctx)
+	}
+}
+
 // historyTTL is the ttl of a departed uid's numbering and history, in ms; 0
 // with history off.
 func (b *Broker) historyTTL() int64 {
@@ -153,7 +170,6 @@ func (b *Broker) heartbeat() {
 		return
 	case <-b.subscribed:
 	}
-	every := b.cfg.Lease / 3
 	backoff := 50 * time.Millisecond
 	next := time.Duration(0)
 	for {
@@ -166,6 +182,7 @@ func (b *Broker) heartbeat() {
 			timer.Stop()
 		case <-timer.C:
 		}
+		every := b.lease() / 3 // a reload may change it
 		if b.beat() {
 			backoff = 50 * time.Millisecond
 			next = every - every/10 + rand.N(every/5)
@@ -180,7 +197,7 @@ func (b *Broker) heartbeat() {
 func (b *Broker) beat() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	lease := b.cfg.Lease.Milliseconds()
+	lease := b.lease().Milliseconds()
 	v, err := b.run(ctx, scriptHeartbeat, b.node, lease, "0")
 	if err != nil {
 		return false
@@ -235,9 +252,9 @@ func (b *Broker) echo(ctx context.Context) error {
 	// An echo published before go-redis has subscribed again is lost: a
 	// short wait first (the subscriber wakes the heartbeat when it is back),
 	// longer ones after each miss, in case Redis is only slow.
-	wait := min(b.echoWait, b.cfg.ReplyTimeout)
+	wait := min(b.echoWait, b.replyTimeout())
 	if _, missing := b.collect(ctx, id, w, []string{b.node}, wait); missing > 0 {
-		b.echoWait = min(2*b.echoWait, b.cfg.ReplyTimeout)
+		b.echoWait = min(2*b.echoWait, b.replyTimeout())
 		return errNotSubscribed
 	}
 	b.echoWait = firstEchoWait

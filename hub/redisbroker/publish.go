@@ -160,7 +160,7 @@ func (b *Broker) afterScript(ctx context.Context, p *hub.Publication, c pushScri
 // when the script ran: the other nodes wait for acknowledgements while
 // this one does, so a push's receipt takes its ack wait once, not twice.
 func (b *Broker) gather(ctx context.Context, p *hub.Publication, c pushScript, v any, r hub.Receipt) hub.Receipt {
-	replies, missing := b.collect(ctx, c.id, c.w, stringList(v), b.cfg.ReplyTimeout+p.WaitAck-time.Since(c.ran))
+	replies, missing := b.collect(ctx, c.id, c.w, stringList(v), b.replyTimeout()+p.WaitAck-time.Since(c.ran))
 	for _, rep := range replies {
 		r.Delivered += rep.Delivered
 		r.Dropped += rep.Dropped
@@ -245,7 +245,7 @@ func (b *Broker) Kick(ctx context.Context, uid, reason string) (int, error) {
 		b.forget(id)
 		return closed, nil
 	}
-	replies, _ := b.collect(ctx, id, w, stringList(v), b.cfg.ReplyTimeout)
+	replies, _ := b.collect(ctx, id, w, stringList(v), b.replyTimeout())
 	for _, r := range replies {
 		closed += r.Delivered
 	}

@@ -133,6 +133,6 @@ func (b *Broker) requestStats(ctx context.Context) ([]reply, int, error) {
 		b.forget(id)
 		return nil, 0, err
 	}
-	replies, missing := b.collect(ctx, id, w, stringList(v), b.cfg.ReplyTimeout)
+	replies, missing := b.collect(ctx, id, w, stringList(v), b.replyTimeout())
 	return replies, missing, nil
 }
