@@ -183,9 +183,13 @@ func (b *Broker) heartbeat() {
 		case <-timer.C:
 		}
 		every := b.lease() / 3 // a reload may change it
+		began := time.Now()
 		if b.beat() {
+			// Counted from the renewal, at the beat's start: what follows
+			// it (re-announcing, cleaning up, replaying) against a slow
+			// Redis must not let the lease run out.
 			backoff = 50 * time.Millisecond
-			next = every - every/10 + rand.N(every/5)
+			next = max(every-every/10+rand.N(every/5)-time.Since(began), 0)
 			continue
 		}
 		next = backoff/2 + rand.N(backoff)
