@@ -22,19 +22,40 @@ import (
 // /text, clients may publish and join groups, a short lease so that a dead
 // node drops out quickly, and the directives given.
 func clusterConfig(redis *harness.Redis, directives ...string) string {
-	return harness.BothProtocols(append([]string{
-		"allow_client_publish",
-		"allow_client_groups",
-		"cluster " + redis.URL + " {\n\t\t\tlease 2s\n\t\t}",
-	}, directives...)...)
+	return clusterConfigOf(clusterDirective(redis.URL, "lease 2s"), directives...)
+}
+
+// clusterConfigOf is clusterConfig with its own cluster directive.
+func clusterConfigOf(cluster string, directives ...string) string {
+	return harness.BothProtocols(append([]string{"allow_client_publish", "allow_client_groups", cluster}, directives...)...)
+}
+
+// clusterDirective is a cluster directive for Redis at url with the
+// subdirectives given.
+func clusterDirective(url string, sub ...string) string {
+	return "cluster " + url + " {\n\t\t\t" + strings.Join(sub, "\n\t\t\t") + "\n\t\t}"
+}
+
+// sameRedis is url written another way: a reload to it gives a hub a new
+// broker, on the same Redis keys.
+func sameRedis(url string) string {
+	if strings.Contains(url, "?") {
+		return url + "&dial_timeout=3s"
+	}
+	return url + "?dial_timeout=3s"
 }
 
 // clusterNodes starts n nodes of one hub on redis. A node that has started
 // has joined the cluster: its first push is routed, not refused.
 func clusterNodes(t *testing.T, redis *harness.Redis, n int, directives ...string) []*harness.Node {
+	return clusterNodesOf(t, clusterConfig(redis, directives...), n)
+}
+
+// clusterNodesOf is clusterNodes with each node's whole config.
+func clusterNodesOf(t *testing.T, config string, n int) []*harness.Node {
 	nodes := make([]*harness.Node, n)
 	for i := range nodes {
-		nodes[i] = harness.StartNode(t, clusterConfig(redis, directives...))
+		nodes[i] = harness.StartNode(t, config)
 		if st := getClusterStats(t, nodes[i].API()); !st.Cluster.Connected || len(st.Cluster.Nodes) != i+1 {
 			t.Fatalf("node %d has started but not joined the cluster: %+v", i+1, st.Cluster)
 		}
@@ -302,14 +323,14 @@ func TestClusterConcurrentPushes(t *testing.T) {
 // long for an acknowledgement that does not come stays its key's push for
 // as long as it waits. A retry through another node, made after the time
 // at which a push without that wait would be taken for dead (reply
-// timeout + 10 s), waits for the first push's receipt and answers it,
-// delivering nothing again.
+// timeout + 10 s, 10.5 s here), waits for the first push's receipt and
+// answers it, delivering nothing again.
 func TestClusterKeyWaitingForAcks(t *testing.T) {
 	redis := harness.StartRedis(t)
-	nodes := clusterNodes(t, redis, 2)
+	nodes := clusterNodesOf(t, clusterConfigOf(clusterDirective(redis.URL, "lease 2s", "reply_timeout 500ms")), 2)
 	n1, n2 := nodes[0], nodes[1]
 	quinn := harness.LoggedIn(t, n2.WS+"/ws", "quinn") // never acknowledges
-	const body = `{"uid":"quinn","data":"once","wait_ack":"14s","idempotency_key":"k-ack"}`
+	const body = `{"uid":"quinn","data":"once","wait_ack":"12s","idempotency_key":"k-ack"}`
 	first := make(chan harness.Response, 1)
 	go func() {
 		r, err := n1.API().Request(http.MethodPost, "/send", body, nil)
@@ -321,7 +342,7 @@ func TestClusterKeyWaitingForAcks(t *testing.T) {
 	if f := quinn.ExpectType("message"); string(f.Data) != `"once"` {
 		t.Fatalf("quinn got %s", f.Raw)
 	}
-	time.Sleep(12500 * time.Millisecond) // the first push still waits
+	time.Sleep(11 * time.Second) // the first push still waits
 	again := n2.API().Post(t, "/send", body)
 	f := <-first
 	if f.Body != again.Body || again.Header.Get("Idempotency-Replayed") != "true" || !strings.Contains(f.Body, `"acked":0`) {
@@ -759,14 +780,17 @@ func TestClusterClientOrder(t *testing.T) {
 	receiver := harness.LoggedIn(t, nodes[1].WS+"/ws", "receiver")
 	nodes[0].API().Post(t, "/join", `{"uid":"receiver","group":"g"}`).ExpectJSON(http.StatusOK, `{"ok":true}`)
 
-	// Half of them before a reload that gives the node a new broker, half
-	// after it.
+	// Half of them before a reload that gives the node a new broker (the
+	// same Redis under another URL), half after it.
 	const n = 150 // within the default rate limit's burst
 	for i := range n / 2 {
 		texter.Send(fmt.Sprintf("receiver:%d", i))
 	}
-	nodes[0].Load(harness.BothProtocols("allow_client_publish", "allow_client_groups",
-		"cluster "+redis.URL+" {\n\t\t\tlease 3s\n\t\t}"))
+	before := getClusterStats(t, nodes[0].API()).Cluster.Node
+	nodes[0].Load(clusterConfigOf(clusterDirective(sameRedis(redis.URL), "lease 2s")))
+	if getClusterStats(t, nodes[0].API()).Cluster.Node == before {
+		t.Fatal("the reload kept the broker")
+	}
 	for i := n / 2; i < n; i++ {
 		texter.Send(fmt.Sprintf("receiver:%d", i))
 	}
@@ -821,7 +845,7 @@ func TestClusterReload(t *testing.T) {
 	n2.API().Post(t, "/send", `{"uid":"hana","data":"after the reload"}`).ExpectJSON(http.StatusOK, harness.ReceiptJSON(1, 0))
 	c.Expect(`{"type":"message","seq":1,"data":"after the reload"}`)
 
-	retuned := harness.BothProtocols("allow_client_publish", "cluster "+redis.URL+" {\n\t\t\tlease 3s\n\t\t\treply_timeout 1s\n\t\t}")
+	retuned := clusterConfigOf(clusterDirective(redis.URL, "lease 3s", "reply_timeout 1s"))
 	n1.Load(retuned)
 	if after := getClusterStats(t, n1.API()).Cluster.Node; after != before {
 		t.Fatalf("node id %s after a reload that changed only the lease and reply timeout, was %s", after, before)
@@ -832,18 +856,40 @@ func TestClusterReload(t *testing.T) {
 	// Both nodes move to another prefix of keys: a new broker, the socket
 	// stays, routing works on the new one. Clients log in on n1 all the
 	// while it moves.
-	moved := harness.BothProtocols("allow_client_publish", "cluster "+redis.URL+" {\n\t\t\tlease 2s\n\t\t\tprefix moved\n\t\t}")
-	stop, done := make(chan struct{}), make(chan []*harness.Conn)
+	moved := clusterConfigOf(clusterDirective(redis.URL, "lease 2s", "prefix moved"))
+	type logins struct {
+		n     int
+		err   error
+		conns []interface{ Close() error }
+	}
+	stop, done := make(chan struct{}), make(chan logins)
 	go func() {
-		var late []*harness.Conn
-		defer func() { done <- late }()
-		for i := 0; ; i++ {
+		var l logins
+		defer func() { done <- l }()
+		for ; ; l.n++ {
 			select {
 			case <-stop:
 				return
 			default:
 			}
-			late = append(late, harness.LoggedIn(t, n1.WS+"/ws", fmt.Sprintf("late-%d", i)))
+			ws, err := harness.DialErr(n1.WS+"/ws", nil)
+			if err == nil {
+				l.conns = append(l.conns, ws)
+				_ = ws.SetReadDeadline(time.Now().Add(harness.Guard))
+				err = ws.WriteJSON(map[string]string{"type": "login", "uid": fmt.Sprintf("late-%d", l.n)})
+			}
+			if err == nil {
+				var b []byte
+				if _, b, err = ws.ReadMessage(); err == nil {
+					if f, _ := harness.DecodeFrame(b); f.Type != "welcome" {
+						err = fmt.Errorf("got %s, want a welcome", b)
+					}
+				}
+			}
+			if err != nil {
+				l.err = fmt.Errorf("late-%d: %v", l.n, err)
+				return
+			}
 		}
 	}()
 	time.Sleep(20 * time.Millisecond)
@@ -851,6 +897,14 @@ func TestClusterReload(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	close(stop)
 	late := <-done
+	t.Cleanup(func() {
+		for _, c := range late.conns {
+			_ = c.Close()
+		}
+	})
+	if late.err != nil {
+		t.Fatal(late.err)
+	}
 	n2.Load(moved)
 	if after := getClusterStats(t, n1.API()).Cluster.Node; after == before {
 		t.Fatal("the same node id after the cluster changed")
@@ -861,8 +915,8 @@ func TestClusterReload(t *testing.T) {
 		t.Fatalf("no node set under the new prefix (EXISTS: %q)", keys)
 	}
 	n2.API().Get(t, "/uids?group=crew").ExpectJSON(http.StatusOK, `{"group":"crew","uids":["hana"]}`)
-	harness.Eventually(t, fmt.Sprintf("the %d uids that logged in on n1 while it moved online for the moved cluster", len(late)), func() (bool, string) {
-		for i := range late {
+	harness.Eventually(t, fmt.Sprintf("the %d uids that logged in on n1 while it moved online for the moved cluster", late.n), func() (bool, string) {
+		for i := range late.n {
 			uid := fmt.Sprintf("late-%d", i)
 			if r := n2.API().Get(t, "/online?uid="+uid); !strings.HasPrefix(r.Body, `{"connections":1,"online":true,`) {
 				return false, uid + ": " + r.Body

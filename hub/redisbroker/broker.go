@@ -78,13 +78,18 @@ type Broker struct {
 	changedMu sync.Mutex
 	changed   map[string]struct{} // uids whose count here changed, to record
 	changedCh chan struct{}
-	// flushMu lets one recording of counts run at a time (Lock): the
-	// heartbeat's re-announcement must not find the queue emptied by the
-	// announcer, whose uids are not recorded yet, and let the node enter
-	// before them. A first connection's Attached holds it too (RLock), so
-	// that a count read before the connection came is not written after
-	// it, taking the uid offline in Redis while it is online here.
-	flushMu sync.RWMutex
+	// flushMu lets one recording of counts run at a time: the heartbeat's
+	// re-announcement must not find the queue emptied by the announcer,
+	// whose uids are not recorded yet, and let the node enter before them.
+	flushMu sync.Mutex
+	// countMu is held (Lock) while counts or groups read here are written
+	// to Redis, a script at a time, and by a first connection's Attached
+	// (RLock): a count read before the connection came is not written
+	// after it, taking the uid offline in Redis while it is online here.
+	countMu sync.RWMutex
+	// adopt is set once the broker serves its hub in place of another: the
+	// heartbeat then records what changed here while both ran (Installed).
+	adopt atomic.Bool
 
 	divergedMu  sync.Mutex
 	diverged    map[string]struct{} // uids numbered here while Redis was away
@@ -253,6 +258,11 @@ func (b *Broker) failed(err error) {
 			b.log.Warn("lost the cluster's Redis: delivering to this node's connections only until it is back", zap.Error(err))
 		}
 	}
+	b.wakeHeartbeat()
+}
+
+// wakeHeartbeat asks the heartbeat to beat now.
+func (b *Broker) wakeHeartbeat() {
 	select {
 	case b.wake <- struct{}{}:
 	default:

@@ -88,17 +88,19 @@ type keyValue struct{ key, value string }
 // sendSettled writes settled keys as they come, as many as are waiting in
 // one pipeline, then lets the next ones gather for settleLinger; once the
 // broker stops, what is still queued, at once. A pipeline Redis did not
-// take is tried again, backing off, until the keys would be taken over
-// anyway (stale): a key left under way makes a retry of its push wait that
-// long and then push again.
+// take is tried again for a reply timeout, backing off: a key left under
+// way makes a retry of its push wait until it is stale, then push again.
+// (Not longer: a receipt written late could land on a later claim of the
+// key, once the key's window ended.)
 func (b *Broker) sendSettled() {
 	hub.DrainBatches(b.settles, b.stop, maxBatch, func(batch []keyValue) {
-		giveUp := time.Now().Add(b.stale())
-		for backoff := 50 * time.Millisecond; !b.writeSettled(batch) && time.Now().Before(giveUp); backoff = min(2*backoff, time.Second) {
+		giveUp := time.Now().Add(b.replyTimeout())
+		for backoff, report := 50*time.Millisecond, true; !b.writeSettled(batch, report) && time.Now().Before(giveUp); backoff = min(2*backoff, 500*time.Millisecond) {
+			report = false // Redis is lost once
 			select {
 			case <-time.After(backoff):
 			case <-b.stop:
-				b.writeSettled(batch) // a last try, as Close drains
+				b.writeSettled(batch, false) // a last try, as Close drains
 				return
 			}
 		}
@@ -120,8 +122,9 @@ func (b *Broker) sendSettled() {
 const settleLinger = 2 * time.Millisecond
 
 // writeSettled sets each key's receipt, keeping its expiry: a key whose
-// window ended meanwhile stays gone. It reports whether Redis took them.
-func (b *Broker) writeSettled(batch []keyValue) bool {
+// window ended meanwhile stays gone. It reports whether Redis took them;
+// with report, a failure marks Redis as lost.
+func (b *Broker) writeSettled(batch []keyValue, report bool) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	pipe := b.rdb.Pipeline()
@@ -131,7 +134,7 @@ func (b *Broker) writeSettled(batch []keyValue) bool {
 	cmds, _ := pipe.Exec(ctx)
 	for _, c := range cmds {
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
-			if !b.closed.Load() { // leaving: Redis is no longer this node's concern
+			if report && !b.closed.Load() { // leaving: Redis is no longer this node's concern
 				b.failed(err)
 			}
 			return false

@@ -13,9 +13,9 @@ import (
 // Attached records uid's first connection on this node before its welcome
 // is sent, and joins it here to the groups it belongs to in the cluster.
 func (b *Broker) Attached(ctx context.Context, uid string) error {
-	b.flushMu.RLock()
+	b.countMu.RLock()
 	v, err := b.run(ctx, scriptAttach, b.node, b.local.Online(uid), uid)
-	b.flushMu.RUnlock()
+	b.countMu.RUnlock()
 	if err != nil {
 		b.Changed(uid) // recorded once Redis is back
 		return err
@@ -67,8 +67,8 @@ func (b *Broker) flushChanged() {
 
 // recordChanged records the counts of the uids queued when it began and
 // reports whether it recorded them all; those it could not stay queued.
-// One runs at a time (flushMu), and never while a first connection is
-// recorded by Attached.
+// One runs at a time (flushMu), and none of its scripts while a first
+// connection is recorded by Attached (countMu).
 func (b *Broker) recordChanged() bool {
 	b.flushMu.Lock()
 	defer b.flushMu.Unlock()
@@ -84,11 +84,14 @@ func (b *Broker) recordChanged() bool {
 	defer cancel()
 	for len(uids) > 0 {
 		n := min(len(uids), 256)
+		b.countMu.Lock()
 		args := []any{b.node, ttl}
 		for _, u := range uids[:n] {
 			args = append(args, u, b.local.Online(u))
 		}
-		if _, err := b.run(ctx, scriptCounts, args...); err != nil {
+		_, err := b.run(ctx, scriptCounts, args...)
+		b.countMu.Unlock()
+		if err != nil {
 			b.requeue(uids)
 			return false
 		}
@@ -106,20 +109,30 @@ func (b *Broker) requeue(uids []string) {
 }
 
 // Installed is called once the broker serves its hub, in place of another
-// (a reload that changed the cluster): connections that came or went while
-// both ran were told to the one before, so every uid this node holds, and
-// every one Redis says it holds, is recorded again, and their groups here.
+// (a reload that changed the cluster). Connections that came or went while
+// both ran were told to the one before: the heartbeat, woken, records
+// again every uid this node holds and every one Redis says it holds, and
+// their groups here (adopted), as soon as Redis answers.
 func (b *Broker) Installed() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	held, _ := b.rdb.SMembers(ctx, b.p+"n:"+b.node).Result()
+	b.adopt.Store(true)
+	b.wakeHeartbeat()
+}
+
+// adopted records again every uid this node holds, and every one Redis
+// says it holds, then their groups here.
+func (b *Broker) adopted(ctx context.Context) error {
+	held, err := b.rdb.SMembers(ctx, b.p+"n:"+b.node).Result()
+	if err != nil {
+		return err
+	}
 	for _, u := range held {
 		b.Changed(u)
 	}
 	b.local.EachUID(func(uid string) { b.Changed(uid) })
-	if b.connected.Load() {
-		_ = b.regroup(ctx)
+	if !b.recordChanged() {
+		return errNotAnnounced
 	}
+	return b.regroup(ctx)
 }
 
 // historyTTL is the ttl of a departed uid's numbering and history, in ms; 0
@@ -237,6 +250,16 @@ func (b *Broker) beat() bool {
 		default:
 		}
 	}
+	if b.adopt.Load() {
+		if err := b.adopted(ctx); err == nil {
+			b.adopt.Store(false)
+		}
+	}
+	// Pushes that found the node not yet entered again, while it was
+	// entering, were numbered here.
+	if b.diverging() {
+		_ = b.renumber(ctx)
+	}
 	b.reap(ctx)
 	b.replayAway() // a failure marks Redis as lost, and what is left waits for the next beat
 	b.readyOnce.Do(func() { close(b.ready) })
@@ -284,6 +307,12 @@ func (b *Broker) reannounce(ctx context.Context, lost bool) error {
 			return err
 		}
 	}
+	return b.renumber(ctx)
+}
+
+// renumber starts new epochs for the uids this node numbered on its own
+// while Redis was away (or before the node entered again).
+func (b *Broker) renumber(ctx context.Context) error {
 	b.divergedMu.Lock()
 	uids := make([]string, 0, len(b.diverged))
 	for u := range b.diverged {
@@ -316,36 +345,48 @@ func (b *Broker) reannounce(ctx context.Context, lost bool) error {
 
 // regroup records again the groups of the uids this node holds, for a
 // Redis that lost them (restarted, flushed, or cleaned up after the node
-// when its lease ended): those the uids' connections here are in.
+// when its lease ended, or another cluster's, after a reload): those the
+// uids' connections here are in. Groups are read and written under
+// countMu, so that a uid whose last connection closes meanwhile is taken
+// out of them by the count that follows; and Redis skips a uid it does not
+// have on this node.
 func (b *Broker) regroup(ctx context.Context) error {
-	args := []any{}
-	flush := func() error {
-		if len(args) == 0 {
-			return nil
+	var uids []string
+	b.local.EachUID(func(uid string) { uids = append(uids, uid) })
+	for len(uids) > 0 {
+		n := min(len(uids), 128)
+		if err := b.regroupSome(ctx, uids[:n]); err != nil {
+			return err
 		}
-		_, err := b.run(ctx, scriptRegroup, args...)
-		args = args[:0]
-		return err
+		uids = uids[n:]
 	}
-	var err error
-	b.local.EachUID(func(uid string) {
-		if err != nil {
-			return
-		}
+	return nil
+}
+
+func (b *Broker) regroupSome(ctx context.Context, uids []string) error {
+	b.countMu.Lock()
+	defer b.countMu.Unlock()
+	args := []any{b.node}
+	for _, uid := range uids {
 		if gs := b.local.Groups(uid); len(gs) > 0 {
 			args = append(args, uid, len(gs))
 			for _, g := range gs {
 				args = append(args, g)
 			}
-			if len(args) >= 512 {
-				err = flush()
-			}
 		}
-	})
-	if err != nil {
-		return err
 	}
-	return flush()
+	if len(args) == 1 {
+		return nil
+	}
+	_, err := b.run(ctx, scriptRegroup, args...)
+	return err
+}
+
+// diverging tells whether uids numbered here wait for renumber.
+func (b *Broker) diverging() bool {
+	b.divergedMu.Lock()
+	defer b.divergedMu.Unlock()
+	return len(b.diverged) > 0 || b.divergedAll
 }
 
 var errNotAnnounced = &hub.Error{Code: "cluster_unavailable", Message: "the node's uids could not be announced"}

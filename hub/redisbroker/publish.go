@@ -224,6 +224,9 @@ func (b *Broker) deliverAlone(ctx context.Context, p *hub.Publication, history b
 			b.diverged[t.UID] = struct{}{}
 		}
 		b.divergedMu.Unlock()
+		if b.connected.Load() { // Redis came back meanwhile: renumber soon
+			b.wakeHeartbeat()
+		}
 	}
 	return r
 }

@@ -306,18 +306,22 @@ redis.call('ZADD', nodes, now + tonumber(ARGV[3]), node)
 return 0
 `)
 
-	// scriptRegroup records uids' groups again, for a store that lost
-	// them: ARGV[2..] are a uid, how many groups follow, then the groups,
-	// and so on. The caps were checked when the uids joined.
+	// scriptRegroup records again the groups of uids node ARGV[2] holds,
+	// for a store that lost them: ARGV[3..] are a uid, how many groups
+	// follow, then the groups, and so on. A uid the node does not hold (it
+	// left meanwhile) is skipped. The caps were checked when the uids
+	// joined.
 	scriptRegroup = redis.NewScript(clock + `
-local i = 2
+local i = 3
 while i <= #ARGV do
 	local uid, k = ARGV[i], tonumber(ARGV[i + 1])
-	for j = i + 2, i + 1 + k do
-		local g = ARGV[j]
-		redis.call('SADD', p .. 'ug:' .. uid, g)
-		redis.call('ZADD', p .. 'g:' .. g, 0, uid)
-		redis.call('SADD', p .. 'groups', g)
+	if redis.call('HEXISTS', p .. 'u:' .. uid, ARGV[2]) == 1 then
+		for j = i + 2, i + 1 + k do
+			local g = ARGV[j]
+			redis.call('SADD', p .. 'ug:' .. uid, g)
+			redis.call('ZADD', p .. 'g:' .. g, 0, uid)
+			redis.call('SADD', p .. 'groups', g)
+		end
 	end
 	i = i + 2 + k
 end

@@ -31,10 +31,7 @@ func (b *Broker) subscribe(ps *redis.PubSub) {
 					// Redis runs one SUBSCRIBE for both channels: once it
 					// confirms the inbox, both are live.
 					b.subOnce.Do(func() { close(b.subscribed) })
-					select {
-					case b.wake <- struct{}{}: // the heartbeat re-announces if needed
-					default:
-					}
+					b.wakeHeartbeat() // the heartbeat re-announces if needed
 				}
 			case *redis.Message:
 				b.handle([]byte(m.Payload))
