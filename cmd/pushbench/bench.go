@@ -763,7 +763,14 @@ func (b *bench) fanout(ctx context.Context, pushes int, send func(i int, payload
 	if len(r.Errors) == 0 {
 		r.Errors = nil
 	}
-	b.logf("  %d pushes, %d copies: to last copy p50 %.2fms p99 %.2fms", r.Completed, r.Received, r.ToLast.P50Ms, r.ToLast.P99Ms)
+	slowest, at := time.Duration(0), -1
+	for i, d := range toLastAll {
+		if d > slowest {
+			slowest, at = d, i
+		}
+	}
+	b.logf("  %d pushes, %d copies: to last copy p50 %.2fms p99 %.2fms, the slowest the %d. (%.2fms)",
+		r.Completed, r.Received, r.ToLast.P50Ms, r.ToLast.P99Ms, at+1, ms(slowest))
 	return r, ctx.Err()
 }
 
