@@ -713,6 +713,7 @@ func (b *bench) fanout(ctx context.Context, pushes int, send func(i int, payload
 	r := &fanoutR{Pushes: pushes, Errors: map[string]int{}}
 	var call, toLast histogram
 	var toLastAll []time.Duration
+	var began []time.Time // of each in toLastAll
 	payload := make([]byte, 0, b.cfg.msgSize)
 	s0 := b.sample()
 	for i := range pushes {
@@ -751,6 +752,7 @@ func (b *bench) fanout(ctx context.Context, pushes int, send func(i int, payload
 			d := time.Duration(p.last.Load() - now.UnixNano())
 			toLast.record(d)
 			toLastAll = append(toLastAll, d)
+			began = append(began, now)
 		}
 	}
 	s1 := b.sample()
@@ -763,14 +765,16 @@ func (b *bench) fanout(ctx context.Context, pushes int, send func(i int, payload
 	if len(r.Errors) == 0 {
 		r.Errors = nil
 	}
-	slowest, at := time.Duration(0), -1
+	slowest, at := time.Duration(0), 0
 	for i, d := range toLastAll {
 		if d > slowest {
 			slowest, at = d, i
 		}
 	}
-	b.logf("  %d pushes, %d copies: to last copy p50 %.2fms p99 %.2fms, the slowest the %d. (%.2fms)",
-		r.Completed, r.Received, r.ToLast.P50Ms, r.ToLast.P99Ms, at+1, ms(slowest))
+	if len(began) > 0 {
+		b.logf("  %d pushes, %d copies: to last copy p50 %.2fms p99 %.2fms, the slowest the %d. (%.2fms, sent at %s)",
+			r.Completed, r.Received, r.ToLast.P50Ms, r.ToLast.P99Ms, at+1, ms(slowest), began[at].Format("15:04:05.000"))
+	}
 	return r, ctx.Err()
 }
 
