@@ -98,13 +98,9 @@ func (l Local) queue(p *Publication, o DeliverOptions) (Receipt, []ackTarget) {
 		for _, uid := range h.members(t.Group) {
 			r.Add(h.sendToUID(uid, d, o, false))
 		}
-	case t.UIDs != nil:
-		seen := make(map[string]struct{}, len(t.UIDs))
+	case t.UIDs != nil: // each once (publication)
 		for _, uid := range t.UIDs {
-			if _, dup := seen[uid]; !dup {
-				seen[uid] = struct{}{}
-				r.Add(h.sendToUID(uid, d, o, true))
-			}
+			r.Add(h.sendToUID(uid, d, o, true))
 		}
 	default:
 		r = h.sendToUID(t.UID, d, o, true)

@@ -59,10 +59,15 @@ func withBroker[T any](h *Hub, call func(Broker) (T, error)) (T, error) {
 	}
 }
 
-// publication is the push of m to t with options o.
+// publication is the push of m to t with options o. A uid named twice
+// is pushed to once: every broker numbers, stores and delivers each uid
+// of a push once.
 func publication(t Target, m Message, o SendOptions) *Publication {
 	if t.Group != "" {
 		m.Group = t.Group
+	}
+	if len(t.UIDs) > 1 {
+		t.UIDs = distinct(t.UIDs)
 	}
 	window := o.IdempotencyWindow
 	if window <= 0 {
@@ -70,6 +75,29 @@ func publication(t Target, m Message, o SendOptions) *Publication {
 	}
 	return &Publication{Target: t, Message: m, WaitAck: o.WaitAck, Account: o.Account, NoReceipt: o.NoReceipt,
 		IdempotencyKey: o.IdempotencyKey, IdempotencyWindow: window}
+}
+
+// distinct is uids without repeats, in their order; uids itself when it
+// has none.
+func distinct(uids []string) []string {
+	seen := make(map[string]struct{}, len(uids))
+	var out []string
+	for i, u := range uids {
+		if _, dup := seen[u]; dup {
+			if out == nil {
+				out = append(make([]string, 0, len(uids)-1), uids[:i]...)
+			}
+			continue
+		}
+		seen[u] = struct{}{}
+		if out != nil {
+			out = append(out, u)
+		}
+	}
+	if out == nil {
+		return uids
+	}
+	return out
 }
 
 // countPush counts a push that went out.

@@ -713,7 +713,8 @@ func (b *bench) fanout(ctx context.Context, pushes int, send func(i int, payload
 	r := &fanoutR{Pushes: pushes, Errors: map[string]int{}}
 	var call, toLast histogram
 	var toLastAll []time.Duration
-	var began []time.Time // of each in toLastAll
+	var slowest time.Duration
+	slowestAt, slowestSent := 0, time.Time{} // which push, and when it was sent
 	payload := make([]byte, 0, b.cfg.msgSize)
 	s0 := b.sample()
 	for i := range pushes {
@@ -752,7 +753,9 @@ func (b *bench) fanout(ctx context.Context, pushes int, send func(i int, payload
 			d := time.Duration(p.last.Load() - now.UnixNano())
 			toLast.record(d)
 			toLastAll = append(toLastAll, d)
-			began = append(began, now)
+			if d > slowest {
+				slowest, slowestAt, slowestSent = d, i+1, now
+			}
 		}
 	}
 	s1 := b.sample()
@@ -765,16 +768,8 @@ func (b *bench) fanout(ctx context.Context, pushes int, send func(i int, payload
 	if len(r.Errors) == 0 {
 		r.Errors = nil
 	}
-	slowest, at := time.Duration(0), 0
-	for i, d := range toLastAll {
-		if d > slowest {
-			slowest, at = d, i
-		}
-	}
-	if len(began) > 0 {
-		b.logf("  %d pushes, %d copies: to last copy p50 %.2fms p99 %.2fms, the slowest the %d. (%.2fms, sent at %s)",
-			r.Completed, r.Received, r.ToLast.P50Ms, r.ToLast.P99Ms, at+1, ms(slowest), began[at].Format("15:04:05.000"))
-	}
+	b.logf("  %d pushes, %d copies: to last copy p50 %.2fms p99 %.2fms, the slowest the %d. (%.2fms, sent at %s)",
+		r.Completed, r.Received, r.ToLast.P50Ms, r.ToLast.P99Ms, slowestAt, ms(slowest), slowestSent.Format("15:04:05.000"))
 	return r, ctx.Err()
 }
 

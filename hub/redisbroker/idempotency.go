@@ -95,14 +95,14 @@ type keyValue struct{ key, value string }
 func (b *Broker) sendSettled() {
 	hub.DrainBatches(b.settles, b.stop, maxBatch, func(batch []keyValue) {
 		giveUp := time.Now().Add(b.replyTimeout())
-		for backoff, report := 50*time.Millisecond, true; !b.writeSettled(batch, report) && time.Now().Before(giveUp); backoff = min(2*backoff, 500*time.Millisecond) {
-			report = false // Redis is lost once
+		ok := b.writeSettled(batch, true)
+		for backoff := 50 * time.Millisecond; !ok && time.Now().Before(giveUp); backoff = min(2*backoff, 500*time.Millisecond) {
 			select {
 			case <-time.After(backoff):
 			case <-b.stop:
-				b.writeSettled(batch, false) // a last try, as Close drains
-				return
+				giveUp = time.Time{} // one last try, as Close drains
 			}
+			ok = b.writeSettled(batch, false) // Redis was marked lost once
 		}
 		linger := time.NewTimer(settleLinger)
 		defer linger.Stop()

@@ -35,6 +35,11 @@ func (b *Broker) Changed(uid string) {
 	b.changedMu.Lock()
 	b.changed[uid] = struct{}{}
 	b.changedMu.Unlock()
+	b.wakeAnnouncer()
+}
+
+// wakeAnnouncer asks the announcer to record the queued counts.
+func (b *Broker) wakeAnnouncer() {
 	select {
 	case b.changedCh <- struct{}{}:
 	default:
@@ -244,11 +249,7 @@ func (b *Broker) beat() bool {
 		if b.connected.CompareAndSwap(false, true) && b.reconnects.Add(1) > 1 {
 			b.log.Info("the cluster's Redis is back: routing across nodes again")
 		}
-		// Counts that changed during the re-announcement waited for it.
-		select {
-		case b.changedCh <- struct{}{}:
-		default:
-		}
+		b.wakeAnnouncer() // for counts that changed during the re-announcement
 	}
 	if b.adopt.Load() {
 		if err := b.adopted(ctx); err == nil {

@@ -114,8 +114,6 @@ func (b *Broker) pushCall(p *hub.Publication, claim bool) pushScript {
 		uids := t.UIDs
 		if uids == nil {
 			uids = []string{t.UID}
-		} else if len(uids) > 1 {
-			uids = distinct(uids) // numbered once each, as on one node
 		}
 		if c.history {
 			c.s, c.args = scriptPublishUIDs, append(b.numberingArgs(st, e), claimArgs...)
@@ -171,19 +169,6 @@ func (b *Broker) gather(ctx context.Context, p *hub.Publication, c pushScript, v
 		b.unreached.Add(1)
 	}
 	return r
-}
-
-// distinct is uids without repeats, in their order.
-func distinct(uids []string) []string {
-	seen := make(map[string]struct{}, len(uids))
-	out := make([]string, 0, len(uids))
-	for _, u := range uids {
-		if _, dup := seen[u]; !dup {
-			seen[u] = struct{}{}
-			out = append(out, u)
-		}
-	}
-	return out
 }
 
 // noClaim are the claim arguments of a publish script for a push that
