@@ -73,6 +73,9 @@ func (b *bench) run(ctx context.Context) *report {
 	if b.redis != nil {
 		defer b.redis.close()
 	}
+	if l := backlogLimit(); l > 0 && l < cfg.n {
+		b.logf("warning: net.core.netdev_max_backlog is %d: a broadcast to %d loopback connections can overflow it, and each copy the kernel drops arrives about 200 ms late (the kernel row counts them); raise it (sysctl -w net.core.netdev_max_backlog=65536) to measure the server's tail", l, cfg.n)
+	}
 	fail := func(phase string, err error) {
 		rep.Errors = append(rep.Errors, phase+": "+err.Error())
 		b.logf("%s: %v", phase, err)
@@ -286,7 +289,8 @@ func (b *bench) serverFDs() (int, error) {
 }
 
 // usage samples the clock and the CPU time of the server's processes, the
-// generator, Redis (with -redis) and the whole machine.
+// generator, Redis (with -redis) and the whole machine, and the kernel's
+// network counters.
 type usage struct {
 	at                  time.Time
 	server              []time.Duration // by -pid
@@ -294,6 +298,8 @@ type usage struct {
 	serverOK, machineOK bool
 	generator           time.Duration
 	redis               *redisInfo
+	kernel              kernelCounters
+	kernelOK            bool
 }
 
 func (b *bench) sample() usage {
@@ -305,6 +311,7 @@ func (b *bench) sample() usage {
 	}
 	busy, err := machineBusy()
 	u.machine, u.machineOK = busy, err == nil
+	u.kernel, u.kernelOK = readKernel()
 	if b.redis != nil {
 		var err error
 		if u.redis, err = b.redis.info(); err != nil {
@@ -320,6 +327,9 @@ func (b *bench) sample() usage {
 func cpuFrom(u, v usage, count int64) (c cpuUse, perUnit *float64) {
 	gen := v.generator - u.generator
 	c.GeneratorCPUS = round(gen.Seconds())
+	if u.kernelOK && v.kernelOK {
+		c.Kernel = kernelDelta(u.kernel, v.kernel)
+	}
 	if !u.serverOK || !v.serverOK || len(u.server) != len(v.server) {
 		return c, nil
 	}

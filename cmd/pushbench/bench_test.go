@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -153,6 +154,23 @@ func TestProcParsing(t *testing.T) {
 	}
 	if _, err := machineBusy(); err != nil {
 		t.Errorf("machineBusy: %v", err)
+	}
+	soft := []byte("00a952b8 000012ce 00000002 0\n00af650e 00001e35 00000003 0\n")
+	if n, err := parseSoftnetDrops(soft); err != nil || n != 0x12ce+0x1e35 {
+		t.Errorf("parseSoftnetDrops = %d, %v; want %d", n, err, 0x12ce+0x1e35)
+	}
+	snmp := []byte("Ip: Forwarding DefaultTTL\nIp: 1 64\nTcp: RtoAlgorithm RetransSegs InErrs\nTcp: 1 10288 0\n")
+	if n, err := procNetField(snmp, "Tcp:", "RetransSegs"); err != nil || n != 10288 {
+		t.Errorf("RetransSegs = %d, %v; want 10288", n, err)
+	}
+	if _, err := procNetField(snmp, "Tcp:", "TCPLossProbes"); err == nil {
+		t.Error("procNetField found a counter that is not there")
+	}
+	if k := kernelDelta(kernelCounters{1, 2, 3}, kernelCounters{11, 2, 5}); k.BacklogDrops != 10 || k.Retransmits != 0 || k.LossProbes != 2 {
+		t.Errorf("kernelDelta = %+v", *k)
+	}
+	if _, ok := readKernel(); !ok && runtime.GOOS == "linux" {
+		t.Error("readKernel could not read this machine's /proc/net")
 	}
 }
 

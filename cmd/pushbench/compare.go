@@ -318,6 +318,12 @@ func figures(cols []*column) []figure {
 			}
 			return one(x.Redis.CommandsPerUnit)
 		}),
+		fanout("broadcast: packets the kernel dropped at the loopback's backlog", bc, func(x *fanoutR) []float64 {
+			if x.Kernel == nil {
+				return nil
+			}
+			return val(float64(x.Kernel.BacklogDrops))
+		}),
 		fanout("group push, time to the last copy p50 (ms)", grp, func(x *fanoutR) []float64 { return val(x.ToLast.P50Ms) }),
 		fanout("group push, time to the last copy p99 (ms)", grp, func(x *fanoutR) []float64 { return val(x.ToLast.P99Ms) }),
 		figure{title: "single API pushes per second", get: func(r *report) []float64 {

@@ -197,6 +197,9 @@ type cpuUse struct {
 	// Redis is what the phase cost the cluster's Redis (-redis); its CPU
 	// is not counted among the others'.
 	Redis *redisUse `json:"redis,omitempty"`
+	// Kernel is what the kernel did to the phase's packets: drops at the
+	// loopback's backlog and what TCP sent again.
+	Kernel *kernelUse `json:"kernel,omitempty"`
 	// Redone counts the earlier measurements of this run that other
 	// processes disturbed (-redo); the figures are the last one's.
 	Redone int `json:"redone,omitempty"`
@@ -569,6 +572,9 @@ func cpuRow(t *table, c cpuUse) {
 	}
 	if c.Redis != nil {
 		t.row("redis", "%s", c.Redis.text())
+	}
+	if c.Kernel != nil {
+		t.row("kernel", "%s", c.Kernel.text())
 	}
 	note := ""
 	if c.disturbed() {
