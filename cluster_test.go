@@ -422,6 +422,43 @@ func TestClusterHistory(t *testing.T) {
 	}
 }
 
+// TestClusterDeadNodeMailbox: a node killed with its uids still leased to
+// it delivered nothing after it last renewed its lease. A login without
+// since gets, in its mailbox, what was stored for the uid since then: fay,
+// after the dead node was reaped, gets a push made while its lease still
+// ran; gus gets what came once the lease had ended, whether the node was
+// reaped by then or not.
+func TestClusterDeadNodeMailbox(t *testing.T) {
+	redis := harness.StartRedis(t)
+	nodes := clusterNodes(t, redis, 2, "history 100 1m")
+	n1, n2 := nodes[0], nodes[1]
+	for _, uid := range []string{"fay", "gus"} {
+		harness.Dial(t, uid+" on n2", n2.WS+"/ws", nil).Login(uid)
+	}
+	n2.Kill()
+	if rc := n1.API().Send(t, `{"uid":"fay","data":"a"}`); rc.Delivered != 0 || !rc.Stored {
+		t.Fatalf("push while n2's lease runs: %+v", rc)
+	}
+	n1.API().WaitOnline(t, "gus", 0)
+	if rc := n1.API().Send(t, `{"uids":["fay","gus"],"data":"b"}`); rc.Delivered != 0 || !rc.Stored {
+		t.Fatalf("push once n2's lease ended: %+v", rc)
+	}
+	mailbox := func(uid string, want ...string) {
+		t.Helper()
+		c := harness.Dial(t, uid+" on n1", n1.WS+"/ws", nil)
+		expectWelcome(t, login(c, uid), uid, uint64(len(want)), fmt.Sprintf(`{"since":0,"recovered":true,"replayed":%d}`, len(want)))
+		for i, m := range want {
+			c.Expect(fmt.Sprintf(`{"type":"message","seq":%d,"data":%q}`, i+1, m))
+		}
+	}
+	mailbox("gus", "b")
+	harness.Eventually(t, "n2 reaped", func() (bool, string) {
+		n, err := redis.Do("EVAL", "return redis.call('ZCARD', redis.call('KEYS', '*:nodes')[1])", "0")
+		return err == nil && n == "1", fmt.Sprintf("nodes in Redis: %q, %v", n, err)
+	})
+	mailbox("fay", "a", "b")
+}
+
 // TestClusterRedisOutage: while Redis answers nothing, each node goes on
 // delivering to its own connections and says the others were not reached
 // (receipts, /stats, metrics); once Redis is back, routing across nodes

@@ -38,8 +38,10 @@ local function alive(node)
 	return e and tonumber(e) > now
 end
 -- offline ends a uid's presence everywhere: its groups go, and its
--- numbering and history expire after ttl (0: no history kept).
-local function offline(uid, ttl)
+-- numbering and history expire after ttl (0: no history kept). Its
+-- mailbox is what comes after now or, with cut (unix ms), after what was
+-- stored by then: a dead node delivered nothing after cut.
+local function offline(uid, ttl, cut)
 	redis.call('ZREM', p .. 'online', uid)
 	local ug = p .. 'ug:' .. uid
 	for _, g in ipairs(redis.call('SMEMBERS', ug)) do
@@ -49,8 +51,15 @@ local function offline(uid, ttl)
 	redis.call('DEL', ug)
 	if ttl > 0 then
 		local s = p .. 's:' .. uid
-		-- its mailbox: what comes after this
-		redis.call('HSET', s, 'off', redis.call('HGET', s, 'seq') or 0)
+		local off = tonumber(redis.call('HGET', s, 'seq') or 0)
+		if cut then
+			for _, m in ipairs(redis.call('ZREVRANGE', p .. 'h:' .. uid, 0, -1)) do
+				local seq, at = string.match(m, '^(%d+):(%d+):')
+				if tonumber(at) <= cut then break end
+				off = tonumber(seq) - 1
+			end
+		end
+		redis.call('HSET', s, 'off', off)
 		redis.call('PEXPIRE', s, ttl)
 		redis.call('ZADD', p .. 'kept', now + ttl, uid)
 	else
@@ -79,13 +88,15 @@ local function holders(uid)
 end
 `
 
-// numbering defines number(uid): the next sequence number of uid's
-// numbering, with the message stored in its history. ARGV[2] is the
-// history size, ARGV[3] its ttl in ms, ARGV[4] an epoch for a new
-// numbering, ARGV[5] the message.
+// numbering defines number(uid, hs): the next sequence number of uid's
+// numbering, with the message stored in its history; hs are the live
+// nodes holding uid (holders): without one, the message also goes in the
+// uid's mailbox, even where a dead node not yet reaped still holds it.
+// ARGV[2] is the history size, ARGV[3] its ttl in ms, ARGV[4] an epoch for
+// a new numbering, ARGV[5] the message.
 const numbering = `
 local size, ttl, newEpoch, msg = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local function number(uid)
+local function number(uid, hs)
 	local s = p .. 's:' .. uid
 	local seq = redis.call('HINCRBY', s, 'seq', 1)
 	if seq == 1 then redis.call('HSETNX', s, 'epoch', newEpoch) end
@@ -93,7 +104,7 @@ local function number(uid)
 	redis.call('ZADD', h, seq, seq .. ':' .. now .. ':' .. msg)
 	redis.call('ZREMRANGEBYRANK', h, 0, -(size + 1))
 	redis.call('PEXPIRE', h, ttl)
-	if redis.call('EXISTS', p .. 'u:' .. uid) == 0 then
+	if #hs == 0 then
 		if redis.call('HEXISTS', s, 'off') == 0 then redis.call('HSET', s, 'off', seq - 1) end
 		redis.call('PEXPIRE', s, ttl)
 		redis.call('ZADD', p .. 'kept', now + ttl, uid)
@@ -127,7 +138,7 @@ local function claim(i)
 end
 `
 
-// routing defines route(uid, seq) and publishAll(head, numbered): per-node
+// routing defines route(uid, seq, hs) and publishAll(head, numbered): per-node
 // lists of targets, published to each node's inbox as head .. ',"u":[...]}';
 // publishAll returns how many uids were numbered, then the nodes.
 // ARGV[6] is the origin node, routed to as well: every node delivers
@@ -140,8 +151,8 @@ if not redis.call('ZSCORE', p .. 'nodes', ARGV[6]) then
 	return redis.error_reply('` + unknownNode + ` Redis does not know this node')
 end
 local perNode, nodes = {}, {}
-local function route(uid, seq)
-	for _, h in ipairs(holders(uid)) do
+local function route(uid, seq, hs)
+	for _, h in ipairs(hs) do
 		local node = h[1]
 		if not perNode[node] then perNode[node] = {}; nodes[#nodes + 1] = node end
 		local l = perNode[node]
@@ -166,7 +177,8 @@ var (
 local prior = claim(8)
 if prior then return prior end
 for i = 12, #ARGV do
-	route(ARGV[i], number(ARGV[i]))
+	local hs = holders(ARGV[i])
+	route(ARGV[i], number(ARGV[i], hs), hs)
 end
 return publishAll(ARGV[7], #ARGV - 11)
 `)
@@ -212,7 +224,8 @@ local prior = claim(9)
 if prior then return prior end
 local numbered = 0
 for _, uid in ipairs(redis.call('ZRANGE', p .. 'g:' .. ARGV[8], 0, -1)) do
-	route(uid, number(uid))
+	local hs = holders(uid)
+	route(uid, number(uid, hs), hs)
 	numbered = numbered + 1
 end
 return publishAll(ARGV[7], numbered)
@@ -227,12 +240,13 @@ if prior then return prior end
 redis.call('ZREMRANGEBYSCORE', p .. 'kept', '-inf', now)
 local numbered = 0
 for _, uid in ipairs(redis.call('ZRANGE', p .. 'online', 0, -1)) do
-	route(uid, number(uid))
+	local hs = holders(uid)
+	route(uid, number(uid, hs), hs)
 	numbered = numbered + 1
 end
 for _, uid in ipairs(redis.call('ZRANGE', p .. 'kept', 0, -1)) do
 	if redis.call('EXISTS', p .. 'u:' .. uid) == 0 then
-		number(uid)
+		number(uid, {})
 		numbered = numbered + 1
 	end
 end
@@ -329,17 +343,24 @@ return 0
 `)
 
 	// scriptReap cleans up after nodes whose lease has ended: at most
-	// ARGV[3] uids per call, the history ttl is ARGV[2]. It returns how many
-	// uids it handled (0: nothing left).
+	// ARGV[3] uids per call, the history ttl is ARGV[2], a lease lasts
+	// ARGV[4] ms. It returns how many uids it handled (0: nothing left).
+	// A node that died delivered nothing after it last renewed its lease
+	// (its end less a lease): what was stored for its uids since then goes
+	// in their mailboxes. A node that left (its lease set to 0) delivered
+	// everything until then.
 	scriptReap = redis.NewScript(common + `
-local ttl, budget = tonumber(ARGV[2]), tonumber(ARGV[3])
+local ttl, budget, lease = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', p .. 'kept', '-inf', now)
 local done = 0
-for _, node in ipairs(redis.call('ZRANGEBYSCORE', p .. 'nodes', '-inf', now)) do
+local ended = redis.call('ZRANGEBYSCORE', p .. 'nodes', '-inf', now, 'WITHSCORES')
+for i = 1, #ended, 2 do
+	local node, cut = ended[i], tonumber(ended[i + 1]) - lease
+	if cut < 0 then cut = nil end
 	local n = p .. 'n:' .. node
 	for _, uid in ipairs(redis.call('SPOP', n, budget - done)) do
 		local u = p .. 'u:' .. uid
-		if redis.call('HDEL', u, node) == 1 and redis.call('HLEN', u) == 0 then offline(uid, ttl) end
+		if redis.call('HDEL', u, node) == 1 and redis.call('HLEN', u) == 0 then offline(uid, ttl, cut) end
 		done = done + 1
 	end
 	if redis.call('SCARD', n) == 0 then
