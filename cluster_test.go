@@ -430,14 +430,15 @@ func TestClusterHistory(t *testing.T) {
 // reaped by then or not.
 func TestClusterDeadNodeMailbox(t *testing.T) {
 	redis := harness.StartRedis(t)
-	nodes := clusterNodes(t, redis, 2, "history 100 1m")
+	// A lease long enough for the first push to come while it runs.
+	nodes := clusterNodesOf(t, clusterConfigOf(clusterDirective(redis.URL, "lease 5s"), "history 100 1m"), 2)
 	n1, n2 := nodes[0], nodes[1]
 	for _, uid := range []string{"fay", "gus"} {
 		harness.Dial(t, uid+" on n2", n2.WS+"/ws", nil).Login(uid)
 	}
 	n2.Kill()
-	if rc := n1.API().Send(t, `{"uid":"fay","data":"a"}`); rc.Delivered != 0 || !rc.Stored {
-		t.Fatalf("push while n2's lease runs: %+v", rc)
+	if rc := n1.API().Send(t, `{"uid":"fay","data":"a"}`); rc.Delivered != 0 || !rc.Stored || rc.UnreachedNodes != 1 {
+		t.Fatalf("push while n2's lease runs: %+v, want it stored and routed to n2, which did not answer", rc)
 	}
 	n1.API().WaitOnline(t, "gus", 0)
 	if rc := n1.API().Send(t, `{"uids":["fay","gus"],"data":"b"}`); rc.Delivered != 0 || !rc.Stored {

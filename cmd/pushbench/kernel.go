@@ -21,23 +21,23 @@ type kernelCounters struct {
 	lossProbes   uint64 // /proc/net/netstat, TcpExt TCPLossProbes
 }
 
-// readKernel reads the counters; ok is false where /proc does not have them.
+// readKernel reads the counters; ok is false where /proc does not have
+// the backlog's. TCP's counters are 0 where the kernel does not keep them.
+// softnet_stat covers the whole machine; the TCP counters, this network
+// namespace.
 func readKernel() (k kernelCounters, ok bool) {
-	soft, err1 := os.ReadFile("/proc/net/softnet_stat")
-	snmp, err2 := os.ReadFile("/proc/net/snmp")
-	ext, err3 := os.ReadFile("/proc/net/netstat")
-	if err1 != nil || err2 != nil || err3 != nil {
+	soft, err := os.ReadFile("/proc/net/softnet_stat")
+	if err != nil {
 		return k, false
 	}
-	var err error
 	if k.backlogDrops, err = parseSoftnetDrops(soft); err != nil {
 		return k, false
 	}
-	if k.retransmits, err = procNetField(snmp, "Tcp:", "RetransSegs"); err != nil {
-		return k, false
+	if b, err := os.ReadFile("/proc/net/snmp"); err == nil {
+		k.retransmits, _ = procNetField(b, "Tcp:", "RetransSegs")
 	}
-	if k.lossProbes, err = procNetField(ext, "TcpExt:", "TCPLossProbes"); err != nil {
-		return k, false
+	if b, err := os.ReadFile("/proc/net/netstat"); err == nil {
+		k.lossProbes, _ = procNetField(b, "TcpExt:", "TCPLossProbes")
 	}
 	return k, true
 }

@@ -294,7 +294,7 @@ func (b *Broker) Close() error {
 		defer cancel()
 		// A lease that has ended makes the node dead; reaping it removes
 		// its uids.
-		if err := b.rdb.ZAdd(ctx, b.keys[0], redis.Z{Score: 0, Member: b.node}).Err(); err == nil {
+		if _, err := b.run(ctx, scriptDepart, b.node); err == nil {
 			b.reap(ctx)
 		}
 	}

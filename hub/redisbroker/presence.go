@@ -397,7 +397,7 @@ var errNotAnnounced = &hub.Error{Code: "cluster_unavailable", Message: "the node
 func (b *Broker) reap(ctx context.Context) {
 	ttl := b.historyTTL()
 	for range 100 {
-		v, err := b.run(ctx, scriptReap, ttl, 1000, b.lease().Milliseconds())
+		v, err := b.run(ctx, scriptReap, ttl, 1000)
 		if err != nil {
 			return
 		}

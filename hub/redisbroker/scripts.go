@@ -12,6 +12,7 @@ import "github.com/redis/go-redis/v9"
 // Keys (p = "<prefix>:{<hub>}:"):
 //
 //	p.."nodes"      ZSET  node id -> end of its lease (unix ms)
+//	p.."renewed"    HASH  node id -> when it last renewed its lease, or left (unix ms)
 //	p.."u:"..uid    HASH  node id -> connections of uid on that node
 //	p.."n:"..node   SET   uids the node holds (to clean up after it)
 //	p.."online"     ZSET  online uids (score 0), for paging
@@ -52,12 +53,16 @@ local function offline(uid, ttl, cut)
 	if ttl > 0 then
 		local s = p .. 's:' .. uid
 		local off = tonumber(redis.call('HGET', s, 'seq') or 0)
-		if cut then
-			for _, m in ipairs(redis.call('ZREVRANGE', p .. 'h:' .. uid, 0, -1)) do
+		local h, i, done = p .. 'h:' .. uid, 0, not cut
+		while not done do -- newest first, a page at a time
+			local page = redis.call('ZREVRANGE', h, i, i + 15)
+			for _, m in ipairs(page) do
 				local seq, at = string.match(m, '^(%d+):(%d+):')
-				if tonumber(at) <= cut then break end
+				if tonumber(at) <= cut then done = true; break end
 				off = tonumber(seq) - 1
 			end
+			done = done or #page < 16
+			i = i + 16
 		end
 		redis.call('HSET', s, 'off', off)
 		redis.call('PEXPIRE', s, ttl)
@@ -91,7 +96,9 @@ end
 // numbering defines number(uid, hs): the next sequence number of uid's
 // numbering, with the message stored in its history; hs are the live
 // nodes holding uid (holders): without one, the message also goes in the
-// uid's mailbox, even where a dead node not yet reaped still holds it.
+// uid's mailbox, even where a dead node not yet reaped still holds it
+// (whose numbering expires once it is reaped, not before: a node whose
+// lease lapsed may yet renew it).
 // ARGV[2] is the history size, ARGV[3] its ttl in ms, ARGV[4] an epoch for
 // a new numbering, ARGV[5] the message.
 const numbering = `
@@ -106,8 +113,10 @@ local function number(uid, hs)
 	redis.call('PEXPIRE', h, ttl)
 	if #hs == 0 then
 		if redis.call('HEXISTS', s, 'off') == 0 then redis.call('HSET', s, 'off', seq - 1) end
-		redis.call('PEXPIRE', s, ttl)
-		redis.call('ZADD', p .. 'kept', now + ttl, uid)
+		if redis.call('EXISTS', p .. 'u:' .. uid) == 0 then
+			redis.call('PEXPIRE', s, ttl)
+			redis.call('ZADD', p .. 'kept', now + ttl, uid)
+		end
 	end
 	return seq
 end
@@ -308,8 +317,8 @@ end
 return 0
 `)
 
-	// scriptHeartbeat renews node ARGV[2]'s lease of ARGV[3] ms and
-	// returns 0; a node Redis does not know (a new node, or a store that
+	// scriptHeartbeat renews node ARGV[2]'s lease of ARGV[3] ms, noting
+	// when (a reaper's mailboxes start there), and returns 0; a node Redis does not know (a new node, or a store that
 	// lost its state) gets 1 and no lease, unless ARGV[4] is "1": it
 	// announces its uids first, then enters with ARGV[4] "1", so that a
 	// known node is one whose uids are routed to it.
@@ -317,6 +326,15 @@ return 0
 local nodes, node = p .. 'nodes', ARGV[2]
 if not redis.call('ZSCORE', nodes, node) and ARGV[4] ~= '1' then return 1 end
 redis.call('ZADD', nodes, now + tonumber(ARGV[3]), node)
+redis.call('HSET', p .. 'renewed', node, now)
+return 0
+`)
+
+	// scriptDepart ends node ARGV[2]'s lease now, for a node that leaves:
+	// its uids are reaped next, their mailboxes starting now.
+	scriptDepart = redis.NewScript(clock + `
+redis.call('ZADD', p .. 'nodes', 0, ARGV[2])
+redis.call('HSET', p .. 'renewed', ARGV[2], now)
 return 0
 `)
 
@@ -343,20 +361,16 @@ return 0
 `)
 
 	// scriptReap cleans up after nodes whose lease has ended: at most
-	// ARGV[3] uids per call, the history ttl is ARGV[2], a lease lasts
-	// ARGV[4] ms. It returns how many uids it handled (0: nothing left).
-	// A node that died delivered nothing after it last renewed its lease
-	// (its end less a lease): what was stored for its uids since then goes
-	// in their mailboxes. A node that left (its lease set to 0) delivered
-	// everything until then.
+	// ARGV[3] uids per call, the history ttl is ARGV[2]. It returns how many
+	// uids it handled (0: nothing left). A node delivered nothing after it
+	// last renewed its lease, or left: what was stored for its uids since
+	// then goes in their mailboxes.
 	scriptReap = redis.NewScript(common + `
-local ttl, budget, lease = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local ttl, budget = tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', p .. 'kept', '-inf', now)
 local done = 0
-local ended = redis.call('ZRANGEBYSCORE', p .. 'nodes', '-inf', now, 'WITHSCORES')
-for i = 1, #ended, 2 do
-	local node, cut = ended[i], tonumber(ended[i + 1]) - lease
-	if cut < 0 then cut = nil end
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', p .. 'nodes', '-inf', now)) do
+	local cut = tonumber(redis.call('HGET', p .. 'renewed', node) or '')
 	local n = p .. 'n:' .. node
 	for _, uid in ipairs(redis.call('SPOP', n, budget - done)) do
 		local u = p .. 'u:' .. uid
@@ -365,6 +379,7 @@ for i = 1, #ended, 2 do
 	end
 	if redis.call('SCARD', n) == 0 then
 		redis.call('ZREM', p .. 'nodes', node)
+		redis.call('HDEL', p .. 'renewed', node)
 	end
 	if done >= budget then break end
 end
