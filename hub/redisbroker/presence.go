@@ -124,7 +124,7 @@ func (b *Broker) Installed() {
 }
 
 // adopted records again every uid this node holds, and every one Redis
-// says it holds, then their groups here.
+// says it holds, with their groups here.
 func (b *Broker) adopted(ctx context.Context) error {
 	held, err := b.rdb.SMembers(ctx, b.p+"n:"+b.node).Result()
 	if err != nil {
@@ -133,11 +133,7 @@ func (b *Broker) adopted(ctx context.Context) error {
 	for _, u := range held {
 		b.Changed(u)
 	}
-	b.local.EachUID(func(uid string) { b.Changed(uid) })
-	if !b.recordChanged() {
-		return errNotAnnounced
-	}
-	return b.regroup(ctx)
+	return b.reannounce(ctx, true)
 }
 
 // historyTTL is the ttl of a departed uid's numbering and history, in ms; 0

@@ -318,10 +318,11 @@ return 0
 `)
 
 	// scriptHeartbeat renews node ARGV[2]'s lease of ARGV[3] ms, noting
-	// when (a reaper's mailboxes start there), and returns 0; a node Redis does not know (a new node, or a store that
-	// lost its state) gets 1 and no lease, unless ARGV[4] is "1": it
-	// announces its uids first, then enters with ARGV[4] "1", so that a
-	// known node is one whose uids are routed to it.
+	// when (a reaper's mailboxes start there), and returns 0; a node Redis
+	// does not know (a new node, or a store that lost its state) gets 1
+	// and no lease, unless ARGV[4] is "1": it announces its uids first,
+	// then enters with ARGV[4] "1", so that a known node is one whose uids
+	// are routed to it.
 	scriptHeartbeat = redis.NewScript(clock + `
 local nodes, node = p .. 'nodes', ARGV[2]
 if not redis.call('ZSCORE', nodes, node) and ARGV[4] ~= '1' then return 1 end
